@@ -1,0 +1,330 @@
+"""Command-line parsing for ``python -m cli.main <script.py | -m module> [options] [args...]``.
+
+Pure parsing: no file-system checks, no printing, no exiting. ``parse_args`` returns an
+``Options`` or raises one of:
+
+* ``UsageError``: bad command line; print its one-line message (and ``USAGE``), exit 2.
+* ``HelpRequested``: ``-h``/``--help`` before the script; print ``.text`` (= ``HELP``), exit 0.
+* ``VersionRequested``: ``--version`` before the script; print ``VERSION_TEXT_PREFIX`` followed
+  by the installed version, exit 0.
+
+Tracer options live in the ``OPTIONS`` table; adding one is one ``OptionSpec`` line plus a field
+in ``Options``.
+"""
+
+import textwrap
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+VERSION_TEXT_PREFIX = "otel-tracer"
+USAGE = "usage: python -m cli.main <script.py | -m module> [options] [script args...]"
+CORES = ("auto", "c", "python")
+
+
+@dataclass
+class Options:
+    """A parsed tracer command line."""
+
+    script: str | None = None
+    module: str | None = None
+    script_args: list[str] = field(default_factory=list)
+    outputs: list[str] = field(default_factory=list)
+    scopes: list[str] = field(default_factory=list)
+    external_calls: bool = True
+    include_builtins: bool = False
+    capture_args: bool = True
+    max_depth: int | None = None
+    max_calls: int | None = None
+    format: str | None = None
+    quiet: bool = False
+    core: str = "auto"
+
+
+class UsageError(Exception):
+    """One-line message for bad command lines."""
+
+
+class HelpRequested(Exception):
+    """``-h``/``--help`` was given: the caller prints ``text`` and exits 0."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+
+class VersionRequested(Exception):
+    """``--version`` was given: the caller prints the version and exits 0."""
+
+
+@dataclass(frozen=True)
+class OptionSpec:
+    """One tracer option.
+
+    ``metavar`` None makes a flag that stores ``const`` in ``dest``; otherwise the option takes a
+    value, passed through ``convert(label, value)`` when set, and appended to the list in ``dest``
+    when ``repeat`` (else stored, the last one winning).
+    """
+
+    names: tuple[str, ...]
+    dest: str
+    help: str
+    metavar: str | None = None
+    repeat: bool = False
+    const: object = True
+    convert: Callable[[str, str], object] | None = None
+
+    @property
+    def label(self) -> str:
+        """Names as used in error messages, e.g. ``-o/--output``."""
+        return "/".join(self.names)
+
+    @property
+    def usage(self) -> str:
+        """Names and value as shown in the help, e.g. ``-o, --output FILE``."""
+        names = ", ".join(self.names)
+        return f"{names} {self.metavar}" if self.metavar else names
+
+
+def _positive_int(label: str, value: str) -> int:
+    """``value`` as an integer >= 1."""
+    message = f"option {label} needs an integer >= 1, got {value!r}"
+    try:
+        number = int(value)
+    except ValueError:
+        raise UsageError(message) from None
+    if number < 1:
+        raise UsageError(message)
+    return number
+
+
+def _one_of(choices: tuple[str, ...]) -> Callable[[str, str], str]:
+    """A converter accepting only ``choices``."""
+
+    def convert(label: str, value: str) -> str:
+        if value not in choices:
+            raise UsageError(f"option {label} must be one of {', '.join(choices)}, got {value!r}")
+        return value
+
+    return convert
+
+
+OPTIONS: tuple[OptionSpec, ...] = (
+    OptionSpec(
+        ("-o", "--output"),
+        "outputs",
+        "write the trace to FILE; repeatable. '.json': JSON trace, '.json.gz': gzipped JSON, "
+        "'-': JSON to stdout. Without -o the call tree is printed to stdout after the script ends",
+        metavar="FILE",
+        repeat=True,
+    ),
+    OptionSpec(
+        ("--scope",),
+        "scopes",
+        "directory whose code is traced in full; repeatable (default: the script's directory, "
+        "or the outermost 'mttl' directory in the script's path)",
+        metavar="DIR",
+        repeat=True,
+    ),
+    OptionSpec(
+        ("--no-external-calls",),
+        "external_calls",
+        "do not record calls from traced code into code outside the scopes",
+        const=False,
+    ),
+    OptionSpec(
+        ("--include-builtins",),
+        "include_builtins",
+        "also record calls to trivial builtins such as len, isinstance, list.append",
+    ),
+    OptionSpec(
+        ("--no-args",), "capture_args", "skip argument and return value capture", const=False
+    ),
+    OptionSpec(
+        ("--max-depth",),
+        "max_depth",
+        "record calls up to nesting depth N",
+        metavar="N",
+        convert=_positive_int,
+    ),
+    OptionSpec(
+        ("--max-calls",),
+        "max_calls",
+        "stop recording after N calls; the trace says how many were dropped",
+        metavar="N",
+        convert=_positive_int,
+    ),
+    OptionSpec(
+        ("--format",),
+        "format",
+        "force the output format: json, json.gz or text (default: from the file name)",
+        metavar="FMT",
+    ),
+    OptionSpec(("-q", "--quiet"), "quiet", "no status lines on stderr"),
+    OptionSpec(
+        ("--core",),
+        "core",
+        "the recording core; auto (the default) uses the C accelerator when it is built",
+        metavar="{" + ",".join(CORES) + "}",
+        convert=_one_of(CORES),
+    ),
+)
+
+_MODULE = OptionSpec(
+    ("-m",),
+    "module",
+    "run library module MODULE as the script, as python -m does (instead of a script path)",
+    metavar="MODULE",
+)
+_AFTER_SCRIPT = {name: spec for spec in OPTIONS for name in spec.names}
+_BEFORE_SCRIPT = {**_AFTER_SCRIPT, "-m": _MODULE}
+
+_WIDTH = 79
+_COLUMN = 26
+
+_RULES = """\
+Argument rules:
+  1. Tracer options may stand before or after the script path:
+       my_script.py -o results.json --scope /project/src arg1 arg2
+     writes results.json, traces /project/src, and runs my_script.py arg1 arg2.
+  2. Before the script, every word starting with '-' must be a tracer option;
+     the first word not starting with '-' is the script path.
+  3. After the script, tracer options (with their values) are taken by the
+     tracer; every other word goes to the script untouched and in order:
+       my_script.py arg1 arg2 --script-flag
+         -> script args: arg1 arg2 --script-flag
+       train.py --config c.yaml -o t.json
+         -> script args: --config c.yaml; trace written to t.json
+     There -h, --help, --version and -m belong to the script, and a short
+     option takes its value only as the next word (-o FILE, not -oFILE).
+  4. A literal -- ends the tracer options: everything after it goes to the
+     script verbatim.
+       s.py a -- -o x   -> script args: a -o x (and no -o for the tracer)
+       -- s.py -o x     -> script s.py, script args: -o x
+  5. -m MODULE (or -mMODULE) takes the place of the script path, as with
+     python -m; options may stand before -m and after MODULE:
+       -m pkg.mod a b   -> runs module pkg.mod with script args: a b
+"""
+
+
+def _help_row(usage: str, text: str) -> str:
+    """One option of the help: its usage, then its wrapped description in a column."""
+    head = f"  {usage}"
+    lines = [" " * _COLUMN + line for line in textwrap.wrap(text, _WIDTH - _COLUMN)]
+    if len(head) + 2 <= _COLUMN:
+        lines[0] = head.ljust(_COLUMN) + lines[0][_COLUMN:]
+    else:
+        lines.insert(0, head)
+    return "\n".join(lines)
+
+
+def _render_help() -> str:
+    """The full ``--help`` text."""
+    rows = [
+        _help_row(_MODULE.usage, _MODULE.help),
+        *(_help_row(spec.usage, spec.help) for spec in OPTIONS),
+        _help_row("-h, --help", "show this help and exit"),
+        _help_row("--version", "show the version and exit"),
+    ]
+    return "\n".join(
+        [
+            USAGE,
+            "",
+            "Run a Python script (or module) and trace every call in its scope, with",
+            "arguments, timing and hierarchy.",
+            "",
+            "Options:",
+            *rows,
+            "",
+            "Options with a value accept --opt VALUE and --opt=VALUE; -o also -oFILE.",
+            "",
+            _RULES,
+        ]
+    )
+
+
+HELP = _render_help()
+
+
+def _match(
+    token: str, table: dict[str, OptionSpec], attached: bool
+) -> tuple[OptionSpec, str | None] | None:
+    """The option in ``table`` that ``token`` names and its inline value, or None.
+
+    ``attached`` allows a short option's value in the same word (``-oFILE``, ``-o=FILE``).
+    """
+    if token.startswith("--"):
+        name, equals, value = token.partition("=")
+        spec = table.get(name)
+        return None if spec is None else (spec, value if equals else None)
+    spec = table.get(token[:2])
+    if spec is None:
+        return None
+    if len(token) == 2:
+        return spec, None
+    if attached and spec.metavar is not None:
+        return spec, token[2:].removeprefix("=")
+    return None
+
+
+def _take(spec: OptionSpec, inline: str | None, argv: list[str], i: int, opts: Options) -> int:
+    """Store option ``spec`` found at ``argv[i]`` in ``opts``; return the index after it."""
+    if spec.metavar is None:
+        if inline is not None:
+            raise UsageError(f"option {spec.label} takes no value")
+        setattr(opts, spec.dest, spec.const)
+        return i + 1
+    if inline is None:
+        i += 1
+        inline = argv[i] if i < len(argv) else ""
+    if inline in ("", "--"):
+        raise UsageError(f"option {spec.label} needs a value")
+    value = spec.convert(spec.label, inline) if spec.convert else inline
+    if spec.repeat:
+        getattr(opts, spec.dest).append(value)
+    else:
+        setattr(opts, spec.dest, value)
+    return i + 1
+
+
+def parse_args(argv: list[str]) -> Options:
+    """Parse the tracer's command line (without the program name).
+
+    Raises ``UsageError``, ``HelpRequested`` or ``VersionRequested`` (see the module docstring).
+    """
+    opts = Options()
+    i = 0
+    while opts.script is None and opts.module is None:
+        if i >= len(argv) or (argv[i] == "--" and i + 1 >= len(argv)):
+            raise UsageError(f"missing script: {USAGE}")
+        token = argv[i]
+        if token == "--":
+            opts.script = argv[i + 1]
+            opts.script_args = argv[i + 2 :]
+            return opts
+        if not token.startswith("-"):
+            opts.script = token
+            i += 1
+            continue
+        if token in ("-h", "--help"):
+            raise HelpRequested(HELP)
+        if token == "--version":
+            raise VersionRequested
+        found = _match(token, _BEFORE_SCRIPT, attached=True)
+        if found is None:
+            raise UsageError(
+                f"unknown option: {token} (options for the script go after the script path; "
+                "see --help)"
+            )
+        i = _take(*found, argv, i, opts)
+    while i < len(argv):
+        token = argv[i]
+        if token == "--":
+            opts.script_args.extend(argv[i + 1 :])
+            break
+        found = _match(token, _AFTER_SCRIPT, attached=False) if token.startswith("-") else None
+        if found is None:
+            opts.script_args.append(token)
+            i += 1
+        else:
+            i = _take(*found, argv, i, opts)
+    return opts

@@ -1,0 +1,121 @@
+"""The trace model: one columnar table of calls plus the tables it refers to.
+
+Every output (JSON, the tree view, later OTLP/Perfetto/HTML) is produced from a
+``Trace``, and ``otel_tracer.load`` gives one back from a saved file.
+Call ``i`` (0-based row) is the call the user sees as ``#i+1``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+
+EXTERNAL = 1  # a call out of the scope, recorded as a leaf
+RESUMED = 2  # a generator/coroutine resumption
+RAISED = 4  # ended by an exception
+YIELDED = 8  # a generator/coroutine suspension (yield/await)
+UNFINISHED = 16  # still open when recording stopped
+
+
+@dataclass(frozen=True)
+class Function:
+    """One distinct function (in scope, or external Python/C)."""
+
+    name: str
+    qualname: str
+    module: str
+    file: str
+    line: int
+    external: bool
+    argnames: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ThreadInfo:
+    """A thread that made recorded calls."""
+
+    id: int
+    native_id: int
+    name: str
+
+
+@dataclass
+class Calls:
+    """Columns of the call table, one row per call in call-start order."""
+
+    parent: np.ndarray  # int64 row of the parent call, -1 for a root
+    depth: np.ndarray  # int32
+    function: np.ndarray  # int32 index into Trace.functions
+    thread: np.ndarray  # int32 index into Trace.threads
+    start: np.ndarray  # int64 Unix ns
+    end: np.ndarray  # int64 Unix ns
+    args: np.ndarray  # int32 index into Trace.arg_tuples, -1 when not captured
+    value: np.ndarray  # int32 string index of the return/yield value, -1 when none
+    exception: np.ndarray  # int32 index into Trace.exceptions, -1 when none/unknown
+    flags: np.ndarray  # uint8 bit set of EXTERNAL, RESUMED, RAISED, YIELDED, UNFINISHED
+    span_id: np.ndarray  # uint64, never 0
+
+    def __len__(self) -> int:
+        return len(self.parent)
+
+
+@dataclass
+class Trace:
+    """A recorded run: metadata, calls and their lookup tables."""
+
+    meta: dict[str, Any]
+    functions: list[Function]
+    threads: list[ThreadInfo]
+    strings: list[str]
+    arg_tuples: list[tuple[int, ...]]
+    exceptions: list[tuple[str, str]]
+    calls: Calls
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.calls)
+
+    def args_of(self, row: int) -> dict[str, str]:
+        """Argument summaries of a call, name -> summary."""
+        index = int(self.calls.args[row])
+        if index < 0:
+            return {}
+        names = self.functions[int(self.calls.function[row])].argnames
+        values = self.arg_tuples[index]
+        return {n: self.strings[v] for n, v in zip(names, values) if v >= 0}
+
+    def value_of(self, row: int) -> str | None:
+        """Summary of the value a call returned (or yielded), if captured."""
+        index = int(self.calls.value[row])
+        return self.strings[index] if index >= 0 else None
+
+    def exception_of(self, row: int) -> tuple[str, str] | None:
+        """(type, message) of the exception that ended a call; ``("<unknown>", "")``
+        when the call raised but the exception could not be observed."""
+        if not self.calls.flags[row] & RAISED:
+            return None
+        index = int(self.calls.exception[row])
+        return self.exceptions[index] if index >= 0 else ("<unknown>", "")
+
+    def function_of(self, row: int) -> Function:
+        """The function a call ran."""
+        return self.functions[int(self.calls.function[row])]
+
+    @cached_property
+    def children(self) -> tuple[np.ndarray, np.ndarray]:
+        """Child rows of every call as CSR arrays ``(offsets, rows)``: the children
+        of row ``i`` are ``rows[offsets[i + 1] : offsets[i + 2]]`` and the roots
+        (parent -1) are ``rows[offsets[0] : offsets[1]]``, all in start order."""
+        parent = self.calls.parent + 1  # roots -> bucket 0
+        order = np.argsort(parent, kind="stable")
+        counts = np.bincount(parent, minlength=len(parent) + 1)
+        offsets = np.concatenate(([0], np.cumsum(counts)))
+        return offsets, order
+
+    def children_of(self, row: int) -> np.ndarray:
+        """Child rows of ``row`` (``-1`` for the roots), in start order."""
+        offsets, order = self.children
+        return order[offsets[row + 1] : offsets[row + 2]]

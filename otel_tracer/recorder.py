@@ -1,0 +1,105 @@
+"""A recording session: picks a core, starts and stops it, builds the Trace."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+from otel_tracer.build import build_trace
+from otel_tracer.model import Trace
+from otel_tracer.options import RecordOptions
+from otel_tracer.pycore import PythonCore
+from otel_tracer.registry import Registry
+from otel_tracer.scope import Scope
+
+CORES = ("auto", "c", "python")
+
+
+class CoreUnavailable(Exception):
+    """The requested recording core cannot be used here."""
+
+
+def core_class(name: str = "auto") -> type:
+    """The recording core class for ``name`` (``auto`` prefers the C accelerator)."""
+    if name == "python":
+        return PythonCore
+    try:
+        from otel_tracer._ctracer import CCore  # built by pip install when a compiler exists
+    except ImportError as error:
+        if name == "c":
+            raise CoreUnavailable(f"the C recording core is not built ({error})") from None
+        return PythonCore
+    return CCore
+
+
+def tool_version() -> str:
+    """This tool's installed version."""
+    try:
+        from importlib.metadata import version
+
+        return version("otel-tracer")
+    except Exception:
+        return "0.1.0"
+
+
+class Recorder:
+    """Records calls in ``scope`` between ``start()`` and ``stop()``."""
+
+    def __init__(self, scope: Scope, options: RecordOptions | None = None, core: str = "auto"):
+        self.scope = scope
+        self.options = options or RecordOptions()
+        self.registry = Registry(scope, include_builtins=self.options.include_builtins)
+        self.core = core_class(core)(self.registry, self.options)
+        self.pid = os.getpid()
+        self.trace_id = os.urandom(16).hex()
+        self._clock_base = (0, 0)
+        self._stop_time = 0
+        self._words = 0
+
+    def start(self) -> None:
+        """Begin recording in this thread and in threads started from now on."""
+        self._clock_base = (self.core.clock(), time.time_ns())
+        self.core.start()
+
+    def stop(self) -> None:
+        """Stop recording (idempotent)."""
+        if not self._stop_time:
+            self._words = self.core.stop()
+            self._stop_time = self.core.clock()
+
+    def run_meta(self) -> dict[str, Any]:
+        """Metadata every trace carries, before the caller adds run details."""
+        duration = self._stop_time - self._clock_base[0]
+        return {
+            "python_version": platform.python_version(),
+            "python_implementation": platform.python_implementation(),
+            "pid": self.pid,
+            "start_time_unix_nano": self._clock_base[1],
+            "duration_ns": duration,
+            "trace_id": self.trace_id,
+            "scope": list(self.scope.roots),
+            "external_calls": self.options.external_calls,
+            "include_builtins": self.options.include_builtins,
+            "args_captured": self.options.capture_args,
+            "max_depth": self.options.max_depth,
+            "max_calls": self.options.max_calls,
+            "dropped_calls": self.core.dropped,
+            "core": self.core.name,
+            "tool": "otel-tracer",
+            "tool_version": tool_version(),
+            "executable": sys.executable,
+        }
+
+    def build(self, **meta: Any) -> Trace:
+        """The Trace of what was recorded; ``meta`` adds or overrides metadata."""
+        self.stop()
+        raw = np.frombuffer(self.core.events, dtype=np.int64)[: self._words].copy()
+        info = self.run_meta() | meta
+        trace = build_trace(raw, self.registry, info, self._clock_base, self._stop_time)
+        trace.meta["call_count"] = len(trace)
+        return trace

@@ -1,0 +1,141 @@
+"""Tables the recording cores fill on first sight: functions, strings, argument
+tuples, threads and exceptions. Only cache misses reach this module; the hot
+path works with the integer indices it hands out."""
+
+from __future__ import annotations
+
+import builtins
+import threading
+from dataclasses import dataclass, field
+from types import CodeType, FrameType
+
+from otel_tracer.model import Function
+from otel_tracer.scope import Scope
+from otel_tracer.summary import summarize_exception
+
+CO_VARARGS = 0x04
+CO_VARKEYWORDS = 0x08
+CO_RESUMABLE = 0x20 | 0x80 | 0x200  # generator, coroutine, async generator
+HIDDEN_FILES = ("<frozen importlib", "<frozen zipimport")
+_BUILTIN_TYPES = frozenset(
+    v for v in vars(builtins).values() if isinstance(v, type) and v.__module__ == "builtins"
+)
+
+
+def argument_names(code: CodeType) -> tuple[str, ...]:
+    """Names of a code object's parameters, ``*args`` and ``**kwargs`` included."""
+    count = code.co_argcount + code.co_kwonlyargcount
+    count += bool(code.co_flags & CO_VARARGS) + bool(code.co_flags & CO_VARKEYWORDS)
+    return tuple(code.co_varnames[:count])
+
+
+def _qualname(code: CodeType) -> str:
+    return getattr(code, "co_qualname", code.co_name)  # co_qualname is 3.11+
+
+
+@dataclass
+class Registry:
+    """Interning tables shared by both cores."""
+
+    scope: Scope
+    include_builtins: bool = False
+    functions: list[Function] = field(default_factory=list)
+    strings: list[str] = field(default_factory=list)
+    arg_tuples: list[tuple[int, ...]] = field(default_factory=list)
+    threads: list[tuple[int, int, str]] = field(default_factory=list)
+    exceptions: list[tuple[str, str]] = field(default_factory=list)
+    exception_slots: list[int] = field(default_factory=list)
+    keep: list[object] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._string_ids: dict[str, int] = {}
+        self._arg_ids: dict[tuple[int, ...], int] = {}
+        self._cfunc_ids: dict[tuple[str, str], int] = {}
+        self._exc_ids: dict[tuple[str, str], int] = {}
+        self._lock = threading.Lock()
+
+    def code(self, code: CodeType, frame: FrameType) -> tuple[int, bool]:
+        """Register a Python code object: (function index, in scope). The index is
+        -1 for import machinery, which is never shown as an external call."""
+        if code.co_filename.startswith(HIDDEN_FILES):
+            return -1, False
+        in_scope = code.co_filename in self.scope
+        module = frame.f_globals.get("__name__") or ""
+        info = Function(
+            name=code.co_name,
+            qualname=_qualname(code),
+            module=module if isinstance(module, str) else "",
+            file=code.co_filename,
+            line=code.co_firstlineno,
+            external=not in_scope,
+            argnames=argument_names(code) if in_scope else (),
+        )
+        with self._lock:
+            self.keep.append(code)  # keeps id(code) unique while cached
+            self.functions.append(info)
+            return len(self.functions) - 1, in_scope
+
+    def cfunction(self, func: object) -> tuple[int, bool]:
+        """Register a C function called from scope: (function index, trivial builtin)."""
+        owner = getattr(func, "__self__", None)
+        qualname = getattr(func, "__qualname__", None) or getattr(func, "__name__", "?")
+        module = getattr(func, "__module__", None)
+        if module is None:
+            module = type(owner).__module__ if owner is not None else ""
+        trivial = not self.include_builtins and (
+            module == "builtins" or type(owner) in _BUILTIN_TYPES
+        )
+        key = (module, qualname)
+        with self._lock:
+            index = self._cfunc_ids.get(key)
+            if index is None:
+                name = getattr(func, "__name__", qualname)
+                self.functions.append(Function(name, qualname, module, "", 0, True))
+                index = self._cfunc_ids[key] = len(self.functions) - 1
+            return index, trivial
+
+    def string(self, text: str) -> int:
+        """Intern a summary string."""
+        index = self._string_ids.get(text)
+        if index is None:
+            with self._lock:
+                index = self._string_ids.setdefault(text, len(self.strings))
+                if index == len(self.strings):
+                    self.strings.append(text)
+        return index
+
+    def args(self, summary_ids: tuple[int, ...]) -> int:
+        """Intern a tuple of argument summary string indices."""
+        index = self._arg_ids.get(summary_ids)
+        if index is None:
+            with self._lock:
+                index = self._arg_ids.setdefault(summary_ids, len(self.arg_tuples))
+                if index == len(self.arg_tuples):
+                    self.arg_tuples.append(summary_ids)
+        return index
+
+    def thread(self) -> int:
+        """Register the calling thread."""
+        current = threading.current_thread()
+        with self._lock:
+            self.threads.append((current.ident or 0, current.native_id or 0, current.name))
+            return len(self.threads) - 1
+
+    def new_exception_slot(self) -> int:
+        """A slot for an exception whose details are not yet known (-1 = unknown)."""
+        with self._lock:
+            self.exception_slots.append(-1)
+            return len(self.exception_slots) - 1
+
+    def fill_exception_slots(self, slots: list[int], exc: BaseException) -> None:
+        """Record ``exc`` as the exception that ended the calls owning ``slots``.
+
+        Only its summary is kept, never the object: holding it would keep its
+        traceback's frames (and their locals) alive."""
+        summary = summarize_exception(exc)
+        with self._lock:
+            index = self._exc_ids.setdefault(summary, len(self.exceptions))
+            if index == len(self.exceptions):
+                self.exceptions.append(summary)
+            for slot in slots:
+                self.exception_slots[slot] = index
