@@ -47,6 +47,22 @@ def tool_version() -> str:
         return "0.1.0"
 
 
+_RECORDING: set[Recorder] = set()
+
+
+def _stop_in_forked_child() -> None:
+    """A forked child inherits the hooks: stop them there so the child never
+    records into (or writes) the parent's trace."""
+    for recorder in list(_RECORDING):
+        recorder.core.stop()
+        recorder.forked = True
+    _RECORDING.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_stop_in_forked_child)
+
+
 class Recorder:
     """Records calls in ``scope`` between ``start()`` and ``stop()``."""
 
@@ -60,15 +76,18 @@ class Recorder:
         self._clock_base = (0, 0)
         self._stop_time = 0
         self._words = 0
+        self.forked = False  # True in a forked child of the recording process
 
     def start(self) -> None:
         """Begin recording in this thread and in threads started from now on."""
         self._clock_base = (self.core.clock(), time.time_ns())
+        _RECORDING.add(self)
         self.core.start()
 
     def stop(self) -> None:
         """Stop recording (idempotent)."""
         if not self._stop_time:
+            _RECORDING.discard(self)
             self._words = self.core.stop()
             self._stop_time = self.core.clock()
 

@@ -83,7 +83,7 @@ def _type_name(tp: type) -> str:
     qualname = _type_qualname(tp)
     try:
         module = _type_module(tp)
-    except Exception:  # a heap type whose ``__module__`` was deleted
+    except Exception:  # a heap type created without ``__module__``
         return qualname
     return _join(module, qualname)
 

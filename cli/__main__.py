@@ -1,0 +1,7 @@
+"""``python -m cli`` is ``python -m cli.main``."""
+
+import sys
+
+from cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,80 @@
+"""The Python API: ``with Tracer(scope=[...]) as t: ...`` and ``@traced``."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+from otel_tracer.model import Trace
+from otel_tracer.options import RecordOptions
+from otel_tracer.recorder import Recorder
+from otel_tracer.scope import Scope
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Tracer:
+    """Record the calls made in ``scope`` inside a ``with`` block.
+
+    ``scope`` defaults to the directory of the file that creates the Tracer.
+    After the block, ``tracer.trace`` is the Trace and ``tracer.save(path)``
+    writes it (``.json`` or ``.json.gz``)."""
+
+    def __init__(
+        self,
+        scope: Iterable[str | os.PathLike[str]] | None = None,
+        options: RecordOptions | None = None,
+        core: str = "auto",
+        **option_values: Any,
+    ) -> None:
+        if scope is None:
+            scope = [os.path.dirname(os.path.abspath(sys._getframe(1).f_code.co_filename))]
+        self.options = options or RecordOptions(**option_values)
+        self.recorder = Recorder(Scope(os.fspath(s) for s in scope), self.options, core=core)
+        self.trace: Trace | None = None
+
+    def __enter__(self) -> Tracer:
+        self.recorder.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.recorder.stop()
+        self.trace = self.recorder.build(argv=list(sys.argv), exit_code=None)
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the trace as the documented JSON (gzipped for ``.gz`` names)."""
+        from exporters.json_trace import save
+
+        if self.trace is None:
+            raise RuntimeError("the Tracer has not finished recording yet")
+        save(self.trace, path)
+
+
+def traced(
+    func: F | None = None, *, output: str | os.PathLike[str] | None = None, **tracer_args: Any
+) -> Any:
+    """Decorator: trace each call of ``func``; the last trace is ``func.last_trace``
+    and is also saved to ``output`` when given. Scope defaults to the directory
+    of the file defining ``func``."""
+
+    def decorate(f: F) -> F:
+        scope = tracer_args.pop("scope", None) or [os.path.dirname(f.__code__.co_filename)]
+
+        @functools.wraps(f)
+        def recording(*args: Any, **kwargs: Any) -> Any:
+            tracer = Tracer(scope=scope, **tracer_args)
+            try:
+                with tracer:
+                    return f(*args, **kwargs)
+            finally:
+                recording.last_trace = tracer.trace  # type: ignore[attr-defined]
+                if output is not None and tracer.trace is not None:
+                    tracer.save(output)
+
+        recording.last_trace = None  # type: ignore[attr-defined]
+        return recording  # type: ignore[return-value]
+
+    return decorate(func) if func is not None else decorate

@@ -1,0 +1,148 @@
+"""Run a user's script or module exactly as ``python script.py`` / ``python -m``
+would, while a Recorder is recording (after coverage.py's execfile).
+
+``sys.argv``, ``sys.path[0]``, ``__main__``, ``__file__`` and the standard
+streams are as Python sets them. This tool's own packages are taken out of
+``sys.modules`` while the program runs, so a program with its own ``cli`` or
+``patterns`` package imports its own.
+"""
+
+from __future__ import annotations
+
+import importlib.machinery
+import importlib.util
+import os
+import sys
+import threading
+import types
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from otel_tracer.scope import TOOL_PACKAGES, tool_dirs
+
+_TOOL_DIRS = tuple(d + os.sep for d in tool_dirs())
+
+
+@dataclass
+class Outcome:
+    """How the program ended."""
+
+    exit_code: int
+    exception: BaseException | None = None  # uncaught, other than SystemExit
+    interrupted: bool = False  # ended by KeyboardInterrupt (Ctrl-C)
+
+
+class ProgramNotFound(Exception):
+    """The module given with -m cannot be found."""
+
+
+def module_origin(name: str) -> str:
+    """File of the module ``python -m name`` would run (a package's ``__main__``)."""
+    sys.path.insert(0, os.getcwd())
+    try:
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.submodule_search_locations is not None:
+            spec = importlib.util.find_spec(name + ".__main__")
+    except (ImportError, ValueError) as error:
+        raise ProgramNotFound(f"cannot find module {name!r}: {error}") from None
+    finally:
+        sys.path.pop(0)
+    if spec is None or not spec.origin or not os.path.isfile(spec.origin):
+        raise ProgramNotFound(f"no module named {name!r}")
+    return spec.origin
+
+
+def run_script(path: str, args: list[str], start: Callable[[], None]) -> Outcome:
+    """Run the script at ``path`` as ``__main__``; ``start`` begins recording."""
+    source = Path(path).read_bytes()
+    code = compile(source, os.path.abspath(path), "exec", dont_inherit=True)
+    main = types.ModuleType("__main__")
+    main.__file__ = os.path.abspath(path)
+    main.__loader__ = importlib.machinery.SourceFileLoader("__main__", main.__file__)
+    main.__builtins__ = __builtins__  # type: ignore[attr-defined]
+    with _program_environment(main, [path, *args], os.path.dirname(os.path.realpath(path))):
+        return _execute(lambda: exec(code, main.__dict__), start)
+
+
+def run_module(name: str, args: list[str], start: Callable[[], None]) -> Outcome:
+    """Run module ``name`` as ``python -m name`` does; ``start`` begins recording."""
+    import runpy
+
+    main = types.ModuleType("__main__")
+    main.__builtins__ = __builtins__  # type: ignore[attr-defined]
+    with _program_environment(main, [module_origin(name), *args], os.getcwd()):
+        return _execute(lambda: runpy._run_module_as_main(name, alter_argv=True), start)
+
+
+def _execute(body: Callable[[], object], start: Callable[[], None]) -> Outcome:
+    start()
+    try:
+        body()
+        outcome = Outcome(0)
+    except SystemExit as stop:
+        outcome = Outcome(_exit_code(stop.code))
+    except KeyboardInterrupt as error:
+        _report_uncaught(error)
+        outcome = Outcome(130, error, interrupted=True)
+    except BaseException as error:  # the program's own uncaught exception
+        _report_uncaught(error)
+        outcome = Outcome(1, error)
+    _join_program_threads()
+    return outcome
+
+
+def _exit_code(code: object) -> int:
+    """The process exit status ``sys.exit(code)`` gives (printing a message)."""
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code & 0xFF if code >= 0 else code % 256
+    print(code, file=sys.stderr)
+    return 1
+
+
+def _report_uncaught(error: BaseException) -> None:
+    """Print the traceback as Python would, without this tool's frames."""
+    tb = error.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_TOOL_DIRS):
+        tb = tb.tb_next
+    sys.stdout.flush()
+    sys.excepthook(type(error), error.with_traceback(tb), tb)
+
+
+def _join_program_threads() -> None:
+    """Wait for the program's non-daemon threads, as interpreter shutdown does."""
+    current = threading.current_thread()
+    for thread in threading.enumerate():
+        if thread is not current and not thread.daemon and thread.is_alive():
+            try:
+                thread.join()
+            except KeyboardInterrupt:
+                return
+
+
+@contextmanager
+def _program_environment(main: types.ModuleType, argv: list[str], path0: str) -> Iterator[None]:
+    """``__main__``, ``sys.argv`` and ``sys.path[0]`` as Python sets them for the
+    program, with this tool's packages hidden from its imports."""
+    saved_main, saved_argv, saved_path = sys.modules["__main__"], sys.argv, sys.path[:]
+    ours = {
+        name: module
+        for name, module in sys.modules.items()
+        if name.split(".")[0] in TOOL_PACKAGES
+        and (getattr(module, "__file__", None) or "").startswith(_TOOL_DIRS)
+    }
+    for name in ours:
+        del sys.modules[name]
+    sys.modules["__main__"] = main
+    sys.argv = argv
+    sys.path[0:1] = [path0]
+    try:
+        yield
+    finally:
+        sys.modules["__main__"] = saved_main
+        sys.argv = saved_argv
+        sys.path[:] = saved_path
+        sys.modules.update(ours)

@@ -1,0 +1,157 @@
+"""Loading the documented JSON trace (docs/trace-format.md) back into a Trace."""
+
+from __future__ import annotations
+
+import gzip
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+
+from otel_tracer.model import (
+    EXTERNAL,
+    RAISED,
+    RESUMED,
+    UNFINISHED,
+    YIELDED,
+    Calls,
+    Function,
+    ThreadInfo,
+    Trace,
+)
+
+FORMAT = "otel-tracer-trace"
+VERSION = 1
+FLAG_KEYS = (
+    (EXTERNAL, "external"),
+    (RESUMED, "resumed"),
+    (YIELDED, "yielded"),
+    (UNFINISHED, "unfinished"),
+)
+
+
+class TraceFormatError(Exception):
+    """A file that is not a readable trace of a supported version."""
+
+
+def load(path: str | os.PathLike[str]) -> Trace:
+    """Load a JSON trace (plain or gzipped). Raises TraceFormatError on bad input."""
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as error:
+        raise TraceFormatError(f"cannot read {path}: {error.strerror or error}") from None
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as error:
+            raise TraceFormatError(f"{path}: corrupt gzip data ({error})") from None
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError as error:
+        raise TraceFormatError(f"{path}: not valid JSON ({error})") from None
+    return from_document(doc, str(path))
+
+
+def from_document(doc: Any, name: str = "trace") -> Trace:
+    """Build a Trace from a parsed JSON document."""
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise TraceFormatError(f"{name}: not an otel-tracer trace (no format: {FORMAT!r})")
+    if doc.get("version") != VERSION:
+        raise TraceFormatError(
+            f"{name}: trace format version {doc.get('version')!r} is not supported "
+            f"(this otel-tracer reads version {VERSION})"
+        )
+    try:
+        return _from_valid_document(doc)
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as error:
+        raise TraceFormatError(f"{name}: malformed trace ({type(error).__name__}: {error})") from None
+
+
+def _from_valid_document(doc: dict[str, Any]) -> Trace:
+    functions = [
+        Function(
+            f["name"], f["qualname"], f["module"], f["file"], int(f["line"]),
+            bool(f["external"]), tuple(f.get("argnames", ())),
+        )
+        for f in doc["functions"]
+    ]
+    threads = [ThreadInfo(int(t["id"]), int(t["native_id"]), t["name"]) for t in doc["threads"]]
+    calls = doc["calls"]
+    n = len(calls)
+    strings: list[str] = []
+    string_ids: dict[str, int] = {}
+    arg_tuples: list[tuple[int, ...]] = []
+    arg_ids: dict[tuple[int, ...], int] = {}
+    exceptions: list[tuple[str, str]] = []
+    exc_ids: dict[tuple[str, str], int] = {}
+
+    def intern(text: str) -> int:
+        index = string_ids.get(text)
+        if index is None:
+            index = string_ids[text] = len(strings)
+            strings.append(text)
+        return index
+
+    cols = {k: np.empty(n, dtype=np.int64) for k in ("parent", "function", "thread", "start", "end")}
+    depth = np.empty(n, dtype=np.int32)
+    args = np.full(n, -1, dtype=np.int32)
+    value = np.full(n, -1, dtype=np.int32)
+    exception = np.full(n, -1, dtype=np.int32)
+    flags = np.zeros(n, dtype=np.uint8)
+    span_id = np.empty(n, dtype=np.uint64)
+    for i, call in enumerate(calls):
+        if call["id"] != i + 1:
+            raise ValueError(f"call ids must be 1..n in order, found {call['id']} at {i + 1}")
+        parent = call["parent"]
+        cols["parent"][i] = (parent or 0) - 1
+        depth[i] = call["depth"]
+        function = cols["function"][i] = call["function"]
+        cols["thread"][i] = call["thread"]
+        cols["start"][i] = call["start"]
+        cols["end"][i] = call["end"]
+        span_id[i] = int(call["span_id"], 16)
+        if "args" in call:
+            shown = call["args"]
+            key = tuple(intern(shown[a]) if a in shown else -1 for a in functions[function].argnames)
+            args[i] = arg_ids.setdefault(key, len(arg_tuples))
+            if args[i] == len(arg_tuples):
+                arg_tuples.append(key)
+        if "return" in call:
+            value[i] = intern(call["return"])
+        f = 0
+        if "exception" in call:
+            f |= RAISED
+            info = (call["exception"]["type"], call["exception"]["message"])
+            if info != ("<unknown>", ""):
+                exception[i] = exc_ids.setdefault(info, len(exceptions))
+                if exception[i] == len(exceptions):
+                    exceptions.append(info)
+        for bit, name in FLAG_KEYS:
+            if call.get(name):
+                f |= bit
+        flags[i] = f
+    known = {"format", "version", "metadata", "functions", "threads", "calls"}
+    return Trace(
+        meta=dict(doc["metadata"]),
+        functions=functions,
+        threads=threads,
+        strings=strings,
+        arg_tuples=arg_tuples,
+        exceptions=exceptions,
+        calls=Calls(
+            parent=cols["parent"],
+            depth=depth,
+            function=cols["function"].astype(np.int32),
+            thread=cols["thread"].astype(np.int32),
+            start=cols["start"],
+            end=cols["end"],
+            args=args,
+            value=value,
+            exception=exception,
+            flags=flags,
+            span_id=span_id,
+        ),
+        extra={k: v for k, v in doc.items() if k not in known},
+    )

@@ -1,0 +1,79 @@
+"""The plain call tree, as printed to the terminal when no output file is given."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from itertools import islice
+from typing import TextIO
+
+from otel_tracer.model import EXTERNAL, RESUMED, UNFINISHED, Trace
+
+MAX_ARGS_TEXT = 80
+
+
+def call_label(trace: Trace, row: int, with_args: bool = True) -> str:
+    """``name [file.py:line]`` of a call, marked when external, plus a brief
+    argument list, the returned value or the exception."""
+    function = trace.function_of(row)
+    flags = int(trace.calls.flags[row])
+    if flags & EXTERNAL:
+        module = f"{function.module}." if function.module else ""
+        text = f"{module}{function.qualname} [external]"
+    else:
+        text = f"{function.qualname} [{os.path.basename(function.file)}:{function.line}]"
+    if flags & RESUMED:
+        text += " (resumed)"
+    if with_args:
+        args = ", ".join(f"{k}={v}" for k, v in trace.args_of(row).items())
+        if args:
+            text += f" ({args[:MAX_ARGS_TEXT]}{'...' if len(args) > MAX_ARGS_TEXT else ''})"
+        exception = trace.exception_of(row)
+        value = trace.value_of(row)
+        if exception is not None:
+            text += f" !! {exception[0]}: {exception[1][:MAX_ARGS_TEXT]}"
+        elif value is not None and value != "None":
+            text += f" -> {value}"
+    if flags & UNFINISHED:
+        text += " (unfinished)"
+    return text
+
+
+def duration_text(ns: int) -> str:
+    """A short human duration."""
+    if ns < 1_000_000:
+        return f"{ns / 1000:.1f} us"
+    if ns < 1_000_000_000:
+        return f"{ns / 1e6:.2f} ms"
+    return f"{ns / 1e9:.2f} s"
+
+
+def tree_lines(trace: Trace) -> Iterator[str]:
+    """Lines of the indented call tree, thread by thread."""
+    calls = trace.calls
+    by_thread: dict[int, list[int]] = {}
+    for row in trace.children_of(-1).tolist():
+        by_thread.setdefault(int(calls.thread[row]), []).append(row)
+    for thread, roots in sorted(by_thread.items()):
+        info = trace.threads[thread]
+        yield f"Thread {info.name} (id {info.native_id})"
+        stack = [(row, "", i == len(roots) - 1) for i, row in enumerate(roots)][::-1]
+        while stack:
+            row, prefix, last = stack.pop()
+            duration = duration_text(int(calls.end[row] - calls.start[row]))
+            branch = "└── " if last else "├── "
+            yield f"{prefix}{branch}#{row + 1} {call_label(trace, row)}  ({duration})"
+            children = trace.children_of(row).tolist()
+            child_prefix = prefix + ("    " if last else "│   ")
+            for i in range(len(children) - 1, -1, -1):
+                stack.append((children[i], child_prefix, i == len(children) - 1))
+
+
+def render_tree(trace: Trace, out: TextIO) -> None:
+    """Write the call tree to ``out``."""
+    if not len(trace):
+        out.write("(no calls recorded in scope)\n")
+        return
+    lines = tree_lines(trace)
+    for chunk in iter(lambda: list(islice(lines, 4096)), []):
+        out.write("\n".join(chunk) + "\n")

@@ -1,0 +1,1 @@
+"""Pattern folding of repeated call sequences (see issue: pattern folding)."""
