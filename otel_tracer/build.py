@@ -73,7 +73,9 @@ def _pair_events(ev: np.ndarray, stop_time: int) -> Calls:
     by_thread = np.argsort(thread, kind="stable")
     running = np.cumsum(delta[by_thread])
     thread_sorted = thread[by_thread]
-    starts = np.flatnonzero(np.r_[True, thread_sorted[1:] != thread_sorted[:-1]]) if n_events else []
+    starts = (
+        np.flatnonzero(np.r_[True, thread_sorted[1:] != thread_sorted[:-1]]) if n_events else []
+    )
     base = np.zeros(n_events, dtype=np.int64)
     for s in starts:  # subtract the running total reached before each thread's first event
         base[s:] = running[s - 1] if s else 0

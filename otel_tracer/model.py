@@ -85,7 +85,7 @@ class Trace:
             return {}
         names = self.functions[int(self.calls.function[row])].argnames
         values = self.arg_tuples[index]
-        return {n: self.strings[v] for n, v in zip(names, values) if v >= 0}
+        return {n: self.strings[v] for n, v in zip(names, values, strict=False) if v >= 0}
 
     def value_of(self, row: int) -> str | None:
         """Summary of the value a call returned (or yielded), if captured."""

@@ -66,14 +66,21 @@ def from_document(doc: Any, name: str = "trace") -> Trace:
     try:
         return _from_valid_document(doc)
     except (KeyError, TypeError, ValueError, IndexError, AttributeError) as error:
-        raise TraceFormatError(f"{name}: malformed trace ({type(error).__name__}: {error})") from None
+        raise TraceFormatError(
+            f"{name}: malformed trace ({type(error).__name__}: {error})"
+        ) from None
 
 
 def _from_valid_document(doc: dict[str, Any]) -> Trace:
     functions = [
         Function(
-            f["name"], f["qualname"], f["module"], f["file"], int(f["line"]),
-            bool(f["external"]), tuple(f.get("argnames", ())),
+            f["name"],
+            f["qualname"],
+            f["module"],
+            f["file"],
+            int(f["line"]),
+            bool(f["external"]),
+            tuple(f.get("argnames", ())),
         )
         for f in doc["functions"]
     ]
@@ -94,7 +101,9 @@ def _from_valid_document(doc: dict[str, Any]) -> Trace:
             strings.append(text)
         return index
 
-    cols = {k: np.empty(n, dtype=np.int64) for k in ("parent", "function", "thread", "start", "end")}
+    cols = {
+        k: np.empty(n, dtype=np.int64) for k in ("parent", "function", "thread", "start", "end")
+    }
     depth = np.empty(n, dtype=np.int32)
     args = np.full(n, -1, dtype=np.int32)
     value = np.full(n, -1, dtype=np.int32)
@@ -114,7 +123,9 @@ def _from_valid_document(doc: dict[str, Any]) -> Trace:
         span_id[i] = int(call["span_id"], 16)
         if "args" in call:
             shown = call["args"]
-            key = tuple(intern(shown[a]) if a in shown else -1 for a in functions[function].argnames)
+            key = tuple(
+                intern(shown[a]) if a in shown else -1 for a in functions[function].argnames
+            )
             args[i] = arg_ids.setdefault(key, len(arg_tuples))
             if args[i] == len(arg_tuples):
                 arg_tuples.append(key)
