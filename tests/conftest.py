@@ -1,0 +1,65 @@
+"""Shared helpers: run real programs under the tracer in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def write_files(root: Path, files: dict[str, str]) -> None:
+    """Create ``files`` (relative path -> dedented source) under ``root``."""
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text))
+
+
+def run_python(
+    args: list[str], cwd: Path, timeout: float = 120, **kwargs
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python args...`` in ``cwd`` with this repo importable."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    env.update(kwargs.pop("env", {}))
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        **kwargs,
+    )
+
+
+def run_tracer(args: list[str], cwd: Path, **kwargs) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m cli.main args...`` in ``cwd``."""
+    return run_python(["-m", "cli.main", *args], cwd, **kwargs)
+
+
+def c_core_built() -> bool:
+    try:
+        import otel_tracer._ctracer  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+CORES = ["python", "c"]
+
+
+@pytest.fixture(params=CORES)
+def core(request: pytest.FixtureRequest) -> str:
+    """Each recording core; the C core must be built unless OTEL_TRACER_ALLOW_NO_C=1."""
+    if request.param == "c" and not c_core_built():
+        if os.environ.get("OTEL_TRACER_ALLOW_NO_C") == "1":
+            pytest.skip("C core not built (OTEL_TRACER_ALLOW_NO_C=1)")
+        pytest.fail("the C recording core is not built: run pip install -e .")
+    return request.param
