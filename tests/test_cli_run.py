@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 from conftest import REPO, run_python, run_tracer, write_files
@@ -67,7 +66,8 @@ def test_script_sees_python_environment(tmp_path):
             "app/prog.py": """
                 import sys, os
                 import helper
-                print(__name__, os.path.basename(__file__), sys.path[0] == os.path.dirname(__file__))
+                here = os.path.dirname(__file__)
+                print(__name__, os.path.basename(__file__), sys.path[0] == here)
                 print(helper.VALUE, sys.argv[0])
                 print(sys.stdin.read().strip())
             """,
@@ -217,8 +217,18 @@ def test_virtualenv_under_scope_is_not_traced(tmp_path):
     write_files(
         tmp_path,
         {
-            "proj/main.py": "import sys; sys.path.insert(0, sys.argv[1])\nimport vlib\nvlib.api()\n",
-            "proj/.venv/lib/python3.11/site-packages/vlib.py": "def api():\n    return _inner()\ndef _inner():\n    return 1\n",
+            "proj/main.py": """
+                import sys
+                sys.path.insert(0, sys.argv[1])
+                import vlib
+                vlib.api()
+            """,
+            "proj/.venv/lib/python3.11/site-packages/vlib.py": """
+                def api():
+                    return _inner()
+                def _inner():
+                    return 1
+            """,
         },
     )
     result = run_tracer(["proj/main.py", str(site), "-o", "t.json"], tmp_path)
@@ -385,7 +395,10 @@ def test_generators_and_coroutines(tmp_path, core):
 
 def test_module_shadowing_imports_the_programs_own_modules(tmp_path):
     files = {
-        "prog.py": "import cli, patterns, exporters, otel_tracer\nprint(cli.WHO, patterns.WHO, exporters.WHO, otel_tracer.WHO)\n"
+        "prog.py": """
+            import cli, patterns, exporters, otel_tracer
+            print(cli.WHO, patterns.WHO, exporters.WHO, otel_tracer.WHO)
+        """
     }
     for name in ("cli", "patterns", "exporters", "otel_tracer"):
         files[f"{name}/__init__.py"] = f"WHO = 'mine-{name}'\n"
@@ -406,7 +419,13 @@ def test_run_module_with_dash_m(tmp_path):
         tmp_path,
         {
             "pkg/__init__.py": "",
-            "pkg/tool.py": "import sys\ndef run():\n    print(sys.argv[1:])\nif __name__ == '__main__':\n    run()\n",
+            "pkg/tool.py": """
+                import sys
+                def run():
+                    print(sys.argv[1:])
+                if __name__ == '__main__':
+                    run()
+            """,
         },
     )
     result = run_tracer(["-q", "-m", "pkg.tool", "a", "-o", "t.json", "b"], tmp_path)
@@ -488,7 +507,12 @@ def test_limits_depth_calls_and_args(tmp_path, core):
     write_files(
         tmp_path,
         {
-            "prog.py": "def rec(n):\n    return rec(n - 1) if n else 0\nfor _ in range(5):\n    rec(4)\n"
+            "prog.py": """
+                def rec(n):
+                    return rec(n - 1) if n else 0
+                for _ in range(5):
+                    rec(4)
+            """
         },
     )
     run_tracer(["-q", "--core", core, "prog.py", "--max-depth", "3", "-o", "d.json"], tmp_path)
