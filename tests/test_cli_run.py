@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from conftest import REPO, run_python, run_tracer, write_files
@@ -462,22 +463,43 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
     assert not (tmp_path / "ran").exists()  # failed before running the script
 
 
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may read any file")
 def test_unreadable_script(tmp_path):
-    if os.geteuid() == 0:
-        pytest.skip("root can read any file")
     write_files(tmp_path, {"prog.py": "pass\n"})
     (tmp_path / "prog.py").chmod(0)
     result = run_tracer(["prog.py"], tmp_path)
-    assert result.returncode == 2 and "not readable" in result.stderr
+    assert result.returncode == 2 and "script is not readable: prog.py" in result.stderr
 
 
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")
 def test_output_directory_not_writable(tmp_path):
-    if os.geteuid() == 0:
-        pytest.skip("root can write anywhere")
     write_files(tmp_path, {"prog.py": "pass\n"})
-    (tmp_path / "ro").mkdir(mode=0o500)
+    (tmp_path / "ro").mkdir(mode=0o555)
     result = run_tracer(["prog.py", "-o", "ro/t.json"], tmp_path)
-    assert result.returncode == 2 and "not writable" in result.stderr
+    assert result.returncode == 2 and "is not writable" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("denied", "args", "message"),
+    [
+        ("prog.py", ["prog.py"], "script is not readable: prog.py"),
+        ("ro", ["prog.py", "-o", "ro/t.json"], "is not writable"),
+    ],
+)
+def test_permission_checks_without_root(tmp_path, monkeypatch, capsys, denied, args, message):
+    """The same checks in-process, with os.access answering as for a normal user
+    (CI runs as root, for whom every file is readable and writable)."""
+    from cli import main as cli_main
+
+    write_files(tmp_path, {"prog.py": "pass\n"})
+    (tmp_path / "ro").mkdir()
+    monkeypatch.chdir(tmp_path)
+    real_access = os.access
+    monkeypatch.setattr(
+        cli_main.os, "access", lambda p, m: False if Path(p).name == denied else real_access(p, m)
+    )
+    assert cli_main.main(args) == 2
+    assert message in capsys.readouterr().err
 
 
 def test_outputs_stdout_gzip_and_text(tmp_path):
