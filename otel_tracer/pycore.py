@@ -243,7 +243,9 @@ class PythonCore:
                     if info is None:
                         info = cfunc_cache[key] = registry.cfunction(arg)
                     fid, trivial = info
-                    if caller == DROPPED or core._recorded >= max_calls:
+                    if fid < 0:
+                        pass
+                    elif caller == DROPPED or core._recorded >= max_calls:
                         if not trivial:
                             core.dropped += 1
                     elif depth >= max_depth:

@@ -17,16 +17,22 @@ CO_VARARGS = 0x04
 CO_VARKEYWORDS = 0x08
 CO_RESUMABLE = 0x20 | 0x80 | 0x200  # generator, coroutine, async generator
 HIDDEN_FILES = ("<frozen importlib", "<frozen zipimport")
+HIDDEN_BUILTINS = frozenset({"__build_class__", "__import__"})
 _BUILTIN_TYPES = frozenset(
     v for v in vars(builtins).values() if isinstance(v, type) and v.__module__ == "builtins"
 )
 
 
 def argument_names(code: CodeType) -> tuple[str, ...]:
-    """Names of a code object's parameters, ``*args`` and ``**kwargs`` included."""
+    """Names of a code object's parameters, ``*args`` and ``**kwargs`` included;
+    the hidden ``.0`` iterator parameter of comprehensions is left out."""
     count = code.co_argcount + code.co_kwonlyargcount
     count += bool(code.co_flags & CO_VARARGS) + bool(code.co_flags & CO_VARKEYWORDS)
-    return tuple(code.co_varnames[:count])
+    return tuple(name for name in code.co_varnames[:count] if not name.startswith("."))
+
+
+def _is_builtin(func: object) -> bool:
+    return getattr(func, "__self__", None) is builtins
 
 
 def _qualname(code: CodeType) -> str:
@@ -76,7 +82,11 @@ class Registry:
             return len(self.functions) - 1, in_scope
 
     def cfunction(self, func: object) -> tuple[int, bool]:
-        """Register a C function called from scope: (function index, trivial builtin)."""
+        """Register a C function called from scope: (function index, trivial builtin).
+        The index is -1 for machinery never shown (``__build_class__``, whose class
+        body then appears as a call of the module that defines the class)."""
+        if getattr(func, "__name__", None) in HIDDEN_BUILTINS and _is_builtin(func):
+            return -1, True
         owner = getattr(func, "__self__", None)
         qualname = getattr(func, "__qualname__", None) or getattr(func, "__name__", "?")
         module = getattr(func, "__module__", None)

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from itertools import islice
 from typing import TextIO
 
-from otel_tracer.model import EXTERNAL, RESUMED, UNFINISHED, Trace
+from otel_tracer.model import EXTERNAL, RESUMED, UNFINISHED, YIELDED, Trace
 
 MAX_ARGS_TEXT = 80
 
@@ -32,6 +32,8 @@ def call_label(trace: Trace, row: int, with_args: bool = True) -> str:
         value = trace.value_of(row)
         if exception is not None:
             text += f" !! {exception[0]}: {exception[1][:MAX_ARGS_TEXT]}"
+        elif flags & YIELDED:
+            text += f" yielded {value}"
         elif value is not None and value != "None":
             text += f" -> {value}"
     if flags & UNFINISHED:
