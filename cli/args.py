@@ -113,7 +113,8 @@ OPTIONS: tuple[OptionSpec, ...] = (
         ("-o", "--output"),
         "outputs",
         "write the trace to FILE; repeatable. '.json': JSON trace, '.json.gz': gzipped JSON, "
-        "'-': JSON to stdout. Without -o the call tree is printed to stdout after the script ends",
+        "'.txt': the call tree as text, '-': JSON to stdout. Without -o the call tree is "
+        "printed to stdout after the script ends",
         metavar="FILE",
         repeat=True,
     ),
@@ -128,7 +129,8 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec(
         ("--no-external-calls",),
         "external_calls",
-        "do not record calls from traced code into code outside the scopes",
+        "do not record calls from traced code to functions outside the scope (in-scope "
+        "callbacks then attach to the nearest traced caller)",
         const=False,
     ),
     OptionSpec(

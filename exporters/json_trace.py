@@ -14,14 +14,20 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 
 from otel_tracer.model import RAISED, Trace
-from otel_tracer.trace_format import FLAG_KEYS, FORMAT, VERSION
+from otel_tracer.trace_format import FLAG_KEYS, FORMAT, UNKNOWN_EXCEPTION, VERSION
+
+try:  # the optional C speedups, built by pip install when a compiler is present
+    from otel_tracer._speedups import encode_calls
+except ImportError:
+    encode_calls = None
 
 
-def to_document(trace: Trace) -> dict[str, Any]:
-    """The JSON document of a trace, as plain Python objects."""
+def _head(trace: Trace) -> dict[str, Any]:
+    """Everything in the document but the calls."""
     return {
         "format": FORMAT,
         "version": VERSION,
@@ -39,12 +45,69 @@ def to_document(trace: Trace) -> dict[str, Any]:
             for f in trace.functions
         ],
         "threads": [{"id": t.id, "native_id": t.native_id, "name": t.name} for t in trace.threads],
-        "calls": list(_call_objects(trace)),
         **trace.extra,
     }
 
 
+def to_document(trace: Trace) -> dict[str, Any]:
+    """The JSON document of a trace, as plain Python objects."""
+    return {**_head(trace), "calls": orjson.loads(_encode_calls(trace))}
+
+
+def dumps(trace: Trace) -> bytes:
+    """The trace as JSON bytes."""
+    head = orjson.dumps(_head(trace))
+    return head[:-1] + b',"calls":' + _encode_calls(trace) + b"}"
+
+
+def _encode_calls(trace: Trace) -> bytes:
+    """The ``calls`` array as JSON bytes (in C when the speedups are built)."""
+    if encode_calls is None:
+        return orjson.dumps(list(_call_objects(trace)))
+    c = trace.calls
+    has_args = c.args >= 0
+    pair = c.function.astype(np.int64) * (len(trace.arg_tuples) + 1) + c.args
+    pairs, args_index = np.unique(np.where(has_args, pair, -1), return_inverse=True)
+    first_row = {int(p): i for i, p in enumerate(pairs)}
+    rows = np.flatnonzero(has_args)
+    _, first = np.unique(pair[rows], return_index=True)
+    args_fragments = [b""] * len(pairs)
+    for row in rows[first].tolist():
+        args_fragments[first_row[int(pair[row])]] = b',"args":' + orjson.dumps(trace.args_of(row))
+    args_index = np.where(has_args, args_index.reshape(-1), -1).astype(np.int32)
+    value_fragments = [b',"return":' + orjson.dumps(text) for text in trace.strings]
+    exception_fragments = [
+        b',"exception":' + orjson.dumps({"type": t, "message": m})
+        for t, m in [*trace.exceptions, UNKNOWN_EXCEPTION]
+    ]
+    raised = (c.flags & RAISED) != 0
+    exception = np.where(c.exception >= 0, c.exception, len(trace.exceptions))
+    exception_index = np.where(raised, exception, -1).astype(np.int32)
+    flag_fragments = [
+        b"".join(b',"%s":true' % name.encode() for bit, name in FLAG_KEYS if bits & bit)
+        for bits in range(256)
+    ]
+    return encode_calls(
+        np.ascontiguousarray(c.parent, dtype=np.int64),
+        np.ascontiguousarray(c.depth, dtype=np.int32),
+        np.ascontiguousarray(c.function, dtype=np.int32),
+        np.ascontiguousarray(c.thread, dtype=np.int32),
+        np.ascontiguousarray(c.start, dtype=np.int64),
+        np.ascontiguousarray(c.end, dtype=np.int64),
+        np.ascontiguousarray(c.span_id, dtype=np.uint64),
+        args_index,
+        np.ascontiguousarray(c.value, dtype=np.int32),
+        exception_index,
+        np.ascontiguousarray(c.flags, dtype=np.uint8),
+        args_fragments,
+        value_fragments,
+        exception_fragments,
+        flag_fragments,
+    )
+
+
 def _call_objects(trace: Trace) -> Iterator[dict[str, Any]]:
+    """The call objects one by one (the pure-Python path)."""
     c = trace.calls
     parent = (c.parent + 1).tolist()
     depth, function, thread = c.depth.tolist(), c.function.tolist(), c.thread.tolist()
@@ -54,7 +117,7 @@ def _call_objects(trace: Trace) -> Iterator[dict[str, Any]]:
     strings = trace.strings
     arg_dicts: dict[tuple[int, int], dict[str, str]] = {}
     exc_dicts = [{"type": t, "message": m} for t, m in trace.exceptions]
-    unknown = {"type": "<unknown>", "message": ""}
+    unknown = dict(zip(("type", "message"), UNKNOWN_EXCEPTION, strict=True))
     for i in range(len(c)):
         call: dict[str, Any] = {
             "id": i + 1,
@@ -81,11 +144,6 @@ def _call_objects(trace: Trace) -> Iterator[dict[str, Any]]:
             if f & bit:
                 call[name] = True
         yield call
-
-
-def dumps(trace: Trace) -> bytes:
-    """The trace as JSON bytes."""
-    return orjson.dumps(to_document(trace))
 
 
 def save(trace: Trace, path: str | os.PathLike[str], compress: bool | None = None) -> None:

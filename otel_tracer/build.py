@@ -26,6 +26,11 @@ from otel_tracer.model import (
 )
 from otel_tracer.registry import Registry
 
+try:  # the optional C speedups, built by pip install when a compiler is present
+    from otel_tracer._speedups import pair_events
+except ImportError:
+    pair_events = None
+
 
 def random_span_ids(count: int) -> np.ndarray:
     """``count`` random non-zero 64-bit span ids."""
@@ -63,79 +68,96 @@ def build_trace(
 def _pair_events(ev: np.ndarray, stop_time: int) -> Calls:
     head, time, aux = ev[:, 0], ev[:, 1], ev[:, 2]
     kind = head & events.KIND_MASK
-    thread = (head >> events.KIND_BITS) & events.THREAD_MASK
-    ref = head >> events.REF_SHIFT
     opening = (kind == events.CALL) | (kind == events.RESUME) | (kind == events.EXTERNAL)
+    open_positions = np.flatnonzero(opening)  # call-start order
+    link = _link_native if pair_events is not None else _link_numpy
+    parent, depth, end, close = link(ev, kind, opening, open_positions)
+
+    n_calls = len(open_positions)
+    closed = close >= 0
+    close_rows = close[closed]
+    end = np.where(closed, end, stop_time)
+    close_kind = np.zeros(n_calls, dtype=np.int64)
+    close_kind[closed] = kind[close_rows]
+    close_aux = np.full(n_calls, -1, dtype=np.int64)
+    close_aux[closed] = aux[close_rows]
+    open_kind = kind[open_positions]
+    raised = close_kind == events.RAISE
+
+    flags = np.zeros(n_calls, dtype=np.uint8)
+    flags[~closed] |= UNFINISHED
+    flags[raised] |= RAISED
+    flags[close_kind == events.YIELD] |= YIELDED
+    flags[open_kind == events.EXTERNAL] |= EXTERNAL
+    flags[open_kind == events.RESUME] |= RESUMED
+    return Calls(
+        parent=parent,
+        depth=depth,
+        function=(head[open_positions] >> events.REF_SHIFT).astype(np.int32),
+        thread=((head[open_positions] >> events.KIND_BITS) & events.THREAD_MASK).astype(np.int32),
+        start=time[open_positions].astype(np.int64),
+        end=end.astype(np.int64),
+        args=np.where(open_kind == events.CALL, aux[open_positions], -1).astype(np.int32),
+        value=np.where(closed & ~raised, close_aux, -1).astype(np.int32),
+        exception=np.where(raised, close_aux, -1).astype(np.int32),
+        flags=flags,
+        span_id=random_span_ids(n_calls),
+    )
+
+
+Link = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
+def _link_native(ev: np.ndarray, kind, opening, open_positions: np.ndarray) -> Link:
+    """(parent, depth, end time, closing event position) per call, in one C pass."""
+    n_calls = len(open_positions)
+    parent = np.empty(n_calls, dtype=np.int64)
+    depth = np.empty(n_calls, dtype=np.int32)
+    end = np.empty(n_calls, dtype=np.int64)
+    close = np.empty(n_calls, dtype=np.int64)
+    pair_events(np.ascontiguousarray(ev), parent, depth, end, close)
+    return parent, depth, end, close
+
+
+def _link_numpy(ev: np.ndarray, kind, opening, open_positions: np.ndarray) -> Link:
+    """The same as ``_link_native`` with vectorised numpy (see the module doc)."""
+    thread = (ev[:, 0] >> events.KIND_BITS) & events.THREAD_MASK
     n_events = len(ev)
+    n_calls = len(open_positions)
 
     # Nesting level per event: per-thread running sum of +1 (open) / -1 (close).
     delta = np.where(opening, 1, -1).astype(np.int64)
     by_thread = np.argsort(thread, kind="stable")
     running = np.cumsum(delta[by_thread])
     thread_sorted = thread[by_thread]
-    starts = (
+    firsts = (
         np.flatnonzero(np.r_[True, thread_sorted[1:] != thread_sorted[:-1]]) if n_events else []
     )
     base = np.zeros(n_events, dtype=np.int64)
-    for s in starts:  # subtract the running total reached before each thread's first event
-        base[s:] = running[s - 1] if s else 0
+    for first in firsts:  # subtract the running total reached before each thread's first event
+        base[first:] = running[first - 1] if first else 0
     level = np.empty(n_events, dtype=np.int64)
     level[by_thread] = running - base
     level[opening] -= 1  # an opening event sits at the level of the call it opens
 
     depth_span = int(level.max()) + 2 if n_events else 1
-    position = np.arange(n_events, dtype=np.int64)
-    key = (thread * depth_span + level) * n_events + position
+    key = (thread * depth_span + level) * n_events + np.arange(n_events, dtype=np.int64)
     order = np.argsort(key, kind="stable")
 
-    # Each close directly follows its open in `order`.
-    sorted_open = opening[order]
-    close_at = np.flatnonzero(~sorted_open)
-    open_rows = order[close_at - 1]
-    close_rows = order[close_at]
-
-    open_positions = np.flatnonzero(opening)  # call-start order
-    n_calls = len(open_positions)
+    # Each closing event directly follows the opening event it closes in `order`.
+    close_at = np.flatnonzero(~opening[order])
     call_of_event = np.full(n_events, -1, dtype=np.int64)
     call_of_event[open_positions] = np.arange(n_calls)
-
-    end = np.full(n_calls, stop_time, dtype=np.int64)
-    value = np.full(n_calls, -1, dtype=np.int32)
-    exception = np.full(n_calls, -1, dtype=np.int32)
-    flags = np.full(n_calls, UNFINISHED, dtype=np.uint8)
-    closed = call_of_event[open_rows]
-    end[closed] = time[close_rows]
-    close_kind = kind[close_rows]
-    flags[closed] = 0
-    flags[closed[close_kind == events.RAISE]] |= RAISED
-    flags[closed[close_kind == events.YIELD]] |= YIELDED
-    is_value = close_kind != events.RAISE
-    value[closed[is_value]] = aux[close_rows[is_value]]
-    exception[closed[~is_value]] = aux[close_rows[~is_value]]
-
-    open_kind = kind[open_positions]
-    flags[open_kind == events.EXTERNAL] |= EXTERNAL
-    flags[open_kind == events.RESUME] |= RESUMED
+    closed = call_of_event[order[close_at - 1]]
+    close = np.full(n_calls, -1, dtype=np.int64)
+    close[closed] = order[close_at]
+    end = np.full(n_calls, -1, dtype=np.int64)
+    end[closed] = ev[order[close_at], 1]
 
     # Parent: the last opening event of the same thread one level up, before this one.
     open_keys = key[open_positions]
-    sorted_keys_idx = np.argsort(open_keys, kind="stable")
-    sorted_keys = open_keys[sorted_keys_idx]
+    sorted_calls = np.argsort(open_keys, kind="stable")
+    found = np.searchsorted(open_keys[sorted_calls], open_keys - n_events, side="left") - 1
     call_level = level[open_positions]
-    query = open_keys - n_events  # same thread, level - 1, same position
-    found = np.searchsorted(sorted_keys, query, side="left") - 1
-    parent = np.where(call_level > 0, sorted_keys_idx[np.maximum(found, 0)], -1)
-
-    return Calls(
-        parent=parent.astype(np.int64),
-        depth=call_level.astype(np.int32),
-        function=ref[open_positions].astype(np.int32),
-        thread=thread[open_positions].astype(np.int32),
-        start=time[open_positions].astype(np.int64),
-        end=end,
-        args=np.where(open_kind == events.CALL, aux[open_positions], -1).astype(np.int32),
-        value=value,
-        exception=exception,
-        flags=flags,
-        span_id=random_span_ids(n_calls),
-    )
+    parent = np.where(call_level > 0, sorted_calls[np.maximum(found, 0)], -1)
+    return parent.astype(np.int64), call_level.astype(np.int32), end, close

@@ -24,6 +24,7 @@ from otel_tracer.model import (
 
 FORMAT = "otel-tracer-trace"
 VERSION = 1
+UNKNOWN_EXCEPTION = ("<unknown>", "")
 FLAG_KEYS = (
     (EXTERNAL, "external"),
     (RESUMED, "resumed"),
@@ -135,7 +136,7 @@ def _from_valid_document(doc: dict[str, Any]) -> Trace:
         if "exception" in call:
             f |= RAISED
             info = (call["exception"]["type"], call["exception"]["message"])
-            if info != ("<unknown>", ""):
+            if info != UNKNOWN_EXCEPTION:
                 exception[i] = exc_ids.setdefault(info, len(exceptions))
                 if exception[i] == len(exceptions):
                     exceptions.append(info)

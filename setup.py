@@ -1,0 +1,9 @@
+"""Optional C accelerators; a failed compile falls back to pure Python."""
+
+from setuptools import Extension, setup
+
+setup(
+    ext_modules=[
+        Extension("otel_tracer._speedups", ["otel_tracer/_speedups.c"], optional=True),
+    ]
+)

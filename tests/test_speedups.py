@@ -1,0 +1,83 @@
+"""The optional C post-processing speedups give the same results as the pure
+Python/numpy paths they replace."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import orjson
+import pytest
+from conftest import run_tracer, write_files
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import otel_tracer
+from exporters import json_trace
+from otel_tracer import build, events
+
+if build.pair_events is None and os.environ.get("OTEL_TRACER_ALLOW_NO_C") == "1":
+    pytest.skip("C speedups not built (OTEL_TRACER_ALLOW_NO_C=1)", allow_module_level=True)
+
+
+@st.composite
+def event_streams(draw) -> np.ndarray:
+    """Well-formed interleavings of nested calls in a few threads; some calls
+    are left open at the end (unfinished)."""
+    n_threads = draw(st.integers(1, 4))
+    open_counts = [0] * n_threads
+    rows = []
+    for t in range(draw(st.integers(0, 200))):
+        thread = draw(st.integers(0, n_threads - 1))
+        if open_counts[thread] and draw(st.booleans()):
+            kind = draw(st.sampled_from([events.RETURN, events.YIELD, events.RAISE]))
+            open_counts[thread] -= 1
+        else:
+            kind = draw(st.sampled_from([events.CALL, events.RESUME, events.EXTERNAL]))
+            open_counts[thread] += 1
+        rows.append((events.head(kind, thread, draw(st.integers(0, 5))), 1000 + t, t % 7))
+    return np.array(rows, dtype=np.int64).reshape(-1, 3)
+
+
+@settings(max_examples=200, deadline=None)
+@given(event_streams())
+def test_native_pairing_matches_numpy(ev):
+    kind = ev[:, 0] & events.KIND_MASK
+    opening = np.isin(kind, events.OPENING)
+    positions = np.flatnonzero(opening)
+    native = build._link_native(ev, kind, opening, positions)
+    numpy = build._link_numpy(ev, kind, opening, positions)
+    for a, b in zip(native, numpy, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_native_json_matches_python_json(tmp_path, monkeypatch):
+    write_files(
+        tmp_path,
+        {
+            "prog.py": """
+                import json
+                def gen():
+                    yield "a\\u00e9\\"<x>"
+                def bad():
+                    raise KeyError("k")
+                def f(x, *a, **k):
+                    list(gen())
+                    json.dumps([x])
+                    try:
+                        bad()
+                    except KeyError:
+                        pass
+                    return {"r": x}
+                for i in range(3):
+                    f(i, 2, z="q")
+            """
+        },
+    )
+    assert run_tracer(["-q", "prog.py", "-o", "t.json"], tmp_path).returncode == 0
+    trace = otel_tracer.load(tmp_path / "t.json")
+    native = json_trace.dumps(trace)
+    monkeypatch.setattr(json_trace, "encode_calls", None)
+    python = json_trace.dumps(trace)
+    assert orjson.loads(native) == orjson.loads(python)
+    assert native == python
