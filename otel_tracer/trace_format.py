@@ -88,6 +88,8 @@ def _from_valid_document(doc: dict[str, Any]) -> Trace:
     threads = [ThreadInfo(int(t["id"]), int(t["native_id"]), t["name"]) for t in doc["threads"]]
     calls = doc["calls"]
     n = len(calls)
+    if [c["id"] for c in calls] != list(range(1, n + 1)):
+        raise ValueError("call ids must be 1..n in call order")
     strings: list[str] = []
     string_ids: dict[str, int] = {}
     arg_tuples: list[tuple[int, ...]] = []
@@ -102,48 +104,34 @@ def _from_valid_document(doc: dict[str, Any]) -> Trace:
             strings.append(text)
         return index
 
-    cols = {
-        k: np.empty(n, dtype=np.int64) for k in ("parent", "function", "thread", "start", "end")
-    }
-    depth = np.empty(n, dtype=np.int32)
+    def column(key: str, dtype: type) -> np.ndarray:
+        return np.array([c[key] for c in calls], dtype=dtype)
+
+    function = column("function", np.int32)
     args = np.full(n, -1, dtype=np.int32)
     value = np.full(n, -1, dtype=np.int32)
     exception = np.full(n, -1, dtype=np.int32)
     flags = np.zeros(n, dtype=np.uint8)
-    span_id = np.empty(n, dtype=np.uint64)
     for i, call in enumerate(calls):
-        if call["id"] != i + 1:
-            raise ValueError(f"call ids must be 1..n in order, found {call['id']} at {i + 1}")
-        parent = call["parent"]
-        cols["parent"][i] = (parent or 0) - 1
-        depth[i] = call["depth"]
-        function = cols["function"][i] = call["function"]
-        cols["thread"][i] = call["thread"]
-        cols["start"][i] = call["start"]
-        cols["end"][i] = call["end"]
-        span_id[i] = int(call["span_id"], 16)
         if "args" in call:
             shown = call["args"]
-            key = tuple(
-                intern(shown[a]) if a in shown else -1 for a in functions[function].argnames
-            )
+            names = functions[function[i]].argnames
+            key = tuple(intern(shown[a]) if a in shown else -1 for a in names)
             args[i] = arg_ids.setdefault(key, len(arg_tuples))
             if args[i] == len(arg_tuples):
                 arg_tuples.append(key)
         if "return" in call:
             value[i] = intern(call["return"])
-        f = 0
         if "exception" in call:
-            f |= RAISED
+            flags[i] |= RAISED
             info = (call["exception"]["type"], call["exception"]["message"])
             if info != UNKNOWN_EXCEPTION:
                 exception[i] = exc_ids.setdefault(info, len(exceptions))
                 if exception[i] == len(exceptions):
                     exceptions.append(info)
         for bit, name in FLAG_KEYS:
-            if call.get(name):
-                f |= bit
-        flags[i] = f
+            if name in call and call[name]:
+                flags[i] |= bit
     known = {"format", "version", "metadata", "functions", "threads", "calls"}
     return Trace(
         meta=dict(doc["metadata"]),
@@ -153,17 +141,17 @@ def _from_valid_document(doc: dict[str, Any]) -> Trace:
         arg_tuples=arg_tuples,
         exceptions=exceptions,
         calls=Calls(
-            parent=cols["parent"],
-            depth=depth,
-            function=cols["function"].astype(np.int32),
-            thread=cols["thread"].astype(np.int32),
-            start=cols["start"],
-            end=cols["end"],
+            parent=np.array([(c["parent"] or 0) - 1 for c in calls], dtype=np.int64),
+            depth=column("depth", np.int32),
+            function=function,
+            thread=column("thread", np.int32),
+            start=column("start", np.int64),
+            end=column("end", np.int64),
             args=args,
             value=value,
             exception=exception,
             flags=flags,
-            span_id=span_id,
+            span_id=np.array([int(c["span_id"], 16) for c in calls], dtype=np.uint64),
         ),
         extra={k: v for k, v in doc.items() if k not in known},
     )
