@@ -50,12 +50,17 @@ def is_resumption(frame: FrameType) -> bool:
 
 
 def exit_kind(frame: FrameType) -> int:
-    """How a frame is leaving, from its last instruction: RETURN, YIELD or RAISE."""
+    """How a frame is leaving, from its last instruction: RETURN, YIELD or RAISE.
+    (Up to 3.12 a suspended frame's last instruction is YIELD_VALUE; from 3.13
+    it is the RESUME that follows it.)"""
     lasti = frame.f_lasti
-    op = frame.f_code.co_code[lasti] if lasti >= 0 else -1
+    if lasti < 0:
+        return events.RAISE
+    code = frame.f_code.co_code
+    op = code[lasti]
     if op in _RETURN_OPS:
         return events.RETURN
-    if op == _YIELD_OP:
+    if op == _YIELD_OP or (op == _RESUME_OP and code[lasti + 1] != 0):
         return events.YIELD
     return events.RAISE
 

@@ -35,8 +35,20 @@ def _is_builtin(func: object) -> bool:
     return getattr(func, "__self__", None) is builtins
 
 
-def _qualname(code: CodeType) -> str:
-    return getattr(code, "co_qualname", code.co_name)  # co_qualname is 3.11+
+def _qualname(code: CodeType, frame: FrameType) -> str:
+    """The qualified name of the function running ``code``. Python 3.10 has no
+    ``co_qualname``: methods are then found through ``self``/``cls``'s classes."""
+    qualname = getattr(code, "co_qualname", None)
+    if qualname is not None:
+        return qualname
+    if code.co_argcount and code.co_varnames[0] in ("self", "cls"):
+        owner = frame.f_locals.get(code.co_varnames[0])
+        for klass in (owner if isinstance(owner, type) else type(owner)).__mro__:
+            member = vars(klass).get(code.co_name)
+            member = getattr(member, "__func__", member)  # classmethod/staticmethod
+            if getattr(member, "__code__", None) is code:
+                return f"{klass.__qualname__}.{code.co_name}"
+    return code.co_name
 
 
 @dataclass
@@ -69,7 +81,7 @@ class Registry:
         module = frame.f_globals.get("__name__") or ""
         info = Function(
             name=code.co_name,
-            qualname=_qualname(code),
+            qualname=_qualname(code, frame),
             module=module if isinstance(module, str) else "",
             file=code.co_filename,
             line=code.co_firstlineno,

@@ -145,4 +145,6 @@ def _program_environment(main: types.ModuleType, argv: list[str], path0: str) ->
         sys.modules["__main__"] = saved_main
         sys.argv = saved_argv
         sys.path[:] = saved_path
+        for name in [n for n in sys.modules if n.split(".")[0] in TOOL_PACKAGES]:
+            del sys.modules[name]  # the program's own cli/patterns/... modules
         sys.modules.update(ours)

@@ -396,22 +396,18 @@ def test_generators_and_coroutines(tmp_path, core):
 
 def test_module_shadowing_imports_the_programs_own_modules(tmp_path):
     files = {
-        "prog.py": """
+        "proj/prog.py": """
             import cli, patterns, exporters, otel_tracer
             print(cli.WHO, patterns.WHO, exporters.WHO, otel_tracer.WHO)
         """
     }
     for name in ("cli", "patterns", "exporters", "otel_tracer"):
-        files[f"{name}/__init__.py"] = f"WHO = 'mine-{name}'\n"
+        files[f"proj/{name}/__init__.py"] = f"WHO = 'mine-{name}'\n"
     write_files(tmp_path, files)
-    result = run_tracer(["-q", "prog.py", "-o", "t.json"], tmp_path)
+    result = run_tracer(["-q", "proj/prog.py", "-o", "t.json"], tmp_path)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == [
-        "mine-cli",
-        "mine-patterns",
-        "mine-exporters",
-        "mine-otel_tracer",
-    ]
+    expected = ["mine-cli", "mine-patterns", "mine-exporters", "mine-otel_tracer"]
+    assert result.stdout.split() == expected
     assert otel_tracer.load(tmp_path / "t.json").meta["exit_code"] == 0
 
 
