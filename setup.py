@@ -5,5 +5,6 @@ from setuptools import Extension, setup
 setup(
     ext_modules=[
         Extension("otel_tracer._speedups", ["otel_tracer/_speedups.c"], optional=True),
+        Extension("otel_tracer._ctracer", ["otel_tracer/_ctracer.c"], optional=True),
     ]
 )

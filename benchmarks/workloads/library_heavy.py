@@ -4,7 +4,7 @@ Each round builds a multipart e-mail, parses it back with ``email``, round-trips
 a JSON document, diffs two texts with ``difflib``, wraps a paragraph with
 ``textwrap`` and does exact ``decimal``/``fractions`` arithmetic. The library
 internals (out of scope) do nearly all the work. ``python library_heavy.py
-[ROUNDS]`` (default 110) prints a checksum line.
+[ROUNDS]`` (default 130) prints a checksum line.
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ def arithmetic(seed: int) -> int:
 
 def main(argv: list[str]) -> None:
     """Run ROUNDS rounds and print a checksum."""
-    rounds = int(argv[1]) if len(argv) > 1 else 110
+    rounds = int(argv[1]) if len(argv) > 1 else 130
     checksum = 0
     for seed in range(rounds):
         checksum += parse_mail(build_mail(seed))

@@ -94,7 +94,8 @@ class Item:
 
     def label(self) -> str:
         """Printable line."""
-        return f"{self.sku} x{self.quantity} @ {format_cents(self.price_cents)} [{self.box.describe()}]"
+        price = format_cents(self.price_cents)
+        return f"{self.sku} x{self.quantity} @ {price} [{self.box.describe()}]"
 
 
 @dataclass
