@@ -136,31 +136,53 @@ class PythonCore:
         close_heads = {k: events.head(k, thread) for k in (events.RETURN, events.YIELD)}
         raise_head = events.head(events.RAISE, thread)
 
-        stack: list[int] = []
+        stack: list[int] = []  # markers of the open frames and recorded C calls
+        frames: list[FrameType] = []  # the frame each marker belongs to
         push, pop = stack.append, stack.pop
+        push_frame, pop_frame = frames.append, frames.pop
+        broken = [False]  # a hook raised (a signal handler ran in it) and CPython removed it
         deferred: list[tuple[int, int]] = []  # (function, time) of open trivial C calls
         depth = 0  # open recorded calls
         suppressed = 0  # open SUPPRESSED frames
         current: list[BaseException | None] = [None]  # exception now unwinding, if any
         pending: list[int] = []  # slots of externals that raised, awaiting the exception
 
+        def heal() -> None:
+            """Re-install whichever hook CPython removed after it raised."""
+            broken[0] = False
+            if core._active:
+                if sys.getprofile() is not profile:
+                    sys.setprofile(profile)
+                if sys.gettrace() is not trace:
+                    sys.settrace(trace)
+
         def local_trace(frame: FrameType, event: str, arg: object) -> Callable | None:
-            if event == "exception":
-                current[0] = arg[1]  # type: ignore[index]
-                if pending:
-                    fill_slots(pending, arg[1])  # type: ignore[index]
-                    pending.clear()
-            return local_trace
+            try:
+                if event == "exception":
+                    current[0] = arg[1]  # type: ignore[index]
+                    if pending:
+                        fill_slots(pending, arg[1])  # type: ignore[index]
+                        pending.clear()
+                return local_trace
+            except BaseException:
+                broken[0] = True
+                raise
 
         def trace(frame: FrameType, event: str, arg: object) -> Callable | None:
-            code = frame.f_code
-            info = scope_cache.get(id(code))
-            if info is None:  # the trace hook sees a call before the profile hook
-                info = scope_cache[id(code)] = registry.code(code, frame)
-            if info[1]:
-                frame.f_trace_lines = False
-                return local_trace
-            return None
+            try:
+                if broken[0]:
+                    heal()
+                code = frame.f_code
+                info = scope_cache.get(id(code))
+                if info is None:  # the trace hook sees a call before the profile hook
+                    info = scope_cache[id(code)] = registry.code(code, frame)
+                if info[1]:
+                    frame.f_trace_lines = False
+                    return local_trace
+                return None
+            except BaseException:
+                broken[0] = True
+                raise
 
         def raised(frame: FrameType, marker: int) -> int:
             slot = new_slot()
@@ -179,13 +201,47 @@ class PythonCore:
             depth += 1
             emit((external_head | fid << shift, started, -1))
 
+        def unwind_to(frame: FrameType) -> bool:
+            """Close the entries above ``frame`` whose closing events were lost (a
+            signal handler raised inside the hook, or another tool replaced it for a
+            while); False when ``frame`` itself is not on the stack."""
+            nonlocal depth, suppressed
+            for index in range(len(frames) - 1, -1, -1):
+                if frames[index] is frame:
+                    break
+            else:
+                return False
+            now = clock()
+            while len(frames) > index + 1:
+                pop_frame()
+                marker = pop()
+                if marker in (IN_SCOPE, EXTERNAL_C) or (marker == EXTERNAL_PY and record_externals):
+                    depth -= 1
+                    emit((close_heads[events.RETURN], now, -1))
+                elif marker == SUPPRESSED:
+                    suppressed -= 1
+                elif marker == TRIVIAL_C:
+                    deferred.pop()
+            return True
+
         def profile(frame: FrameType, event: str, arg: object) -> None:
+            try:
+                if broken[0]:
+                    heal()
+                on_event(frame, event, arg)
+            except BaseException:
+                broken[0] = True  # CPython removes a hook that raises; the other heals it
+                raise
+
+        def on_event(frame: FrameType, event: str, arg: object) -> None:
             nonlocal depth, suppressed
             if not core._active:
                 sys.setprofile(None)
                 sys.settrace(None)
                 return
             if event == "call":
+                if frames and frames[-1] is not frame.f_back:
+                    unwind_to(frame.f_back)  # returns were lost: close what they ended
                 current[0] = None
                 caller = stack[-1] if stack else IGNORED
                 code = frame.f_code
@@ -203,14 +259,15 @@ class PythonCore:
                         core.dropped += 1
                         push(DROPPED)
                     else:
+                        if is_resumption(frame):
+                            head, aux = resume_head, -1
+                        else:
+                            head = call_head
+                            aux = function_args.capture(fid, frame) if capture else -1
                         core._recorded += 1
                         depth += 1
                         push(IN_SCOPE)
-                        if is_resumption(frame):
-                            emit((resume_head | fid << shift, clock(), -1))
-                        else:
-                            aux = function_args.capture(fid, frame) if capture else -1
-                            emit((call_head | fid << shift, clock(), aux))
+                        emit((head | fid << shift, clock(), aux))
                 elif fid < 0 or (caller != IN_SCOPE and caller != DROPPED):
                     push(IGNORED)
                 elif not record_externals:
@@ -225,20 +282,28 @@ class PythonCore:
                     depth += 1
                     push(EXTERNAL_PY)
                     emit((external_head | fid << shift, clock(), -1))
+                push_frame(frame)
             elif event == "return":
-                marker = pop() if stack else IGNORED
+                if (not frames or frames[-1] is not frame) and not unwind_to(frame):
+                    return  # its call event was not seen
+                marker = stack[-1]
                 if marker == IN_SCOPE or (marker == EXTERNAL_PY and record_externals):
                     now = clock()
-                    depth -= 1
                     resumable = frame.f_code.co_flags & CO_RESUMABLE
                     kind = exit_kind(frame) if arg is None or resumable else events.RETURN
                     if kind == events.RAISE:
-                        emit((raise_head, now, raised(frame, marker)))
+                        head, aux = raise_head, raised(frame, marker)
                     else:
+                        head = close_heads[kind]
                         aux = string(summarize(arg)) if capture else -1
-                        emit((close_heads[kind], now, aux))
+                    # No Python-level call from here on: a signal handler raising in the
+                    # hook can only do so before any state changed.
+                    depth -= 1
+                    emit((head, now, aux))
                 elif marker == SUPPRESSED:
                     suppressed -= 1
+                pop()
+                pop_frame()
                 current[0] = None
             elif event == "c_call":
                 caller = stack[-1] if stack else IGNORED
@@ -257,23 +322,30 @@ class PythonCore:
                         pass
                     elif trivial:
                         push(TRIVIAL_C)
+                        push_frame(frame)
                         deferred.append((fid, clock()))
                     else:
                         core._recorded += 1
                         depth += 1
                         push(EXTERNAL_C)
+                        push_frame(frame)
                         emit((external_head | fid << shift, clock(), -1))
             elif stack:  # c_return / c_exception
+                if frames[-1] is not frame and not unwind_to(frame):
+                    return
                 top = stack[-1]
                 if top == EXTERNAL_C:
-                    pop()
-                    depth -= 1
                     if event == "c_return":
-                        emit((close_heads[events.RETURN], clock(), -1))
+                        head, aux = close_heads[events.RETURN], -1
                     else:
-                        emit((raise_head, clock(), raised(frame, EXTERNAL_C)))
+                        head, aux = raise_head, raised(frame, EXTERNAL_C)
+                    pop()
+                    pop_frame()
+                    depth -= 1
+                    emit((head, clock(), aux))
                 elif top == TRIVIAL_C:
                     pop()
+                    pop_frame()
                     deferred.pop()
 
         return profile, trace

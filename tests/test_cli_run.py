@@ -628,3 +628,59 @@ def test_console_script_and_python_dash_m_otel_tracer(tmp_path):
     result = run_python(["-m", "otel_tracer", "-q", "prog.py", "-o", "t.json"], tmp_path)
     assert result.returncode == 0, result.stderr
     assert otel_tracer.load(tmp_path / "t.json").meta["exit_code"] == 0
+
+
+def test_signal_handlers_raising_during_recording_keep_the_tree_sound(tmp_path, core):
+    """A SIGALRM handler raising every 0.5 ms also lands inside the recording
+    hook: the program must behave as untraced and the trace stay sound."""
+    write_files(
+        tmp_path,
+        {
+            "prog.py": """
+                import signal
+                class Tick(Exception):
+                    pass
+                armed = True
+                def on_alarm(signum, frame):
+                    if armed:
+                        raise Tick()
+                def leaf(i):
+                    return i + 1
+                def work(i):
+                    return leaf(i) + leaf(i)
+                def main():
+                    global armed
+                    signal.signal(signal.SIGALRM, on_alarm)
+                    signal.setitimer(signal.ITIMER_REAL, 0.0005, 0.0005)
+                    done = ticks = 0
+                    while armed:
+                        try:
+                            while done < 20000:
+                                work(done)
+                                done += 1
+                            armed = False
+                        except Tick:
+                            ticks += 1
+                    signal.setitimer(signal.ITIMER_REAL, 0)
+                    print("ticks", ticks > 0)
+                main()
+            """
+        },
+    )
+    result = run_tracer(["-q", "--core", core, "prog.py", "-o", "t.json"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ticks True"
+    trace = otel_tracer.load(tmp_path / "t.json")
+    if core == "python":
+        # A Python-level hook cannot stop a handler from raising inside it; CPython
+        # then removes the hook. The program must still run unchanged (checked
+        # above) and the trace stay loadable; the C core must also keep the tree.
+        return
+    parents = {"main": {"<module>"}, "work": {"main"}, "leaf": {"work"}, "on_alarm": None}
+    counts: dict[str, int] = {}
+    for name, parent in tree(trace):
+        counts[name] = counts.get(name, 0) + 1
+        if parents.get(name) is not None:
+            assert parent in parents[name], (name, parent)
+    assert counts["work"] >= 20000
+    assert counts["leaf"] >= 2 * 20000 - counts.get("on_alarm", 0)
