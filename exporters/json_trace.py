@@ -11,8 +11,9 @@ import os
 import sys
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import orjson
@@ -56,8 +57,13 @@ def to_document(trace: Trace) -> dict[str, Any]:
 
 def dumps(trace: Trace) -> bytes:
     """The trace as JSON bytes."""
+    return b"".join(_pieces(trace))
+
+
+def _pieces(trace: Trace) -> list[bytes]:
+    """The JSON document in pieces, to write without joining them in memory."""
     head = orjson.dumps(_head(trace))
-    return head[:-1] + b',"calls":' + _encode_calls(trace) + b"}"
+    return [head[:-1], b',"calls":', _encode_calls(trace), b"}"]
 
 
 def _encode_calls(trace: Trace) -> bytes:
@@ -149,28 +155,31 @@ def _call_objects(trace: Trace) -> Iterator[dict[str, Any]]:
 def save(trace: Trace, path: str | os.PathLike[str], compress: bool | None = None) -> None:
     """Write ``trace`` to ``path`` atomically; ``-`` writes to stdout. Gzipped when
     ``compress`` is true or, by default, when the name ends in ``.gz``."""
-    data = dumps(trace)
+    pieces = _pieces(trace)
     if os.fspath(path) == "-":
         sys.stdout.flush()
-        sys.stdout.buffer.write(data + b"\n")
+        sys.stdout.buffer.writelines([*pieces, b"\n"])
         sys.stdout.flush()
         return
     target = Path(path)
     if compress is None:
         compress = target.name.endswith(".gz")
-    if compress:
-        data = gzip.compress(data, compresslevel=5)
-    atomic_write(target, data)
+    with atomic_output(target) as out:
+        if compress:
+            with gzip.GzipFile(fileobj=out, mode="wb", compresslevel=5, mtime=0) as zipped:
+                zipped.writelines(pieces)
+        else:
+            out.writelines(pieces)
 
 
-def atomic_write(target: Path, data: bytes) -> None:
-    """Write ``data`` to ``target`` via a temporary file and a rename."""
+@contextmanager
+def atomic_output(target: Path) -> Iterator[BinaryIO]:
+    """A binary file that replaces ``target`` only once it is completely written:
+    it is written under a temporary name in the same directory and renamed."""
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
+            yield out
         os.chmod(tmp, 0o644)
         os.replace(tmp, target)
     except BaseException:

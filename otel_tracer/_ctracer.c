@@ -1,0 +1,1933 @@
+/* The C recording core: records exactly what otel_tracer/pycore.py records
+ * (read that first: the decisions below mirror it one for one), on C-level
+ * profile and trace functions instead of Python ones.
+ *
+ * CPython calls a C profile function (PyEval_SetProfile) for call, return,
+ * c_call, c_return and c_exception events, and a C trace function
+ * (PyEval_SetTrace) for call, line, exception and return events; for the same
+ * call the trace function runs first. The profile function records calls; the
+ * trace function only classifies code objects early and watches in-scope frames
+ * for 'exception' events, the one place where Python < 3.12 shows the
+ * exception that ends a call. Both get the same per-thread ThreadState as
+ * their `obj` argument; threads started after start() install theirs from
+ * their first event, through threading.setprofile(CCore._bootstrap).
+ *
+ * The GIL is held in every hook. Registry and summary calls run Python code,
+ * which may let other threads run (and record) in between: no pointer into a
+ * table is kept across them. When such a call fails with an Exception, the
+ * hook records -1 (unknown) and the program never sees it; anything else
+ * (KeyboardInterrupt or SystemExit from a signal handler that ran inside the
+ * call) is the program's, raised from the hook once the event is recorded.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <frameobject.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#ifdef _WIN32
+#include <windows.h>
+#else
+#include <time.h>
+#endif
+
+/* How frames are read. Python 3.10 and 3.11 have no public API for reading one
+ * local without building the whole f_locals dict, nor for f_trace_lines and
+ * f_trace (3.11 hides PyFrameObject): there the frame layout is used directly,
+ * from the public struct (3.10) or the internal header (3.11, exactly that
+ * minor version). Later versions use the public API only (PyFrame_GetVar is
+ * 3.12+). */
+#if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000
+#include <internal/pycore_frame.h>
+#define FRAME_LAYOUT 311
+#define CO_FAST_CELL 0x40 /* internal/pycore_code.h: the local holds a cell */
+#elif PY_VERSION_HEX < 0x030B0000
+#define FRAME_LAYOUT 310
+#else
+#define FRAME_LAYOUT 0
+#endif
+
+/* Event encoding: see otel_tracer/events.py. */
+#define EV_CALL 1
+#define EV_RESUME 2
+#define EV_EXTERNAL 3
+#define EV_RETURN 4
+#define EV_YIELD 5
+#define EV_RAISE 6
+#define KIND_BITS 4
+#define REF_SHIFT 24
+#define EVENT_WORDS 3
+
+/* Stack markers: see pycore.py. */
+enum { IGNORED, IN_SCOPE, EXTERNAL_PY, EXTERNAL_C, TRIVIAL_C, SUPPRESSED, DROPPED };
+
+#define CO_RESUMABLE (CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR)
+#define UNLIMITED ((int64_t)1 << 62)
+#define MAX_CACHED_STR 64 /* summary.MAX_STR: longer str arguments are not cached */
+#define SMALL_INT_MIN (-128) /* ints in [SMALL_INT_MIN, SMALL_INT_MAX) have an array cache */
+#define SMALL_INT_MAX 1024
+
+/* Opcodes read from dis.opmap at import, as pycore.py does; -1 when absent. */
+static int op_resume = -1, op_return_value = -1, op_return_const = -1, op_yield_value = -1;
+
+/* Placed in f_trace of in-scope frames seen by the trace function: exception
+ * events count only in those frames, as in pycore.py where only they get the
+ * Python-level local trace function. Callable, in case a Python-level tracer
+ * installed later calls it: it then does nothing. */
+static PyObject *frame_mark;
+
+static int64_t
+now_ns(void)
+{
+#ifdef _WIN32
+    static LARGE_INTEGER frequency;
+    LARGE_INTEGER counter;
+    if (!frequency.QuadPart) {
+        QueryPerformanceFrequency(&frequency);
+    }
+    QueryPerformanceCounter(&counter);
+    int64_t seconds = counter.QuadPart / frequency.QuadPart;
+    int64_t rest = counter.QuadPart % frequency.QuadPart;
+    return seconds * 1000000000 + rest * 1000000000 / frequency.QuadPart;
+#else
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+#endif
+}
+
+/* getattr with an interned name: unlike PyObject_GetAttrString, no new string
+ * per call for CPython's attribute caches to keep. */
+static PyObject *
+get_attr(PyObject *obj, const char *name)
+{
+    PyObject *key = PyUnicode_InternFromString(name);
+    PyObject *value = key ? PyObject_GetAttr(obj, key) : NULL;
+    Py_XDECREF(key);
+    return value;
+}
+
+/* Grow a PyMem array to hold at least `need` items; -1 when out of memory. */
+static int
+reserve(void **items, Py_ssize_t *capacity, Py_ssize_t need, size_t item_size)
+{
+    if (need <= *capacity) {
+        return 0;
+    }
+    Py_ssize_t cap = *capacity ? *capacity * 2 : 64;
+    while (cap < need) {
+        cap *= 2;
+    }
+    void *grown = PyMem_Realloc(*items, (size_t)cap * item_size);
+    if (grown == NULL) {
+        return -1;
+    }
+    *items = grown;
+    *capacity = cap;
+    return 0;
+}
+
+/* ---- Address-keyed hash table (open addressing, never shrinks) ---------- */
+
+typedef struct {
+    const void *k1, *k2; /* k1 == NULL: empty */
+    int64_t a, b;
+    void *p;
+} Entry;
+
+typedef struct {
+    Entry *entries;
+    size_t mask, used;
+} PtrTable;
+
+static inline size_t
+ptr_hash(const void *k1, const void *k2)
+{
+    uint64_t h = ((uint64_t)(uintptr_t)k1 >> 4) * 0x9E3779B97F4A7C15ULL;
+    h ^= ((uint64_t)(uintptr_t)k2 >> 4) * 0xC2B2AE3D27D4EB4FULL;
+    return (size_t)(h ^ (h >> 31));
+}
+
+static Entry *
+table_find(PtrTable *t, const void *k1, const void *k2)
+{
+    if (t->entries == NULL) {
+        return NULL;
+    }
+    for (size_t i = ptr_hash(k1, k2) & t->mask;; i = (i + 1) & t->mask) {
+        Entry *e = &t->entries[i];
+        if (e->k1 == k1 && e->k2 == k2) {
+            return e;
+        }
+        if (e->k1 == NULL) {
+            return NULL;
+        }
+    }
+}
+
+/* A new entry for a key not in the table (its values zeroed); NULL when out of memory. */
+static Entry *
+table_add(PtrTable *t, const void *k1, const void *k2)
+{
+    if (t->entries == NULL || 2 * (t->used + 1) > t->mask + 1) {
+        size_t size = t->entries ? 2 * (t->mask + 1) : 256;
+        Entry *entries = PyMem_Calloc(size, sizeof(Entry));
+        if (entries == NULL) {
+            return NULL;
+        }
+        for (size_t i = 0; t->entries && i <= t->mask; i++) {
+            Entry *old = &t->entries[i];
+            if (old->k1 != NULL) {
+                size_t j = ptr_hash(old->k1, old->k2) & (size - 1);
+                while (entries[j].k1 != NULL) {
+                    j = (j + 1) & (size - 1);
+                }
+                entries[j] = *old;
+            }
+        }
+        PyMem_Free(t->entries);
+        t->entries = entries;
+        t->mask = size - 1;
+    }
+    size_t i = ptr_hash(k1, k2) & t->mask;
+    while (t->entries[i].k1 != NULL) {
+        i = (i + 1) & t->mask;
+    }
+    Entry *e = &t->entries[i];
+    e->k1 = k1;
+    e->k2 = k2;
+    t->used++;
+    return e;
+}
+
+/* ---- Argument tuple interning (keys: sequences of string indices) ------- */
+
+typedef struct {
+    uint64_t hash;
+    Py_ssize_t size;
+    int64_t *ids; /* NULL: empty */
+    int64_t index;
+} TupleEntry;
+
+typedef struct {
+    TupleEntry *entries;
+    size_t mask, used;
+} TupleTable;
+
+static uint64_t
+ids_hash(const int64_t *ids, Py_ssize_t size)
+{
+    uint64_t h = 0xCBF29CE484222325ULL ^ (uint64_t)size;
+    for (Py_ssize_t i = 0; i < size; i++) {
+        h = (h ^ (uint64_t)ids[i]) * 0x100000001B3ULL;
+        h ^= h >> 29;
+    }
+    return h;
+}
+
+static TupleEntry *
+tuple_slot(TupleTable *t, uint64_t hash, const int64_t *ids, Py_ssize_t size)
+{
+    for (size_t i = hash & t->mask;; i = (i + 1) & t->mask) {
+        TupleEntry *e = &t->entries[i];
+        if (e->ids == NULL || (e->hash == hash && e->size == size &&
+                               memcmp(e->ids, ids, (size_t)size * sizeof(int64_t)) == 0)) {
+            return e;
+        }
+    }
+}
+
+static int
+tuple_table_grow(TupleTable *t)
+{
+    size_t size = t->entries ? 2 * (t->mask + 1) : 256;
+    TupleEntry *entries = PyMem_Calloc(size, sizeof(TupleEntry));
+    if (entries == NULL) {
+        return -1;
+    }
+    for (size_t i = 0; t->entries && i <= t->mask; i++) {
+        if (t->entries[i].ids != NULL) {
+            size_t j = t->entries[i].hash & (size - 1);
+            while (entries[j].ids != NULL) {
+                j = (j + 1) & (size - 1);
+            }
+            entries[j] = t->entries[i];
+        }
+    }
+    PyMem_Free(t->entries);
+    t->entries = entries;
+    t->mask = size - 1;
+    return 0;
+}
+
+/* ---- Events: the recording buffer, exported through the buffer protocol -- */
+
+typedef struct {
+    PyObject_HEAD
+    int64_t *data;
+    Py_ssize_t size, capacity; /* in int64 words */
+    Py_ssize_t exports;        /* buffer views alive */
+    void **retired;            /* blocks replaced while views pointed into them */
+    Py_ssize_t n_retired, retired_capacity;
+} Events;
+
+static PyTypeObject EventsType;
+
+/* Room for `words` more words. A block with live views is never moved: a copy
+ * replaces it and the old block is freed once the last view is released. */
+static int
+events_reserve(Events *ev, Py_ssize_t words)
+{
+    if (ev->size + words <= ev->capacity) {
+        return 0;
+    }
+    Py_ssize_t cap = ev->capacity * 2;
+    while (cap < ev->size + words) {
+        cap *= 2;
+    }
+    int64_t *data;
+    if (ev->exports == 0) {
+        data = PyMem_Realloc(ev->data, (size_t)cap * sizeof(int64_t));
+        if (data == NULL) {
+            return -1;
+        }
+    }
+    else {
+        if (reserve((void **)&ev->retired, &ev->retired_capacity, ev->n_retired + 1,
+                    sizeof(void *)) < 0) {
+            return -1;
+        }
+        data = PyMem_Malloc((size_t)cap * sizeof(int64_t));
+        if (data == NULL) {
+            return -1;
+        }
+        memcpy(data, ev->data, (size_t)ev->size * sizeof(int64_t));
+        ev->retired[ev->n_retired++] = ev->data;
+    }
+    ev->data = data;
+    ev->capacity = cap;
+    return 0;
+}
+
+static Events *
+events_new(void)
+{
+    Events *ev = PyObject_New(Events, &EventsType);
+    if (ev == NULL) {
+        return NULL;
+    }
+    ev->size = ev->exports = ev->n_retired = ev->retired_capacity = 0;
+    ev->retired = NULL;
+    ev->capacity = EVENT_WORDS * 4096;
+    ev->data = PyMem_Malloc((size_t)ev->capacity * sizeof(int64_t));
+    if (ev->data == NULL) {
+        Py_DECREF(ev);
+        PyErr_NoMemory();
+        return NULL;
+    }
+    return ev;
+}
+
+static void
+events_free_retired(Events *ev)
+{
+    for (Py_ssize_t i = 0; i < ev->n_retired; i++) {
+        PyMem_Free(ev->retired[i]);
+    }
+    ev->n_retired = 0;
+}
+
+static void
+events_dealloc(Events *ev)
+{
+    events_free_retired(ev);
+    PyMem_Free(ev->retired);
+    PyMem_Free(ev->data);
+    PyObject_Free(ev);
+}
+
+static int
+events_getbuffer(Events *ev, Py_buffer *view, int flags)
+{
+    /* The shape is fixed for the view's lifetime while recording may go on. */
+    Py_ssize_t *shape = PyMem_Malloc(sizeof(Py_ssize_t));
+    if (shape == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    *shape = ev->size;
+    view->obj = Py_NewRef(ev);
+    view->buf = ev->data;
+    view->len = ev->size * (Py_ssize_t)sizeof(int64_t);
+    view->readonly = 0;
+    view->itemsize = sizeof(int64_t);
+    view->format = (flags & PyBUF_FORMAT) ? (char *)"q" : NULL;
+    view->ndim = 1;
+    view->shape = (flags & PyBUF_ND) == PyBUF_ND ? shape : NULL;
+    view->strides = (flags & PyBUF_STRIDES) == PyBUF_STRIDES ? &view->itemsize : NULL;
+    view->suboffsets = NULL;
+    view->internal = shape;
+    ev->exports++;
+    return 0;
+}
+
+static void
+events_releasebuffer(Events *ev, Py_buffer *view)
+{
+    PyMem_Free(view->internal);
+    if (--ev->exports == 0) {
+        events_free_retired(ev);
+    }
+}
+
+static Py_ssize_t
+events_length(Events *ev)
+{
+    return ev->size;
+}
+
+static PyBufferProcs events_as_buffer = {
+    .bf_getbuffer = (getbufferproc)events_getbuffer,
+    .bf_releasebuffer = (releasebufferproc)events_releasebuffer,
+};
+
+static PySequenceMethods events_as_sequence = {
+    .sq_length = (lenfunc)events_length,
+};
+
+static PyTypeObject EventsType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "otel_tracer._ctracer.Events",
+    .tp_doc = "Recorded events: int64 words (head, time_ns, aux) per event, "
+              "read through the buffer protocol (format 'q').",
+    .tp_basicsize = sizeof(Events),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_dealloc = (destructor)events_dealloc,
+    .tp_as_buffer = &events_as_buffer,
+    .tp_as_sequence = &events_as_sequence,
+};
+
+/* ---- The core ------------------------------------------------------------ */
+
+typedef struct {
+#if FRAME_LAYOUT
+    Py_ssize_t slot; /* index in the frame's fast locals, -1 when not one */
+    int cell;        /* that local is a cell (the argument is captured by a closure) */
+#else
+    PyObject *name;
+#endif
+    int self; /* named self/cls: summarized with summarize_self */
+} ArgSlot;
+
+typedef struct {
+    PyObject *code; /* strong: keeps its address unique while cached */
+    Py_ssize_t fid; /* registry function index, -1 for hidden import machinery */
+    int in_scope;
+    Py_ssize_t n_args; /* -1 until the argument layout is loaded */
+    ArgSlot *args;
+} CodeInfo;
+
+/* What a code object counts as when the registry could not classify it. */
+static CodeInfo unclassified = {NULL, -1, 0, 0, NULL};
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *registry, *options;
+    Events *events;
+    /* registry methods and summary functions, looked up once */
+    PyObject *reg_code, *reg_cfunction, *reg_string, *reg_args, *reg_thread;
+    PyObject *reg_new_slot, *reg_fill_slots;
+    PyObject *summarize, *summarize_self;
+    PyObject *value_cache; /* exact int / short str argument value -> string index */
+    PyObject *text_cache;  /* summary text -> string index (registry.string's answers) */
+    PyObject *keep;        /* owners of cached C functions: their addresses stay unique */
+    PtrTable codes;        /* code object -> CodeInfo */
+    PtrTable cfunctions;   /* (PyMethodDef, module or owner type) -> (fid, trivial) */
+    PtrTable self_types;   /* static type -> string index of its qualname */
+    TupleTable arg_tuples; /* string indices -> registry.args index */
+    int64_t constants[3];  /* string indices of None, False, True; -1 until known */
+    int64_t small_ints[SMALL_INT_MAX - SMALL_INT_MIN]; /* same for small ints */
+    int record_externals, capture;
+    int64_t max_depth, max_calls, recorded, dropped;
+    int active;
+    PyObject *weakrefs;
+} CCore;
+
+typedef struct {
+    int64_t fid, time;
+} Deferred;
+
+/* One thread's recording state (pycore.py's hook closure). */
+typedef struct {
+    PyObject_HEAD
+    CCore *core;
+    int64_t call_head, resume_head, external_head, return_head, yield_head, raise_head;
+    unsigned char *markers; /* one per open frame and recorded C call... */
+    PyObject **frames;      /* ...with the frame it belongs to (strong) */
+    Py_ssize_t n_stack, stack_capacity;
+    Deferred *deferred; /* open trivial C calls */
+    Py_ssize_t n_deferred, deferred_capacity;
+    int64_t *pending; /* slots of externals that raised, awaiting the exception */
+    Py_ssize_t n_pending, pending_capacity;
+    int64_t depth;       /* open recorded calls */
+    int64_t suppressed;  /* open SUPPRESSED frames */
+    PyObject *current;   /* exception now unwinding, if any (strong) */
+    PyObject *last_code; /* one-entry classification cache (the trace function */
+    CodeInfo *last_info; /* classifies a call just before the profile function) */
+    PyObject *interrupt; /* the program's exception, raised at the end of the event */
+    int broken;          /* out of memory: the hooks remove themselves */
+} ThreadState;
+
+static PyTypeObject CCoreType, ThreadStateType;
+
+static void
+uninstall_hooks(void)
+{
+    PyEval_SetProfile(NULL, NULL);
+    PyEval_SetTrace(NULL, NULL);
+}
+
+static void
+emit(CCore *core, int64_t head, int64_t time, int64_t aux)
+{
+    Events *ev = core->events;
+    if (!core->active) {
+        return; /* stop() ran while this hook was in a Python call */
+    }
+    if (events_reserve(ev, EVENT_WORDS) < 0) {
+        core->active = 0; /* out of memory: recording ends here */
+        return;
+    }
+    int64_t *word = ev->data + ev->size;
+    word[0] = head;
+    word[1] = time;
+    word[2] = aux;
+    ev->size += EVENT_WORDS;
+}
+
+/* A Python-level call made by a hook failed. An Exception means a failing
+ * registry or summary: forgotten (the caller records -1). Anything else is
+ * kept for the program; until it is raised, the hook makes no more summary
+ * or exception-table calls (their results become -1), so that no other
+ * signal handler runs, and raises, where its exception would be lost. */
+static void
+failed(ThreadState *ts)
+{
+    if (ts->interrupt != NULL || PyErr_ExceptionMatches(PyExc_Exception)) {
+        PyErr_Clear();
+        return;
+    }
+#if PY_VERSION_HEX >= 0x030C0000
+    ts->interrupt = PyErr_GetRaisedException();
+#else
+    PyObject *type, *value, *traceback;
+    PyErr_Fetch(&type, &value, &traceback);
+    PyErr_NormalizeException(&type, &value, &traceback);
+    if (value != NULL && traceback != NULL) {
+        PyException_SetTraceback(value, traceback);
+    }
+    Py_XDECREF(type);
+    Py_XDECREF(traceback);
+    ts->interrupt = value;
+#endif
+}
+
+/* Hand a kept exception to the program: the hook then returns -1. */
+static int
+raise_interrupt(PyObject *exc)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    PyErr_SetRaisedException(exc);
+#else
+    PyErr_Restore(Py_NewRef(Py_TYPE(exc)), exc, PyException_GetTraceback(exc));
+#endif
+    return -1;
+}
+
+static int64_t
+as_index(ThreadState *ts, PyObject *result)
+{
+    if (result == NULL) {
+        failed(ts);
+        return -1;
+    }
+    int64_t index = PyLong_AsLongLong(result);
+    Py_DECREF(result);
+    if (index == -1 && PyErr_Occurred()) {
+        failed(ts);
+    }
+    return index;
+}
+
+/* ---- Frames ----------------------------------------------------------- */
+
+static inline PyCodeObject *
+frame_code(PyFrameObject *frame) /* borrowed */
+{
+#if FRAME_LAYOUT == 311
+    return frame->f_frame->f_code;
+#elif FRAME_LAYOUT == 310
+    return frame->f_code;
+#else
+    PyCodeObject *code = PyFrame_GetCode(frame);
+    Py_DECREF(code); /* the frame keeps it alive */
+    return code;
+#endif
+}
+
+/* Byte offset of the frame's last instruction, as frame.f_lasti. */
+static inline int
+frame_lasti(PyFrameObject *frame)
+{
+#if FRAME_LAYOUT == 310
+    return frame->f_lasti < 0 ? -1 : frame->f_lasti * (int)sizeof(_Py_CODEUNIT);
+#else
+    return PyFrame_GetLasti(frame);
+#endif
+}
+
+/* The opcode and oparg at byte offset `at` of code.co_code (which has the
+ * base, unspecialized opcodes); the opcode is -1 when out of range. */
+static void
+instruction_at(PyCodeObject *code, int at, int *op, int *oparg)
+{
+    *op = *oparg = -1;
+#if FRAME_LAYOUT == 310
+    PyObject *bytes = Py_NewRef(code->co_code);
+#else
+    PyObject *bytes = PyCode_GetCode(code); /* cached by CPython after the first call */
+    if (bytes == NULL) {
+        PyErr_Clear();
+        return;
+    }
+#endif
+    if (at >= 0 && at + 1 < PyBytes_GET_SIZE(bytes)) {
+        *op = (unsigned char)PyBytes_AS_STRING(bytes)[at];
+        *oparg = (unsigned char)PyBytes_AS_STRING(bytes)[at + 1];
+    }
+    Py_DECREF(bytes);
+}
+
+/* pycore.is_resumption: a 'call' event resuming a suspended generator or
+ * coroutine. 3.11+: the instruction at lasti is a RESUME with a non-zero oparg
+ * (0 marks the start of the code); 3.10: the frame has run before. */
+static int
+is_resumption(PyFrameObject *frame, PyCodeObject *code)
+{
+    if (!(code->co_flags & CO_RESUMABLE)) {
+        return 0;
+    }
+    int lasti = frame_lasti(frame);
+    if (op_resume < 0) {
+        return lasti >= 0;
+    }
+    int op, oparg;
+    instruction_at(code, lasti, &op, &oparg);
+    return op >= 0 && op == op_resume && oparg != 0;
+}
+
+/* pycore.exit_kind: how a frame is leaving, from its last instruction (up to
+ * 3.12 a suspended frame's is YIELD_VALUE; from 3.13 the RESUME after it). */
+static int
+exit_kind(PyFrameObject *frame, PyCodeObject *code)
+{
+    int op, oparg;
+    instruction_at(code, frame_lasti(frame), &op, &oparg);
+    if (op < 0) {
+        return EV_RAISE;
+    }
+    if (op == op_return_value || op == op_return_const) {
+        return EV_RETURN;
+    }
+    if (op == op_yield_value || (op == op_resume && oparg != 0)) {
+        return EV_YIELD;
+    }
+    return EV_RAISE;
+}
+
+/* Whether the trace function marked this frame as in scope. */
+static int
+frame_is_marked(PyFrameObject *frame)
+{
+#if FRAME_LAYOUT
+    return frame->f_trace == frame_mark;
+#else
+    PyObject *trace = get_attr((PyObject *)frame, "f_trace");
+    if (trace == NULL) {
+        PyErr_Clear();
+        return 0;
+    }
+    Py_DECREF(trace);
+    return trace == frame_mark;
+#endif
+}
+
+/* On the trace function's call event: no line events for this frame (a C
+ * trace function gets them for every frame whose f_trace_lines is set, the
+ * default); in-scope frames get the mark. 3.12+ filters line events by
+ * f_trace_lines too, but there setting it costs an attribute call per frame,
+ * more than the line events it saves reaching the trace function. */
+static void
+prepare_frame(PyFrameObject *frame, int in_scope)
+{
+#if FRAME_LAYOUT
+    frame->f_trace_lines = 0;
+    frame->f_trace_opcodes = 0;
+    if (in_scope && frame->f_trace != frame_mark) {
+        Py_XSETREF(frame->f_trace, Py_NewRef(frame_mark));
+    }
+#else
+    if (in_scope && PyObject_SetAttrString((PyObject *)frame, "f_trace", frame_mark) < 0) {
+        PyErr_Clear();
+    }
+#endif
+}
+
+/* The current value of an argument (new reference), NULL when unbound. */
+static PyObject *
+frame_argument(PyFrameObject *frame, ArgSlot *arg)
+{
+#if FRAME_LAYOUT
+    if (arg->slot < 0) {
+        return NULL;
+    }
+#if FRAME_LAYOUT == 311
+    PyObject *value = frame->f_frame->localsplus[arg->slot];
+#else
+    PyObject *value = frame->f_localsplus[arg->slot];
+#endif
+    if (value != NULL && arg->cell && PyCell_Check(value)) {
+        value = PyCell_GET(value);
+    }
+    return Py_XNewRef(value);
+#else
+    PyObject *value = PyFrame_GetVar(frame, arg->name);
+    if (value == NULL) {
+        PyErr_Clear(); /* NameError: unbound */
+    }
+    return value;
+#endif
+}
+
+/* ---- Classification --------------------------------------------------- */
+
+static void
+free_code_info(CodeInfo *info)
+{
+#if !FRAME_LAYOUT
+    for (Py_ssize_t i = 0; i < info->n_args; i++) {
+        Py_XDECREF(info->args[i].name);
+    }
+#endif
+    PyMem_Free(info->args);
+    Py_DECREF(info->code);
+    PyMem_Free(info);
+}
+
+/* registry.code(code, frame), cached per code object. */
+static CodeInfo *
+classify(ThreadState *ts, PyCodeObject *code, PyFrameObject *frame)
+{
+    if ((PyObject *)code == ts->last_code) {
+        return ts->last_info;
+    }
+    CCore *core = ts->core;
+    Entry *entry = table_find(&core->codes, code, NULL);
+    CodeInfo *info;
+    if (entry != NULL) {
+        info = entry->p;
+    }
+    else {
+        PyObject *result = PyObject_CallFunctionObjArgs(core->reg_code, code, frame, NULL);
+        Py_ssize_t fid = -1;
+        int in_scope = -1;
+        if (result != NULL && PyTuple_Check(result) && PyTuple_GET_SIZE(result) == 2) {
+            fid = PyLong_AsSsize_t(PyTuple_GET_ITEM(result, 0));
+            in_scope = fid == -1 && PyErr_Occurred() ? -1
+                                                     : PyObject_IsTrue(PyTuple_GET_ITEM(result, 1));
+        }
+        Py_XDECREF(result);
+        if (in_scope < 0) {
+            failed(ts);
+            return &unclassified;
+        }
+        entry = table_find(&core->codes, code, NULL); /* another thread may have been quicker */
+        if (entry != NULL) {
+            info = entry->p;
+        }
+        else {
+            info = PyMem_Calloc(1, sizeof(CodeInfo));
+            if (info == NULL || (entry = table_add(&core->codes, code, NULL)) == NULL) {
+                PyMem_Free(info);
+                return &unclassified;
+            }
+            info->code = Py_NewRef(code);
+            info->fid = fid;
+            info->in_scope = in_scope;
+            info->n_args = -1;
+            entry->p = info;
+        }
+    }
+    ts->last_code = (PyObject *)code;
+    ts->last_info = info;
+    return info;
+}
+
+/* registry.cfunction(func) -> (fid, trivial), cached. A builtin bound to a
+ * module (or to nothing) is keyed by its method definition and module; a
+ * method bound to an object by its definition and the object's type, since
+ * bound methods like `items.append` are new objects at each access.
+ * -1 when the registry failed. */
+static int
+classify_cfunction(ThreadState *ts, PyObject *func, int64_t *fid, int *trivial)
+{
+    CCore *core = ts->core;
+    const void *k1 = NULL;
+    PyObject *owner = NULL;
+    if (PyCFunction_Check(func)) {
+        PyObject *self = PyCFunction_GET_SELF(func);
+        owner = self == NULL || PyModule_Check(self) ? self : (PyObject *)Py_TYPE(self);
+        k1 = ((PyCFunctionObject *)func)->m_ml;
+        Entry *entry = table_find(&core->cfunctions, k1, owner);
+        if (entry != NULL) {
+            *fid = entry->a;
+            *trivial = (int)entry->b;
+            return 0;
+        }
+    }
+    PyObject *result = PyObject_CallOneArg(core->reg_cfunction, func);
+    int ok = result != NULL && PyTuple_Check(result) && PyTuple_GET_SIZE(result) == 2;
+    if (ok) {
+        *fid = PyLong_AsLongLong(PyTuple_GET_ITEM(result, 0));
+        *trivial = *fid == -1 && PyErr_Occurred() ? -1 : PyObject_IsTrue(PyTuple_GET_ITEM(result, 1));
+        ok = *trivial >= 0;
+    }
+    Py_XDECREF(result);
+    if (!ok) {
+        failed(ts);
+        return -1;
+    }
+    if (k1 != NULL && table_find(&core->cfunctions, k1, owner) == NULL) {
+        Entry *entry = NULL;
+        if (owner == NULL || PyList_Append(core->keep, owner) == 0) {
+            entry = table_add(&core->cfunctions, k1, owner);
+        }
+        if (entry != NULL) {
+            entry->a = *fid;
+            entry->b = *trivial;
+        }
+        PyErr_Clear(); /* out of memory: just not cached */
+    }
+    return 0;
+}
+
+/* ---- Summaries -------------------------------------------------------- */
+
+/* registry.string(text), cached; steals `text` (NULL: a failed summary). */
+static int64_t
+text_index(ThreadState *ts, PyObject *text)
+{
+    if (text == NULL || ts->interrupt != NULL) {
+        if (text == NULL) {
+            failed(ts);
+        }
+        Py_XDECREF(text);
+        return -1;
+    }
+    CCore *core = ts->core;
+    int64_t index = -1;
+    PyObject *hit = PyDict_GetItemWithError(core->text_cache, text);
+    if (hit != NULL) {
+        index = PyLong_AsLongLong(hit);
+    }
+    else if (!PyErr_Occurred()) {
+        PyObject *result = PyObject_CallOneArg(core->reg_string, text);
+        if (result != NULL) {
+            index = PyLong_AsLongLong(result);
+            if (!PyErr_Occurred() && PyDict_SetItem(core->text_cache, text, result) < 0) {
+                PyErr_Clear(); /* out of memory: just not cached */
+            }
+            Py_DECREF(result);
+        }
+    }
+    Py_DECREF(text);
+    if (PyErr_Occurred()) {
+        failed(ts);
+        return -1;
+    }
+    return index;
+}
+
+/* String index of summarize(value). Summaries of None, False, True and small
+ * ints are kept in arrays, of other exact ints that fit in 64 bits and of str
+ * up to MAX_CACHED_STR characters in a dict by value (their summary depends on
+ * nothing else); float's summary is its repr; everything else goes through
+ * summary.summarize. */
+static int64_t
+value_index(ThreadState *ts, PyObject *value)
+{
+    CCore *core = ts->core;
+    if (ts->interrupt != NULL) {
+        return -1;
+    }
+    PyTypeObject *type = Py_TYPE(value);
+    int64_t *known = value == Py_None    ? &core->constants[0]
+                     : value == Py_False ? &core->constants[1]
+                     : value == Py_True  ? &core->constants[2]
+                                         : NULL;
+    int cacheable = 0;
+    if (type == &PyLong_Type) {
+        int overflow;
+        long long v = PyLong_AsLongLongAndOverflow(value, &overflow);
+        if (!overflow && v >= SMALL_INT_MIN && v < SMALL_INT_MAX) {
+            known = &core->small_ints[v - SMALL_INT_MIN];
+        }
+        cacheable = !overflow;
+    }
+    if (known != NULL) {
+        if (*known < 0) {
+            *known = text_index(ts, PyObject_CallOneArg(core->summarize, value));
+        }
+        return *known;
+    }
+    if (type == &PyFloat_Type) {
+        return text_index(ts, PyObject_Repr(value));
+    }
+    if (type == &PyUnicode_Type) {
+        cacheable = PyUnicode_GET_LENGTH(value) <= MAX_CACHED_STR;
+    }
+    if (cacheable) {
+        PyObject *hit = PyDict_GetItemWithError(core->value_cache, value);
+        if (hit != NULL) {
+            return PyLong_AsLongLong(hit);
+        }
+        PyErr_Clear(); /* exact int and str hash without failing */
+    }
+    int64_t index = text_index(ts, PyObject_CallOneArg(core->summarize, value));
+    if (cacheable && index >= 0) {
+        PyObject *boxed = PyLong_FromLongLong(index);
+        if (boxed == NULL || PyDict_SetItem(core->value_cache, value, boxed) < 0) {
+            PyErr_Clear(); /* out of memory: just not cached */
+        }
+        Py_XDECREF(boxed);
+    }
+    return index;
+}
+
+/* String index of summarize_self(value): the qualname of the class (of value,
+ * or value itself when a class). A heap type's is read from the type (it can be
+ * reassigned); a static type's is cached by address. */
+static int64_t
+self_index(ThreadState *ts, PyObject *value)
+{
+    CCore *core = ts->core;
+    if (ts->interrupt != NULL) {
+        return -1;
+    }
+    PyTypeObject *type = PyType_Check(value) ? (PyTypeObject *)value : Py_TYPE(value);
+    if (type->tp_flags & Py_TPFLAGS_HEAPTYPE) {
+        return text_index(ts, Py_NewRef(((PyHeapTypeObject *)type)->ht_qualname));
+    }
+    Entry *entry = table_find(&core->self_types, type, NULL);
+    if (entry != NULL) {
+        return entry->a;
+    }
+    int64_t index = text_index(ts, PyObject_CallOneArg(core->summarize_self, value));
+    if (index >= 0 && table_find(&core->self_types, type, NULL) == NULL &&
+        (entry = table_add(&core->self_types, type, NULL)) != NULL) {
+        entry->a = index;
+    }
+    return index;
+}
+
+/* registry.args(ids), cached; -1 when the registry failed. */
+static int64_t
+intern_arguments(ThreadState *ts, const int64_t *ids, Py_ssize_t size)
+{
+    TupleTable *table = &ts->core->arg_tuples;
+    uint64_t hash = ids_hash(ids, size);
+    if (table->entries != NULL) {
+        TupleEntry *entry = tuple_slot(table, hash, ids, size);
+        if (entry->ids != NULL) {
+            return entry->index;
+        }
+    }
+    PyObject *tuple = PyTuple_New(size);
+    for (Py_ssize_t i = 0; tuple != NULL && i < size; i++) {
+        PyObject *item = PyLong_FromLongLong(ids[i]);
+        if (item == NULL) {
+            Py_CLEAR(tuple);
+            break;
+        }
+        PyTuple_SET_ITEM(tuple, i, item);
+    }
+    if (tuple == NULL) {
+        failed(ts);
+        return -1;
+    }
+    int64_t index = as_index(ts, PyObject_CallOneArg(ts->core->reg_args, tuple));
+    Py_DECREF(tuple);
+    if (index < 0) {
+        return index;
+    }
+    if ((table->entries == NULL || 2 * (table->used + 1) > table->mask + 1) &&
+        tuple_table_grow(table) < 0) {
+        return index;
+    }
+    TupleEntry *entry = tuple_slot(table, hash, ids, size);
+    if (entry->ids == NULL) { /* not added by another thread meanwhile */
+        int64_t *copy = PyMem_Malloc((size_t)size * sizeof(int64_t));
+        if (copy != NULL) {
+            memcpy(copy, ids, (size_t)size * sizeof(int64_t));
+            entry->hash = hash;
+            entry->size = size;
+            entry->ids = copy;
+            entry->index = index;
+            table->used++;
+        }
+    }
+    return index;
+}
+
+/* Where each argument of registry.functions[fid].argnames lives in the frame. */
+static void
+load_argument_layout(ThreadState *ts, CodeInfo *info)
+{
+    info->n_args = 0;
+    PyObject *functions = get_attr(ts->core->registry, "functions");
+    PyObject *function = functions ? PySequence_GetItem(functions, info->fid) : NULL;
+    PyObject *names = function ? get_attr(function, "argnames") : NULL;
+    Py_XDECREF(functions);
+    Py_XDECREF(function);
+    if (names == NULL) {
+        failed(ts);
+        return;
+    }
+    Py_ssize_t n = PyTuple_Check(names) ? PyTuple_GET_SIZE(names) : 0;
+    info->args = n ? PyMem_Calloc((size_t)n, sizeof(ArgSlot)) : NULL;
+    if (info->args == NULL) {
+        Py_DECREF(names);
+        return;
+    }
+    PyCodeObject *code = (PyCodeObject *)info->code;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *name = PyTuple_GET_ITEM(names, i);
+        ArgSlot *arg = &info->args[i];
+        arg->self = PyUnicode_Check(name) && (PyUnicode_CompareWithASCIIString(name, "self") == 0 ||
+                                              PyUnicode_CompareWithASCIIString(name, "cls") == 0);
+#if FRAME_LAYOUT == 311
+        arg->slot = -1;
+        for (Py_ssize_t j = 0; j < PyTuple_GET_SIZE(code->co_localsplusnames); j++) {
+            if (PyObject_RichCompareBool(PyTuple_GET_ITEM(code->co_localsplusnames, j), name,
+                                         Py_EQ) == 1) {
+                arg->slot = j;
+                arg->cell = (PyBytes_AS_STRING(code->co_localspluskinds)[j] & CO_FAST_CELL) != 0;
+                break;
+            }
+        }
+#elif FRAME_LAYOUT == 310
+        /* An argument captured by a closure lives in its cell (after the plain
+         * locals); its own slot is cleared when the frame is made. */
+        arg->slot = -1;
+        for (Py_ssize_t j = 0; j < PyTuple_GET_SIZE(code->co_cellvars); j++) {
+            if (code->co_cell2arg != NULL && code->co_cell2arg[j] != CO_CELL_NOT_AN_ARG &&
+                PyObject_RichCompareBool(PyTuple_GET_ITEM(code->co_cellvars, j), name, Py_EQ) == 1) {
+                arg->slot = code->co_nlocals + j;
+                arg->cell = 1;
+                break;
+            }
+        }
+        for (Py_ssize_t j = 0; arg->slot < 0 && j < PyTuple_GET_SIZE(code->co_varnames); j++) {
+            if (PyObject_RichCompareBool(PyTuple_GET_ITEM(code->co_varnames, j), name, Py_EQ) == 1) {
+                arg->slot = j;
+            }
+        }
+#else
+        (void)code;
+        arg->name = Py_NewRef(name);
+#endif
+    }
+    info->n_args = n;
+    Py_DECREF(names);
+    PyErr_Clear(); /* a failed name comparison: that argument is just not found */
+}
+
+/* pycore._ArgLayouts.capture: the registry.args index of the call's arguments. */
+static int64_t
+capture_arguments(ThreadState *ts, CodeInfo *info, PyFrameObject *frame)
+{
+    if (ts->interrupt != NULL) {
+        return -1;
+    }
+    if (info->n_args < 0) {
+        load_argument_layout(ts, info);
+    }
+    Py_ssize_t n = info->n_args;
+    if (n == 0) {
+        return -1;
+    }
+    int64_t small[16];
+    int64_t *ids = n <= 16 ? small : PyMem_Malloc((size_t)n * sizeof(int64_t));
+    if (ids == NULL) {
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *value = frame_argument(frame, &info->args[i]);
+        if (value == NULL) {
+            ids[i] = -1;
+            continue;
+        }
+        ids[i] = info->args[i].self ? self_index(ts, value) : value_index(ts, value);
+        Py_DECREF(value);
+    }
+    int64_t index = ts->interrupt ? -1 : intern_arguments(ts, ids, n);
+    if (ids != small) {
+        PyMem_Free(ids);
+    }
+    return index;
+}
+
+/* ---- Exceptions ------------------------------------------------------- */
+
+static void
+fill_slots(ThreadState *ts, const int64_t *slots, Py_ssize_t n, PyObject *exc)
+{
+    if (ts->interrupt != NULL) {
+        return;
+    }
+    PyObject *list = PyList_New(n);
+    for (Py_ssize_t i = 0; list != NULL && i < n; i++) {
+        PyObject *slot = PyLong_FromLongLong(slots[i]);
+        if (slot == NULL) {
+            Py_CLEAR(list);
+            break;
+        }
+        PyList_SET_ITEM(list, i, slot);
+    }
+    PyObject *result =
+        list ? PyObject_CallFunctionObjArgs(ts->core->reg_fill_slots, list, exc, NULL) : NULL;
+    Py_XDECREF(list);
+    if (result == NULL) {
+        failed(ts);
+    }
+    Py_XDECREF(result);
+}
+
+/* pycore's raised(): a new exception slot for a call ending in an exception,
+ * filled now for an in-scope frame whose exception is known, else at the next
+ * exception event. */
+static int64_t
+raised(ThreadState *ts, int marker)
+{
+    int64_t slot = ts->interrupt ? -1 : as_index(ts, PyObject_CallNoArgs(ts->core->reg_new_slot));
+    if (slot < 0) {
+        return -1;
+    }
+    if (marker == IN_SCOPE && ts->current != NULL) {
+        fill_slots(ts, &slot, 1, ts->current);
+    }
+    else if (reserve((void **)&ts->pending, &ts->pending_capacity, ts->n_pending + 1,
+                     sizeof(int64_t)) == 0) {
+        ts->pending[ts->n_pending++] = slot;
+    }
+    return slot;
+}
+
+/* ---- The stack of open frames and recorded C calls -------------------- */
+
+static void
+push(ThreadState *ts, int marker, PyFrameObject *frame)
+{
+    if (ts->n_stack == ts->stack_capacity) {
+        Py_ssize_t capacity = ts->stack_capacity;
+        if (reserve((void **)&ts->markers, &capacity, ts->n_stack + 1, 1) < 0 ||
+            reserve((void **)&ts->frames, &ts->stack_capacity, ts->n_stack + 1,
+                    sizeof(PyObject *)) < 0) {
+            ts->broken = 1;
+            return;
+        }
+    }
+    ts->markers[ts->n_stack] = (unsigned char)marker;
+    ts->frames[ts->n_stack++] = Py_NewRef(frame);
+}
+
+static int
+pop(ThreadState *ts)
+{
+    ts->n_stack--;
+    Py_DECREF(ts->frames[ts->n_stack]);
+    return ts->markers[ts->n_stack];
+}
+
+static inline int
+top(ThreadState *ts)
+{
+    return ts->n_stack ? ts->markers[ts->n_stack - 1] : IGNORED;
+}
+
+static inline int
+on_top(ThreadState *ts, PyFrameObject *frame)
+{
+    return ts->n_stack && ts->frames[ts->n_stack - 1] == (PyObject *)frame;
+}
+
+/* pycore's unwind_to: close the entries above `frame` whose closing events
+ * were lost (a hook raised, or another tool replaced it for a while); 0 when
+ * `frame` itself is not on the stack. */
+static int
+unwind_to(ThreadState *ts, PyFrameObject *frame)
+{
+    Py_ssize_t index = ts->n_stack - 1;
+    while (index >= 0 && ts->frames[index] != (PyObject *)frame) {
+        index--;
+    }
+    if (index < 0) {
+        return 0;
+    }
+    CCore *core = ts->core;
+    int64_t now = now_ns();
+    while (ts->n_stack > index + 1) {
+        int marker = pop(ts);
+        if (marker == IN_SCOPE || marker == EXTERNAL_C ||
+            (marker == EXTERNAL_PY && core->record_externals)) {
+            ts->depth--;
+            emit(core, ts->return_head, now, -1);
+        }
+        else if (marker == SUPPRESSED) {
+            ts->suppressed--;
+        }
+        else if (marker == TRIVIAL_C) {
+            ts->n_deferred--;
+        }
+    }
+    return 1;
+}
+
+/* An in-scope callback reached from a trivial builtin: record the builtin. */
+static void
+open_deferred(ThreadState *ts)
+{
+    Deferred call = ts->deferred[--ts->n_deferred];
+    ts->markers[ts->n_stack - 1] = EXTERNAL_C;
+    ts->core->recorded++;
+    ts->depth++;
+    emit(ts->core, ts->external_head | call.fid << REF_SHIFT, call.time, -1);
+}
+
+/* ---- The hooks -------------------------------------------------------- */
+
+static void
+on_call(ThreadState *ts, PyFrameObject *frame)
+{
+    CCore *core = ts->core;
+    if (ts->n_stack) {
+        PyFrameObject *back = PyFrame_GetBack(frame);
+        if (!on_top(ts, back)) {
+            unwind_to(ts, back); /* returns were lost: close what they ended */
+        }
+        Py_XDECREF(back);
+    }
+    Py_CLEAR(ts->current);
+    int caller = top(ts);
+    PyCodeObject *code = frame_code(frame);
+    CodeInfo *info = classify(ts, code, frame);
+    int64_t fid = info->fid;
+    int marker;
+    if (info->in_scope) {
+        if (caller == TRIVIAL_C && !ts->suppressed && core->recorded < core->max_calls) {
+            open_deferred(ts);
+        }
+        if (ts->suppressed || ts->depth >= core->max_depth) {
+            ts->suppressed++;
+            marker = SUPPRESSED;
+        }
+        else if (core->recorded >= core->max_calls) {
+            core->dropped++;
+            marker = DROPPED;
+        }
+        else {
+            int64_t head = ts->resume_head, aux = -1;
+            if (!is_resumption(frame, code)) {
+                head = ts->call_head;
+                aux = core->capture ? capture_arguments(ts, info, frame) : -1;
+            }
+            core->recorded++;
+            ts->depth++;
+            marker = IN_SCOPE;
+            emit(core, head | fid << REF_SHIFT, now_ns(), aux);
+        }
+    }
+    else if (fid < 0 || (caller != IN_SCOPE && caller != DROPPED)) {
+        marker = IGNORED;
+    }
+    else if (!core->record_externals) {
+        marker = EXTERNAL_PY; /* marks the external region; nothing recorded */
+    }
+    else if (caller == DROPPED || core->recorded >= core->max_calls) {
+        core->dropped++;
+        marker = IGNORED;
+    }
+    else if (ts->depth >= core->max_depth) {
+        marker = IGNORED;
+    }
+    else {
+        core->recorded++;
+        ts->depth++;
+        marker = EXTERNAL_PY;
+        emit(core, ts->external_head | fid << REF_SHIFT, now_ns(), -1);
+    }
+    push(ts, marker, frame);
+}
+
+/* `value` is NULL when the frame is unwinding with an exception; like a
+ * returned None (what a Python profile function sees then too), the frame's
+ * last instruction tells how it left. */
+static void
+on_return(ThreadState *ts, PyFrameObject *frame, PyObject *value)
+{
+    CCore *core = ts->core;
+    if (!on_top(ts, frame) && !unwind_to(ts, frame)) {
+        return; /* its call event was not seen */
+    }
+    int marker = pop(ts);
+    if (marker == IN_SCOPE || (marker == EXTERNAL_PY && core->record_externals)) {
+        int64_t now = now_ns();
+        PyCodeObject *code = frame_code(frame);
+        int kind = value == NULL || value == Py_None || code->co_flags & CO_RESUMABLE
+                       ? exit_kind(frame, code)
+                       : EV_RETURN;
+        int64_t head, aux;
+        if (kind == EV_RAISE) {
+            head = ts->raise_head;
+            aux = raised(ts, marker);
+        }
+        else {
+            head = kind == EV_YIELD ? ts->yield_head : ts->return_head;
+            aux = core->capture ? value_index(ts, value ? value : Py_None) : -1;
+        }
+        ts->depth--;
+        emit(core, head, now, aux);
+    }
+    else if (marker == SUPPRESSED) {
+        ts->suppressed--;
+    }
+    Py_CLEAR(ts->current);
+}
+
+static void
+on_c_call(ThreadState *ts, PyFrameObject *frame, PyObject *func)
+{
+    CCore *core = ts->core;
+    int caller = top(ts);
+    int64_t fid;
+    int trivial;
+    if ((caller != IN_SCOPE && caller != DROPPED) || !core->record_externals ||
+        classify_cfunction(ts, func, &fid, &trivial) < 0 || fid < 0) {
+        return;
+    }
+    if (caller == DROPPED || core->recorded >= core->max_calls) {
+        if (!trivial) {
+            core->dropped++;
+        }
+    }
+    else if (ts->depth >= core->max_depth) {
+        return;
+    }
+    else if (trivial) {
+        if (reserve((void **)&ts->deferred, &ts->deferred_capacity, ts->n_deferred + 1,
+                    sizeof(Deferred)) < 0) {
+            ts->broken = 1;
+            return;
+        }
+        push(ts, TRIVIAL_C, frame);
+        ts->deferred[ts->n_deferred++] = (Deferred){fid, now_ns()};
+    }
+    else {
+        core->recorded++;
+        ts->depth++;
+        push(ts, EXTERNAL_C, frame);
+        emit(core, ts->external_head | fid << REF_SHIFT, now_ns(), -1);
+    }
+}
+
+static void
+on_c_exit(ThreadState *ts, PyFrameObject *frame, int what)
+{
+    if (!ts->n_stack || (!on_top(ts, frame) && !unwind_to(ts, frame))) {
+        return;
+    }
+    int marker = top(ts);
+    if (marker == EXTERNAL_C) {
+        int64_t head = what == PyTrace_C_RETURN ? ts->return_head : ts->raise_head;
+        int64_t aux = what == PyTrace_C_RETURN ? -1 : raised(ts, EXTERNAL_C);
+        pop(ts);
+        ts->depth--;
+        emit(ts->core, head, now_ns(), aux);
+    }
+    else if (marker == TRIVIAL_C) {
+        pop(ts);
+        ts->n_deferred--;
+    }
+}
+
+static void
+profile_event(ThreadState *ts, PyFrameObject *frame, int what, PyObject *arg)
+{
+    switch (what) {
+    case PyTrace_CALL:
+        on_call(ts, frame);
+        break;
+    case PyTrace_RETURN:
+        on_return(ts, frame, arg);
+        break;
+    case PyTrace_C_CALL:
+        on_c_call(ts, frame, arg);
+        break;
+    case PyTrace_C_RETURN:
+    case PyTrace_C_EXCEPTION:
+        on_c_exit(ts, frame, what);
+        break;
+    }
+}
+
+/* The hooks' exit: after recording is over they remove themselves (which may
+ * free `ts`); otherwise a kept exception goes to the program if `deliver`,
+ * else it waits for the next event. Raising makes CPython skip what follows
+ * the event: not from the profile function's call events (the call or frame
+ * just pushed would be skipped or abandoned), nor from the trace function's
+ * return events (they come before the profile function's). */
+static int
+hook_exit(ThreadState *ts, int deliver)
+{
+    PyObject *exc = ts->interrupt;
+    if (!ts->core->active || ts->broken) {
+        ts->interrupt = NULL;
+        uninstall_hooks(); /* may free ts */
+        return exc ? raise_interrupt(exc) : 0;
+    }
+    if (!deliver || exc == NULL) {
+        return 0;
+    }
+    ts->interrupt = NULL;
+    return raise_interrupt(exc);
+}
+
+static int
+profile_hook(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg)
+{
+    ThreadState *ts = (ThreadState *)obj;
+    if (ts->core->active && !ts->broken) {
+        profile_event(ts, frame, what, arg);
+    }
+    return hook_exit(ts, what != PyTrace_CALL && what != PyTrace_C_CALL);
+}
+
+static int
+trace_hook(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg)
+{
+    ThreadState *ts = (ThreadState *)obj;
+    if (what == PyTrace_LINE) {
+        return 0; /* not wanted (see prepare_frame) */
+    }
+    if (ts->core->active && !ts->broken) {
+        if (what == PyTrace_CALL) {
+            CodeInfo *info = classify(ts, frame_code(frame), frame);
+            prepare_frame(frame, info->in_scope);
+        }
+        else if (what == PyTrace_EXCEPTION && frame_is_marked(frame) && PyTuple_Check(arg) &&
+                 PyTuple_GET_SIZE(arg) >= 2) {
+            /* arg is (type, value, traceback) */
+            PyObject *exc = PyTuple_GET_ITEM(arg, 1);
+            Py_XSETREF(ts->current, Py_NewRef(exc));
+            if (ts->n_pending) {
+                Py_ssize_t n = ts->n_pending;
+                ts->n_pending = 0;
+                fill_slots(ts, ts->pending, n, exc);
+            }
+        }
+    }
+    return hook_exit(ts, what == PyTrace_CALL || what == PyTrace_EXCEPTION);
+}
+
+/* ---- ThreadState ------------------------------------------------------ */
+
+static ThreadState *
+thread_state_new(CCore *core)
+{
+    PyObject *result = PyObject_CallNoArgs(core->reg_thread);
+    int64_t thread = result ? PyLong_AsLongLong(result) : -1;
+    Py_XDECREF(result);
+    if (thread == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    ThreadState *ts = (ThreadState *)ThreadStateType.tp_alloc(&ThreadStateType, 0);
+    if (ts == NULL) {
+        return NULL;
+    }
+    ts->core = (CCore *)Py_NewRef(core);
+    int64_t shifted = thread << KIND_BITS;
+    ts->call_head = EV_CALL | shifted;
+    ts->resume_head = EV_RESUME | shifted;
+    ts->external_head = EV_EXTERNAL | shifted;
+    ts->return_head = EV_RETURN | shifted;
+    ts->yield_head = EV_YIELD | shifted;
+    ts->raise_head = EV_RAISE | shifted;
+    return ts;
+}
+
+static void
+thread_state_dealloc(ThreadState *ts)
+{
+    while (ts->n_stack) {
+        pop(ts);
+    }
+    Py_XDECREF(ts->current);
+    Py_XDECREF(ts->interrupt);
+    Py_XDECREF(ts->core);
+    PyMem_Free(ts->markers);
+    PyMem_Free(ts->frames);
+    PyMem_Free(ts->deferred);
+    PyMem_Free(ts->pending);
+    Py_TYPE(ts)->tp_free((PyObject *)ts);
+}
+
+static int
+event_code(PyObject *event)
+{
+    static const char *const names[] = {"call", "return", "c_call", "c_return", "c_exception"};
+    static const int codes[] = {PyTrace_CALL, PyTrace_RETURN, PyTrace_C_CALL, PyTrace_C_RETURN,
+                                PyTrace_C_EXCEPTION};
+    for (int i = 0; i < 5; i++) {
+        if (PyUnicode_Check(event) && PyUnicode_CompareWithASCIIString(event, names[i]) == 0) {
+            return codes[i];
+        }
+    }
+    return -1;
+}
+
+/* sys.getprofile() and sys.gettrace() return this object: code that saves and
+ * restores them (`old = sys.getprofile()` ... `sys.setprofile(old)`) installs
+ * it as a Python-level hook, which then calls it. It puts the C hooks back and
+ * records the event as they would have. The trace function is called before
+ * the profile function for a call: when both were replaced, the call event is
+ * left to the profile function reinstalled here. */
+static PyObject *
+thread_state_call(ThreadState *ts, PyObject *args, PyObject *kwargs)
+{
+    PyFrameObject *frame;
+    PyObject *event, *arg;
+    if (!PyArg_ParseTuple(args, "O!OO", &PyFrame_Type, &frame, &event, &arg)) {
+        return NULL;
+    }
+    PyThreadState *tstate = PyThreadState_Get();
+    int profile = tstate->c_profileobj == (PyObject *)ts && tstate->c_profilefunc != profile_hook;
+    int trace = tstate->c_traceobj == (PyObject *)ts && tstate->c_tracefunc != trace_hook;
+    int what = event_code(event);
+    Py_INCREF(ts); /* replacing a hook drops the reference it held */
+    if (!ts->core->active || ts->broken) { /* recording is over: as the C hooks would */
+        if (profile) {
+            PyEval_SetProfile(NULL, NULL);
+        }
+        if (trace) {
+            PyEval_SetTrace(NULL, NULL);
+        }
+        Py_DECREF(ts);
+        Py_RETURN_NONE;
+    }
+    if (trace) {
+        PyEval_SetTrace(trace_hook, (PyObject *)ts);
+        if (what == PyTrace_CALL) {
+            prepare_frame(frame, classify(ts, frame_code(frame), frame)->in_scope);
+        }
+    }
+    if (profile) {
+        PyEval_SetProfile(profile_hook, (PyObject *)ts);
+        if (what >= 0 && !(trace && what == PyTrace_CALL)) {
+            profile_event(ts, frame, what, arg);
+        }
+    }
+    PyObject *exc = ts->interrupt;
+    ts->interrupt = NULL;
+    Py_DECREF(ts);
+    if (exc != NULL) {
+        raise_interrupt(exc);
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyTypeObject ThreadStateType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "otel_tracer._ctracer.ThreadState",
+    .tp_doc = "One thread's recording state (internal).",
+    .tp_basicsize = sizeof(ThreadState),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_dealloc = (destructor)thread_state_dealloc,
+    .tp_call = (ternaryfunc)thread_state_call,
+};
+
+/* ---- CCore ------------------------------------------------------------ */
+
+static int
+set_threading_profile(PyObject *hook)
+{
+    PyObject *threading = PyImport_ImportModule("threading");
+    if (threading == NULL) {
+        return -1;
+    }
+    PyObject *setprofile = get_attr(threading, "setprofile");
+    PyObject *result = setprofile ? PyObject_CallOneArg(setprofile, hook) : NULL;
+    Py_XDECREF(setprofile);
+    Py_DECREF(threading);
+    Py_XDECREF(result);
+    return result == NULL ? -1 : 0;
+}
+
+static int64_t
+option_limit(PyObject *options, const char *name, int *error)
+{
+    PyObject *value = get_attr(options, name);
+    int set = value ? PyObject_IsTrue(value) : -1;
+    int64_t limit = UNLIMITED; /* `options.max_x or 1 << 62` */
+    if (set > 0) {
+        int overflow;
+        long long v = PyLong_AsLongLongAndOverflow(value, &overflow);
+        if (!overflow) {
+            limit = v;
+        }
+    }
+    Py_XDECREF(value);
+    if (set < 0 || PyErr_Occurred()) {
+        *error = 1;
+    }
+    return limit;
+}
+
+static int
+option_flag(PyObject *options, const char *name, int *error)
+{
+    PyObject *value = get_attr(options, name);
+    int flag = value ? PyObject_IsTrue(value) : -1;
+    Py_XDECREF(value);
+    if (flag < 0) {
+        *error = 1;
+    }
+    return flag > 0;
+}
+
+static PyObject *
+ccore_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    static char *keywords[] = {"registry", "options", NULL};
+    PyObject *registry, *options;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO:CCore", keywords, &registry, &options)) {
+        return NULL;
+    }
+    CCore *core = (CCore *)type->tp_alloc(type, 0);
+    if (core == NULL) {
+        return NULL;
+    }
+    core->registry = Py_NewRef(registry);
+    core->options = Py_NewRef(options);
+    for (int i = 0; i < 3; i++) {
+        core->constants[i] = -1;
+    }
+    for (int i = 0; i < SMALL_INT_MAX - SMALL_INT_MIN; i++) {
+        core->small_ints[i] = -1;
+    }
+    int error = 0;
+    core->record_externals = option_flag(options, "external_calls", &error);
+    core->capture = option_flag(options, "capture_args", &error);
+    core->max_depth = option_limit(options, "max_depth", &error);
+    core->max_calls = option_limit(options, "max_calls", &error);
+    PyObject *summary = error ? NULL : PyImport_ImportModule("otel_tracer.summary");
+    if (summary != NULL) {
+        core->summarize = get_attr(summary, "summarize");
+        core->summarize_self = get_attr(summary, "summarize_self");
+        Py_DECREF(summary);
+    }
+    core->events = events_new();
+    core->value_cache = PyDict_New();
+    core->text_cache = PyDict_New();
+    core->keep = PyList_New(0);
+    core->reg_code = get_attr(registry, "code");
+    core->reg_cfunction = get_attr(registry, "cfunction");
+    core->reg_string = get_attr(registry, "string");
+    core->reg_args = get_attr(registry, "args");
+    core->reg_thread = get_attr(registry, "thread");
+    core->reg_new_slot = get_attr(registry, "new_exception_slot");
+    core->reg_fill_slots = get_attr(registry, "fill_exception_slots");
+    if (PyErr_Occurred()) {
+        Py_DECREF(core);
+        return NULL;
+    }
+    return (PyObject *)core;
+}
+
+static int
+ccore_traverse(CCore *core, visitproc visit, void *arg)
+{
+    Py_VISIT(core->registry);
+    Py_VISIT(core->options);
+    Py_VISIT(core->reg_code);
+    Py_VISIT(core->reg_cfunction);
+    Py_VISIT(core->reg_string);
+    Py_VISIT(core->reg_args);
+    Py_VISIT(core->reg_thread);
+    Py_VISIT(core->reg_new_slot);
+    Py_VISIT(core->reg_fill_slots);
+    Py_VISIT(core->summarize);
+    Py_VISIT(core->summarize_self);
+    Py_VISIT(core->keep);
+    return 0;
+}
+
+static int
+ccore_clear(CCore *core)
+{
+    Py_CLEAR(core->registry);
+    Py_CLEAR(core->options);
+    Py_CLEAR(core->reg_code);
+    Py_CLEAR(core->reg_cfunction);
+    Py_CLEAR(core->reg_string);
+    Py_CLEAR(core->reg_args);
+    Py_CLEAR(core->reg_thread);
+    Py_CLEAR(core->reg_new_slot);
+    Py_CLEAR(core->reg_fill_slots);
+    Py_CLEAR(core->summarize);
+    Py_CLEAR(core->summarize_self);
+    Py_CLEAR(core->keep);
+    return 0;
+}
+
+static void
+ccore_dealloc(CCore *core)
+{
+    PyObject_GC_UnTrack(core);
+    if (core->weakrefs != NULL) {
+        PyObject_ClearWeakRefs((PyObject *)core);
+    }
+    ccore_clear(core);
+    Py_XDECREF(core->events);
+    Py_XDECREF(core->value_cache);
+    Py_XDECREF(core->text_cache);
+    for (size_t i = 0; core->codes.entries && i <= core->codes.mask; i++) {
+        if (core->codes.entries[i].k1 != NULL) {
+            free_code_info(core->codes.entries[i].p);
+        }
+    }
+    PyMem_Free(core->codes.entries);
+    PyMem_Free(core->cfunctions.entries);
+    PyMem_Free(core->self_types.entries);
+    for (size_t i = 0; core->arg_tuples.entries && i <= core->arg_tuples.mask; i++) {
+        PyMem_Free(core->arg_tuples.entries[i].ids);
+    }
+    PyMem_Free(core->arg_tuples.entries);
+    Py_TYPE(core)->tp_free((PyObject *)core);
+}
+
+static PyObject *
+ccore_clock(CCore *core, PyObject *unused)
+{
+    return PyLong_FromLongLong(now_ns());
+}
+
+static PyObject *
+ccore_start(CCore *core, PyObject *unused)
+{
+    if (core->registry == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "CCore was cleared");
+        return NULL;
+    }
+    ThreadState *ts = thread_state_new(core);
+    PyObject *bootstrap = ts ? get_attr((PyObject *)core, "_bootstrap") : NULL;
+    core->active = bootstrap != NULL;
+    if (core->active && set_threading_profile(bootstrap) < 0) {
+        core->active = 0;
+    }
+    if (core->active) {
+        PyEval_SetTrace(trace_hook, (PyObject *)ts);
+        PyEval_SetProfile(profile_hook, (PyObject *)ts);
+    }
+    Py_XDECREF(bootstrap);
+    Py_XDECREF(ts);
+    if (!core->active) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+ccore_stop(CCore *core, PyObject *unused)
+{
+    core->active = 0;
+    uninstall_hooks();
+    if (set_threading_profile(Py_None) < 0) {
+        return NULL;
+    }
+    return PyLong_FromSsize_t(core->events->size);
+}
+
+/* threading.setprofile hook: a new thread's first event installs its C hooks,
+ * then is recorded like any other (as pycore's _bootstrap; the trace function
+ * has not seen this first call, so its frame is not marked). */
+static PyObject *
+ccore_bootstrap(CCore *core, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3 || !PyFrame_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "_bootstrap(frame, event, arg)");
+        return NULL;
+    }
+    ThreadState *ts = core->active && core->registry ? thread_state_new(core) : NULL;
+    if (ts == NULL) {
+        /* stopped meanwhile, or the thread cannot be registered: not recorded
+         * (this hook runs inside a Python-level profile call, which would
+         * otherwise raise into the thread) */
+        PyErr_Clear();
+        PyEval_SetProfile(NULL, NULL);
+        Py_RETURN_NONE;
+    }
+    PyEval_SetTrace(trace_hook, (PyObject *)ts);
+    PyEval_SetProfile(profile_hook, (PyObject *)ts);
+    int what = event_code(args[1]);
+    if (what >= 0) {
+        profile_event(ts, (PyFrameObject *)args[0], what, args[2]);
+    }
+    Py_DECREF(ts); /* an exception kept for the program waits for the next event */
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+ccore_get_events(CCore *core, void *closure)
+{
+    return Py_NewRef(core->events);
+}
+
+static PyObject *
+ccore_get_dropped(CCore *core, void *closure)
+{
+    return PyLong_FromLongLong(core->dropped);
+}
+
+static PyObject *
+ccore_get_registry(CCore *core, void *closure)
+{
+    return Py_NewRef(core->registry ? core->registry : Py_None);
+}
+
+static PyObject *
+ccore_get_options(CCore *core, void *closure)
+{
+    return Py_NewRef(core->options ? core->options : Py_None);
+}
+
+static PyMethodDef ccore_methods[] = {
+    {"clock", (PyCFunction)ccore_clock, METH_NOARGS, "The core's monotonic clock in ns."},
+    {"start", (PyCFunction)ccore_start, METH_NOARGS,
+     "Install the hooks on this thread and on threads started from now on."},
+    {"stop", (PyCFunction)ccore_stop, METH_NOARGS,
+     "Remove the hooks; returns the number of event words recorded."},
+    {"_bootstrap", (PyCFunction)(void (*)(void))ccore_bootstrap, METH_FASTCALL,
+     "First event of a new thread: give it its own hooks."},
+    {NULL},
+};
+
+static PyGetSetDef ccore_getset[] = {
+    {"events", (getter)ccore_get_events, NULL, "The recording (buffer of int64 words).", NULL},
+    {"dropped", (getter)ccore_get_dropped, NULL, "Calls not recorded past max_calls.", NULL},
+    {"registry", (getter)ccore_get_registry, NULL, NULL, NULL},
+    {"options", (getter)ccore_get_options, NULL, NULL, NULL},
+    {NULL},
+};
+
+static PyTypeObject CCoreType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "otel_tracer._ctracer.CCore",
+    .tp_doc = "CCore(registry, options): records like otel_tracer.pycore.PythonCore, in C.",
+    .tp_basicsize = sizeof(CCore),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_new = ccore_new,
+    .tp_dealloc = (destructor)ccore_dealloc,
+    .tp_traverse = (traverseproc)ccore_traverse,
+    .tp_clear = (inquiry)ccore_clear,
+    .tp_weaklistoffset = offsetof(CCore, weakrefs),
+    .tp_methods = ccore_methods,
+    .tp_getset = ccore_getset,
+};
+
+/* ---- Module ----------------------------------------------------------- */
+
+static PyObject *
+mark_call(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef mark_def = {
+    "_frame_mark", (PyCFunction)(void (*)(void))mark_call, METH_FASTCALL,
+    "Marks frames in scope for otel_tracer's C core; does nothing when called."};
+
+static int
+load_opcodes(void)
+{
+    PyObject *dis = PyImport_ImportModule("dis");
+    PyObject *opmap = dis ? get_attr(dis, "opmap") : NULL;
+    Py_XDECREF(dis);
+    if (opmap == NULL) {
+        return -1;
+    }
+    struct {
+        const char *name;
+        int *op;
+    } wanted[] = {{"RESUME", &op_resume},
+                  {"RETURN_VALUE", &op_return_value},
+                  {"RETURN_CONST", &op_return_const},
+                  {"YIELD_VALUE", &op_yield_value}};
+    for (size_t i = 0; i < sizeof(wanted) / sizeof(wanted[0]); i++) {
+        PyObject *op = PyMapping_GetItemString(opmap, wanted[i].name);
+        if (op == NULL) {
+            PyErr_Clear(); /* not in this version */
+            continue;
+        }
+        *wanted[i].op = (int)PyLong_AsLong(op);
+        Py_DECREF(op);
+    }
+    Py_DECREF(opmap);
+    return PyErr_Occurred() ? -1 : 0;
+}
+
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "otel_tracer._ctracer",
+    .m_doc = "The C recording core (see otel_tracer/pycore.py for its reference).",
+    .m_size = -1,
+};
+
+PyMODINIT_FUNC
+PyInit__ctracer(void)
+{
+    if (load_opcodes() < 0 || PyType_Ready(&EventsType) < 0 ||
+        PyType_Ready(&ThreadStateType) < 0 || PyType_Ready(&CCoreType) < 0) {
+        return NULL;
+    }
+    PyObject *name = PyUnicode_FromString("c");
+    if (name == NULL || PyDict_SetItemString(CCoreType.tp_dict, "name", name) < 0) {
+        Py_XDECREF(name);
+        return NULL;
+    }
+    Py_DECREF(name);
+    PyType_Modified(&CCoreType);
+    if (frame_mark == NULL && (frame_mark = PyCFunction_New(&mark_def, NULL)) == NULL) {
+        return NULL;
+    }
+    PyObject *module = PyModule_Create(&module_def);
+    if (module == NULL) {
+        return NULL;
+    }
+    if (PyModule_AddObject(module, "CCore", Py_NewRef(&CCoreType)) < 0) {
+        Py_DECREF(&CCoreType);
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
+}

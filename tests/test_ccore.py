@@ -1,0 +1,744 @@
+"""The C recording core (otel_tracer/_ctracer.c) records exactly what the
+pure-Python core (otel_tracer/pycore.py) records.
+
+Every program below runs under both cores with the same options; the traces
+must have the same calls, per thread and in order, with the same function,
+parent, depth, flags, arguments, return value and exception (times differ).
+
+The C core must build wherever these tests run (gcc is there in CI): a missing
+extension fails this module unless OTEL_TRACER_ALLOW_NO_C=1 is set.
+"""
+
+from __future__ import annotations
+
+import asyncio  # noqa: F401 - imported before recording, as the programs use them
+import functools  # noqa: F401
+import gc
+import json  # noqa: F401
+import math  # noqa: F401
+import os
+import runpy
+import sys
+import textwrap
+import threading
+import time
+import weakref
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from otel_tracer.model import Trace
+from otel_tracer.options import RecordOptions
+from otel_tracer.recorder import Recorder, core_class
+from otel_tracer.registry import Registry
+from otel_tracer.scope import Scope
+
+try:
+    from otel_tracer._ctracer import CCore
+except ImportError as error:
+    if os.environ.get("OTEL_TRACER_ALLOW_NO_C") != "1":
+        raise ImportError(
+            f"the C core otel_tracer._ctracer is not built ({error}); build it with "
+            "`pip install -e .`, or set OTEL_TRACER_ALLOW_NO_C=1 to skip these tests"
+        ) from error
+    pytest.skip("C core not built (OTEL_TRACER_ALLOW_NO_C=1)", allow_module_level=True)
+
+
+PROGRAMS: dict[str, dict[str, str]] = {
+    "recursion": {
+        "main.py": """
+            def fib(n):
+                return n if n < 2 else fib(n - 1) + fib(n - 2)
+
+            def walk(tree, depth=0, *, label="root"):
+                total = depth
+                for child in tree:
+                    total += walk(child, depth + 1, label=f"{label}.{len(child)}")
+                return total
+
+            fib(6)
+            walk([[[], []], [[[]]], []])
+        """,
+    },
+    "classes": {
+        "main.py": """
+            class Shape:
+                count = 0
+
+                def __init__(self, name, sides=0):
+                    self.name = name
+                    self.sides = sides
+                    Shape.count += 1
+
+                @property
+                def label(self):
+                    return f"{self.name}/{self.sides}"
+
+                @classmethod
+                def square(cls, size):
+                    return cls("square", 4)
+
+                @staticmethod
+                def describe(shape):
+                    return shape.label
+
+                def __repr__(self):
+                    return "Shape()"
+
+                def __len__(self):
+                    return self.sides
+
+                def __eq__(self, other):
+                    return isinstance(other, Shape) and self.sides == other.sides
+
+                __hash__ = object.__hash__
+
+            class Circle(Shape):
+                def __init__(self, r):
+                    super().__init__("circle")
+                    self.r = r
+
+                @property
+                def area(self):
+                    return 3.14159 * self.r**2
+
+            s = Shape.square(2)
+            c = Circle(1.5)
+            Shape.describe(s)
+            c.area
+            len(s)
+            s == c
+            repr(s)
+            sorted([s, c, Shape("tri", 3)], key=len)
+            Circle.square(1)
+        """,
+    },
+    "arguments": {
+        "main.py": """
+            import math
+
+            def f(a, b=2, *args, c, d=4, **kwargs):
+                return a
+
+            def g(x, /, y):
+                return x
+
+            def h(*, only):
+                return only
+
+            def closure(v):
+                def inner(w):
+                    return v + w
+                return inner(1)
+
+            lam = lambda q, r=1: q * r  # noqa: E731
+
+            f(1, c=3)
+            f(1, 2, 3, 4, c=5, e=6)
+            g(1, y=2)
+            h(only=None)
+            closure(10)
+            lam(3)
+            [lam(i) for i in range(3)]
+            {k: lam(k) for k in "ab"}
+            list(lam(i) for i in range(2))
+            f("s" * 100, [1, 2], c={"k": (1, 2)}, big=2**200, neg=-2**70, fl=1.5, by=b"x",
+              none=None, t=True, cx=1j, st={1}, fs=frozenset(), ty=int, fn=f, m=math)
+            f(-3, 10**5, "x", "", 0.1, float("nan"), -0.0, c=False)
+        """,
+    },
+    "generators": {
+        "main.py": """
+            def count(n):
+                for i in range(n):
+                    received = yield i
+                    if received:
+                        yield received
+
+            def delegate():
+                result = yield from count(2)
+                return result
+
+            def guarded():
+                try:
+                    yield 1
+                    yield 2
+                except ValueError as e:
+                    yield str(e)
+                finally:
+                    pass
+
+            def simple():
+                yield 1
+                yield 2
+
+            list(count(3))
+            g = count(3)
+            next(g)
+            g.send("hello")
+            next(g)
+            g.close()
+            list(delegate())
+            gg = guarded()
+            next(gg)
+            gg.throw(ValueError("thrown"))
+            gg.close()
+            s = simple()
+            next(s)
+            s.close()
+            s2 = simple()
+            next(s2)
+            try:
+                s2.throw(KeyError("k"))
+            except KeyError:
+                pass
+            sum(x * x for x in range(4))
+        """,
+    },
+    "async": {
+        "main.py": """
+            import asyncio
+
+            async def leaf(x):
+                await asyncio.sleep(0)
+                return x * 2
+
+            async def failing():
+                await asyncio.sleep(0)
+                raise ValueError("async fail")
+
+            async def agen(n):
+                for i in range(n):
+                    await asyncio.sleep(0)
+                    yield i
+
+            async def main():
+                a = await leaf(1)
+                b = await asyncio.gather(leaf(2), leaf(3))
+                try:
+                    await failing()
+                except ValueError:
+                    pass
+                items = [i async for i in agen(2)]
+                return a, b, items
+
+            asyncio.run(main())
+        """,
+    },
+    "exceptions": {
+        "main.py": """
+            import json
+            import math
+
+            class AppError(Exception):
+                pass
+
+            def inner(x):
+                if x > 2:
+                    raise AppError(f"too big: {x}")
+                return x
+
+            def middle(x):
+                try:
+                    return inner(x)
+                finally:
+                    pass
+
+            def outer():
+                results = []
+                for x in range(5):
+                    try:
+                        results.append(middle(x))
+                    except AppError as e:
+                        results.append(str(e))
+                return len(results)
+
+            def c_errors():
+                try:
+                    math.sqrt(-1)
+                except ValueError:
+                    pass
+                try:
+                    divmod(1, 0)
+                except ZeroDivisionError:
+                    pass
+                try:
+                    {}["missing"]
+                except KeyError:
+                    pass
+                try:
+                    json.loads("{bad")
+                except json.JSONDecodeError:
+                    pass
+
+            def chained():
+                try:
+                    inner(10)
+                except AppError as e:
+                    raise RuntimeError("wrapped") from e
+
+            def reraise():
+                try:
+                    chained()
+                except RuntimeError:
+                    raise
+
+            def uncaught():
+                inner(99)
+
+            outer()
+            c_errors()
+            try:
+                reraise()
+            except RuntimeError:
+                pass
+            uncaught()
+        """,
+    },
+    "callbacks": {
+        "main.py": """
+            import functools
+            import json
+
+            def key(x):
+                return -x
+
+            def double(x):
+                return x * 2
+
+            def default(o):
+                return sorted(o)
+
+            def add(a, b):
+                return a + b
+
+            sorted([3, 1, 2], key=key)
+            list(map(double, [1, 2]))
+            json.dumps({"s": {1, 2}}, default=default)
+            functools.reduce(add, [1, 2, 3])
+            min([4, 5], key=key)
+            max(range(3), key=lambda v: v % 2)
+            any(double(x) for x in range(2))
+            sorted([[2], [1]], key=lambda item: sorted(item, key=key))
+        """,
+    },
+    "threads": {
+        "main.py": """
+            import threading
+
+            results = [0, 0, 0]
+
+            def square(x):
+                return x * x
+
+            def work(n):
+                return sum(square(i) for i in range(n))
+
+            def worker(i):
+                results[i] = work(i + 2)
+
+            threads = [
+                threading.Thread(target=worker, args=(i,), name=f"worker-{i}") for i in range(3)
+            ]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            work(3)
+        """,
+    },
+    "modules": {
+        "main.py": """
+            import os
+            import sys
+
+            sys.path.insert(0, os.path.dirname(__file__))
+            try:
+                import helper
+
+                helper.Counter(2).run()
+            finally:
+                sys.path.pop(0)
+                sys.modules.pop("helper", None)
+        """,
+        "helper.py": """
+            class Counter:
+                def __init__(self, n):
+                    self.n = n
+
+                def run(self):
+                    return [self.step(i) for i in range(self.n)]
+
+                def step(self, i):
+                    return i + self.n
+        """,
+    },
+}
+
+PROGRAMS["hook_swap"] = {  # code that saves, replaces and restores the hooks
+    "main.py": """
+        import sys
+
+        def quiet():
+            return 1
+
+        def loud(x):
+            return x
+
+        def swap():
+            profile, trace = sys.getprofile(), sys.gettrace()
+            sys.setprofile(None)
+            sys.settrace(None)
+            quiet()
+            sys.settrace(trace)
+            sys.setprofile(profile)
+            return loud(2)
+
+        def swap_profile():
+            profile = sys.getprofile()
+            sys.setprofile(None)
+            quiet()
+            sys.setprofile(profile)
+            return loud(3)
+
+        swap()
+        swap_profile()
+        loud(4)
+    """,
+}
+
+OPTIONS: dict[str, dict[str, Any]] = {
+    "default": {},
+    "no_externals": {"external_calls": False},
+    "builtins": {"include_builtins": True},
+    "no_args": {"capture_args": False},
+    "max_depth": {"max_depth": 2},
+    "max_calls": {"max_calls": 12},
+}
+
+
+def write_program(directory: Path, name: str) -> Path:
+    for filename, source in PROGRAMS[name].items():
+        (directory / filename).write_text(textwrap.dedent(source))
+    return directory / "main.py"
+
+
+def record(directory: Path, main: Path, core: str, **options: Any) -> tuple[Recorder, Trace]:
+    """Run ``main`` as __main__ under a Recorder on ``core``; returns it and its Trace."""
+    recorder = Recorder(Scope([str(directory)]), RecordOptions(**options), core=core)
+    gc.collect()  # no finalizer of an earlier run's objects runs while recording
+    recorder.start()
+    try:
+        runpy.run_path(str(main), run_name="__main__")
+    except Exception:  # the program's own uncaught exception
+        pass
+    finally:
+        recorder.stop()
+    return recorder, recorder.build()
+
+
+def structure(trace: Trace) -> dict[str, list[tuple[Any, ...]]]:
+    """Per thread name, the calls in start order with everything but times;
+    a call's parent is given as its position in the thread's list."""
+    calls: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
+    position: dict[int, int] = {}
+    for row in range(len(trace)):
+        thread = trace.threads[int(trace.calls.thread[row])].name
+        function = trace.function_of(row)
+        parent = int(trace.calls.parent[row])
+        position[row] = len(calls[thread])
+        calls[thread].append(
+            (
+                function.qualname,
+                function.module,
+                function.external,
+                function.argnames,
+                int(trace.calls.depth[row]),
+                position[parent] if parent >= 0 else -1,
+                int(trace.calls.flags[row]),
+                trace.args_of(row),
+                trace.value_of(row),
+                trace.exception_of(row),
+            )
+        )
+    return dict(calls)
+
+
+def cases() -> list[Any]:
+    params = []
+    for program in PROGRAMS:
+        for option in OPTIONS:
+            marks = []
+            if program == "threads" and option == "max_calls":
+                # the call budget is shared by threads: who uses it up depends on scheduling
+                marks.append(pytest.mark.skip(reason="scheduling-dependent"))
+            params.append(pytest.param(program, option, marks=marks, id=f"{program}-{option}"))
+    return params
+
+
+@pytest.mark.parametrize(("program", "option"), cases())
+def test_same_trace_as_python_core(tmp_path: Path, program: str, option: str) -> None:
+    main = write_program(tmp_path, program)
+    try:  # first run untraced: lazy initialisation in the libraries used happens here
+        runpy.run_path(str(main), run_name="__main__")
+    except Exception:
+        pass
+    py_recorder, py_trace = record(tmp_path, main, "python", **OPTIONS[option])
+    c_recorder, c_trace = record(tmp_path, main, "c", **OPTIONS[option])
+    assert c_recorder.core.name == "c"
+    assert len(py_trace) > 0
+    assert structure(c_trace) == structure(py_trace)
+    assert c_recorder.core.dropped == py_recorder.core.dropped
+    assert c_trace.meta["dropped_calls"] == py_trace.meta["dropped_calls"]
+
+
+def test_c_core_is_selected() -> None:
+    assert core_class("c") is CCore
+    assert core_class("auto") is CCore
+    assert CCore.name == "c"
+
+
+def test_interface(tmp_path: Path) -> None:
+    main = write_program(tmp_path, "recursion")
+    recorder, trace = record(tmp_path, main, "c")
+    core = recorder.core
+    assert isinstance(core, CCore)
+    assert core.registry is recorder.registry
+    assert core.options is recorder.options
+    assert core.dropped == 0
+    words = np.frombuffer(core.events, dtype=np.int64)
+    assert len(words) == len(core.events) == 2 * 3 * len(trace)
+    view = memoryview(core.events)
+    assert (view.format, view.itemsize, view.ndim) == ("q", 8, 1)
+    assert view.tolist() == words.tolist()
+    times = words[1::3]
+    assert np.all(np.diff(times) >= 0)  # one thread: event times never go back
+    assert recorder._clock_base[0] <= times[0] and times[-1] <= recorder._stop_time
+    assert recorder._stop_time <= core.clock()  # events are on the core's clock
+
+
+def test_buffer_views_survive_growth(tmp_path: Path) -> None:
+    """A view taken while recording keeps its memory valid when the buffer
+    grows under it, and the recording is unaffected."""
+    loop = tmp_path / "loop.py"
+    loop.write_text("def f(i):\n    return i\n\nfor i in range(5000):\n    f(i)\n")
+    recorder = Recorder(Scope([str(tmp_path)]), RecordOptions(), core="c")
+    recorder.start()
+    runpy.run_path(str(loop))
+    view = memoryview(recorder.core.events)
+    runpy.run_path(str(loop))  # the buffer grows while the view is held
+    early = np.frombuffer(view, dtype=np.int64).copy()
+    view.release()
+    recorder.stop()
+    trace = recorder.build()
+    assert len(trace) == 2 * 5001
+    assert len(early) == 5001 * 2 * 3
+    words = np.frombuffer(recorder.core.events, dtype=np.int64)
+    assert early.tolist() == words[: len(early)].tolist()
+
+
+def test_stop_removes_hooks(tmp_path: Path) -> None:
+    main = write_program(tmp_path, "recursion")
+    record(tmp_path, main, "c")
+    assert sys.getprofile() is None
+    assert sys.gettrace() is None
+    assert threading.getprofile() is None
+
+
+def test_other_threads_stop_recording(tmp_path: Path) -> None:
+    """A thread still running at stop() records nothing more and drops its hooks."""
+    (tmp_path / "late.py").write_text(
+        textwrap.dedent(
+            """
+            import sys
+
+            def step(i):
+                return i
+
+            def body(started, go_on, done, result):
+                step(1)
+                started.set()
+                go_on.wait()
+                step(2)
+                result.append(sys.getprofile())
+                done.set()
+            """
+        )
+    )
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import late  # type: ignore[import-not-found]
+    finally:
+        sys.path.pop(0)
+        sys.modules.pop("late", None)
+    started, go_on, done, result = threading.Event(), threading.Event(), threading.Event(), []
+    recorder = Recorder(Scope([str(tmp_path)]), RecordOptions(), core="c")
+    recorder.start()
+    thread = threading.Thread(target=late.body, args=(started, go_on, done, result), name="late")
+    thread.start()
+    started.wait(5)
+    recorder.stop()
+    words = len(recorder.core.events)
+    go_on.set()
+    done.wait(5)
+    thread.join(5)
+    assert result == [None]
+    assert len(recorder.core.events) == words
+    trace = recorder.build()
+    steps = [trace.function_of(r).qualname for r in range(len(trace))]
+    assert steps.count("step") == 1 and "body" in steps
+
+
+@pytest.mark.parametrize("core", ["python", "c"])
+def test_exceptions_are_not_kept_alive(tmp_path: Path, core: str) -> None:
+    (tmp_path / "keep.py").write_text(
+        textwrap.dedent(
+            """
+            import gc
+            import json
+            import weakref
+
+            class Boom(Exception):
+                pass
+
+            def fail():
+                raise Boom("x")
+
+            def catch():
+                try:
+                    fail()
+                except Boom as e:
+                    return weakref.ref(e)
+
+            def external():
+                try:
+                    json.loads("{")
+                except ValueError as e:
+                    return weakref.ref(e)
+
+            gc.disable()
+            try:
+                refs = [catch(), external()]
+                ALIVE = [ref() is not None for ref in refs]
+            finally:
+                gc.enable()
+            """
+        )
+    )
+    recorder = Recorder(Scope([str(tmp_path)]), RecordOptions(), core=core)
+    recorder.start()
+    try:
+        namespace = runpy.run_path(str(tmp_path / "keep.py"))
+    finally:
+        recorder.stop()
+    assert namespace["ALIVE"] == [False, False]
+    trace = recorder.build()
+    raised = {
+        trace.function_of(r).qualname: trace.exception_of(r)
+        for r in range(len(trace))
+        if trace.exception_of(r) is not None
+    }
+    assert raised["fail"] == ("<run_path>.Boom", "x")
+    assert raised["loads"][0] == "json.decoder.JSONDecodeError"
+
+
+class _FailingRegistry(Registry):
+    """A registry whose string/args tables always fail."""
+
+    def string(self, text: str) -> int:
+        raise RuntimeError("string table broken")
+
+    def args(self, summary_ids: tuple[int, ...]) -> int:
+        raise RuntimeError("args table broken")
+
+
+def test_registry_failures_stay_out_of_the_program(tmp_path: Path) -> None:
+    main = write_program(tmp_path, "exceptions")
+    registry = _FailingRegistry(Scope([str(tmp_path)]))
+    core = CCore(registry, RecordOptions())
+    core.start()
+    try:
+        with pytest.raises(Exception, match="too big: 99"):
+            runpy.run_path(str(main), run_name="__main__")
+    finally:
+        words = core.stop()
+    events = np.frombuffer(core.events, dtype=np.int64)[:words].reshape(-1, 3)
+    assert len(events) > 10
+    assert (events[:, 0] & 15 == 1).any()  # calls recorded, their arguments unknown
+    assert (events[events[:, 0] & 15 == 1, 2] == -1).all()
+
+
+def test_speed_report(tmp_path: Path) -> None:
+    """Not a limit: prints what one recorded call costs with each core."""
+    (tmp_path / "fib.py").write_text(
+        "def fib(n):\n    return n if n < 2 else fib(n - 1) + fib(n - 2)\n\nfib(18)\n"
+    )
+    runpy.run_path(str(tmp_path / "fib.py"))
+    begin = time.perf_counter_ns()
+    runpy.run_path(str(tmp_path / "fib.py"))
+    untraced = time.perf_counter_ns() - begin
+    report = [f"untraced {untraced / 1e6:.1f} ms"]
+    for core in ("python", "c"):
+        recorder, trace = record(tmp_path, tmp_path / "fib.py", core)
+        elapsed = recorder._stop_time - recorder._clock_base[0]
+        report.append(f"{core}: {elapsed / 1e6:.1f} ms, {elapsed / len(trace):.0f} ns/call")
+    print("; ".join(report))
+
+
+def test_recorder_does_not_keep_the_core_alive(tmp_path: Path) -> None:
+    main = write_program(tmp_path, "recursion")
+    recorder, _ = record(tmp_path, main, "c")
+    ref = weakref.ref(recorder.core)
+    del recorder
+    assert ref() is None
+
+
+class _InterruptingRegistry(Registry):
+    """Raises KeyboardInterrupt while interning one text, as a signal handler
+    running inside the hook's call would."""
+
+    def string(self, text: str) -> int:
+        if text == "'interrupt'":
+            raise KeyboardInterrupt
+        return super().string(text)
+
+
+@pytest.mark.parametrize("core", ["python", "c"])
+def test_interrupt_inside_a_hook_reaches_the_program(tmp_path: Path, core: str) -> None:
+    (tmp_path / "ctrl_c.py").write_text(
+        textwrap.dedent(
+            """
+            def echo(x):
+                return x
+
+            def after(y):
+                return echo(y)
+
+            try:
+                echo("interrupt")
+                INTERRUPTED = False
+            except KeyboardInterrupt:
+                INTERRUPTED = True
+            after(1)
+            """
+        )
+    )
+    recorder = Recorder(Scope([str(tmp_path)]), RecordOptions(), core=core)
+    recorder.registry = _InterruptingRegistry(recorder.scope)
+    recorder.core = core_class(core)(recorder.registry, recorder.options)
+    recorder.start()
+    try:
+        namespace = runpy.run_path(str(tmp_path / "ctrl_c.py"))
+    finally:
+        recorder.stop()
+    assert namespace["INTERRUPTED"] is True
+    calls = structure(recorder.build())["MainThread"]
+    assert calls[-1][0] == "echo" and calls[-1][7:9] == ({"x": "1"}, "1")  # recording went on
+    if core == "c":  # the C core raises it once the event is recorded: nothing is lost
+        echo, after = calls[1], calls[2]
+        assert echo[0] == "echo" and echo[4:10] == (1, 0, 0, {}, None, None)
+        assert after[0] == "after" and after[4:10] == (1, 0, 0, {"y": "1"}, "1", None)
+        assert not calls[0][6] & 16  # the module call finished
