@@ -5,8 +5,9 @@
 inside ``otel_tracer.Tracer`` (MODE ``c``, ``python`` or ``noargs`` = C core without
 argument capture), and writes to RESULT.json the peak RSS (``ru_maxrss``, KiB)
 taken right before recording stops, i.e. before ``Tracer.__exit__`` builds the
-trace. The untraced mode imports ``otel_tracer`` too, so the difference between
-the two is what recording itself holds. This file lives outside the workloads
+trace, and the time the program ran while recording (``run_s``). The untraced
+mode imports ``otel_tracer`` too, so the difference between the two is what
+recording itself holds and costs. This file lives outside the workloads
 directory, so it is never in the traced scope.
 """
 
@@ -17,6 +18,7 @@ import os
 import resource
 import runpy
 import sys
+import time
 from typing import Any
 
 import otel_tracer
@@ -37,14 +39,18 @@ def probe(mode: str, script: str, args: list[str]) -> dict[str, Any]:
     sys.path[0] = scope
     result: dict[str, Any] = {"mode": mode, "start_kib": peak_rss_kib()}
     if mode == "none":
+        started = time.perf_counter()
         runpy.run_path(script, run_name="__main__")
+        result["run_s"] = time.perf_counter() - started
         result["before_stop_kib"] = peak_rss_kib()
         result["calls"] = 0
         return result
     core = "python" if mode == "python" else "c"
     tracer = otel_tracer.Tracer(scope=[scope], core=core, capture_args=mode != "noargs")
     with tracer:
+        started = time.perf_counter()
         runpy.run_path(script, run_name="__main__")
+        result["run_s"] = time.perf_counter() - started
         result["before_stop_kib"] = peak_rss_kib()
     result["after_build_kib"] = peak_rss_kib()
     result["calls"] = len(tracer.trace) if tracer.trace is not None else 0
