@@ -38,6 +38,7 @@ __all__ = [
     "summarize",
     "summarize_exception",
     "summarize_self",
+    "type_summary",
 ]
 
 MAX_STR = 64
@@ -325,6 +326,19 @@ def summarize(value: object) -> str:
         return _other(value)
     except Exception:
         return _UNREPRESENTABLE
+
+
+def type_summary(tp: type) -> str | None:
+    """The summary every value of type ``tp`` gets when it depends on the type
+    alone (the ``<mod.Qual>`` form), else None. Lets a recorder cache it per type."""
+    try:
+        if id(tp) in _HANDLERS or issubclass(tp, (type, ModuleType)):
+            return None
+        if _type_has(tp, "shape") and _type_has(tp, "dtype"):
+            return None
+        return _generic(tp)
+    except Exception:
+        return None
 
 
 def summarize_self(value: object) -> str:

@@ -872,3 +872,14 @@ def test_summarize_never_raises_and_is_short(value: object) -> None:
     assert 0 < len(text) <= 200
     assert "\n" not in text and "\r" not in text
     assert text != "<unrepresentable>"
+
+
+def test_type_summary_is_the_summary_of_every_instance() -> None:
+    from otel_tracer.summary import type_summary
+
+    class Plain:
+        pass
+
+    assert type_summary(Plain) == summarize(Plain()) == f"<{M}.{Plain.__qualname__}>"
+    for value in (1, "s", [1], {}, Plain, len, np.zeros(2), np.float64(1.0), sys):
+        assert type_summary(type(value)) is None, value
