@@ -9,7 +9,7 @@ class Layer:
         self.weights = [0.1 * (index + 1)] * width
 
     def forward(self, values: list[float]) -> list[float]:
-        return [math.tanh(v * w) for v, w in zip(values, self.weights)]
+        return [math.tanh(v * w) for v, w in zip(values, self.weights, strict=True)]
 
 
 class TinyModel:

@@ -1,6 +1,6 @@
 """A small training-style program to try the tracer on.
 
-    python -m cli.main examples/demo/train.py --epochs 2 -o trace.json
+python -m cli.main examples/demo/train.py --epochs 2 -o trace.json
 """
 
 import argparse
