@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 VERSION_TEXT_PREFIX = "otel-tracer"
 USAGE = "usage: python -m cli.main <script.py | -m module> [options] [script args...]"
-CORES = ("auto", "c", "python")
+CORES = ("auto", "c", "python", "monitoring")
 
 
 @dataclass
@@ -165,7 +165,8 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec(
         ("--core",),
         "core",
-        "the recording core; auto (the default) uses the C accelerator when it is built",
+        "the recording core: auto (the default) is monitoring (sys.monitoring) on Python "
+        "3.12+, else the C accelerator when it is built, else python",
         metavar="{" + ",".join(CORES) + "}",
         convert=_one_of(CORES),
     ),

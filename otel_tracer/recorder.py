@@ -12,12 +12,13 @@ import numpy as np
 
 from otel_tracer.build import build_trace
 from otel_tracer.model import Trace
+from otel_tracer.moncore import MonitoringUnavailable
 from otel_tracer.options import RecordOptions
 from otel_tracer.pycore import PythonCore
 from otel_tracer.registry import Registry
 from otel_tracer.scope import Scope
 
-CORES = ("auto", "c", "python")
+CORES = ("auto", "c", "python", "monitoring")
 
 
 class CoreUnavailable(Exception):
@@ -25,9 +26,17 @@ class CoreUnavailable(Exception):
 
 
 def core_class(name: str = "auto") -> type:
-    """The recording core class for ``name`` (``auto`` prefers the C accelerator)."""
+    """The recording core class for ``name``. ``auto``: the sys.monitoring core on
+    Python 3.12+ (library code outside the scope then runs almost untraced), else
+    the C accelerator when it was built, else the pure-Python core."""
     if name == "python":
         return PythonCore
+    if name == "monitoring" or (name == "auto" and sys.version_info >= (3, 12)):
+        if sys.version_info < (3, 12):
+            raise CoreUnavailable("the monitoring core needs Python 3.12+ (sys.monitoring)")
+        from otel_tracer.moncore import MonitoringCore
+
+        return MonitoringCore
     try:
         from otel_tracer._ctracer import CCore  # built by pip install when a compiler exists
     except ImportError as error:
@@ -82,7 +91,12 @@ class Recorder:
         """Begin recording in this thread and in threads started from now on."""
         self._clock_base = (self.core.clock(), time.time_ns())
         _RECORDING.add(self)
-        self.core.start()
+        try:
+            self.core.start()
+        except MonitoringUnavailable:  # every usable sys.monitoring tool id is taken
+            self.core = PythonCore(self.registry, self.options)
+            self._clock_base = (self.core.clock(), time.time_ns())
+            self.core.start()
 
     def stop(self) -> None:
         """Stop recording (idempotent)."""

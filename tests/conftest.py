@@ -52,7 +52,7 @@ def c_core_built() -> bool:
     return True
 
 
-CORES = ["python", "c"]
+CORES = ["python", "c"] + (["monitoring"] if sys.version_info >= (3, 12) else [])
 
 
 @pytest.fixture(params=CORES)

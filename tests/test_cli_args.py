@@ -344,7 +344,7 @@ def test_rule6_core_choices(core):
 @pytest.mark.parametrize("core", ["C", "rust", "py"])
 def test_rule6_bad_core(core):
     assert usage_error(["--core", core, "s.py"]) == (
-        f"option --core must be one of auto, c, python, got '{core}'"
+        f"option --core must be one of auto, c, python, monitoring, got '{core}'"
     )
 
 
@@ -420,7 +420,7 @@ def test_help_text_contents():
         "-m MODULE",
         "-o, --output FILE",
         "--scope DIR",
-        "--core {auto,c,python}",
+        "--core {auto,c,python,monitoring}",
         "-h, --help",
         "--version",
         "'.json.gz'",
