@@ -68,7 +68,8 @@ enum { IGNORED, IN_SCOPE, EXTERNAL_PY, EXTERNAL_C, TRIVIAL_C, SUPPRESSED, DROPPE
 #define SMALL_INT_MAX 1024
 
 /* Opcodes read from dis.opmap at import, as pycore.py does; -1 when absent. */
-static int op_resume = -1, op_return_value = -1, op_return_const = -1, op_yield_value = -1;
+static int op_resume = -1, op_return_value = -1, op_return_const = -1, op_yield_value = -1,
+           op_yield_from = -1;
 
 /* Placed in f_trace of in-scope frames seen by the trace function: exception
  * events count only in those frames, as in pycore.py where only they get the
@@ -442,7 +443,7 @@ typedef struct {
     PyObject *text_cache;  /* summary text -> string index (registry.string's answers) */
     PyObject *keep;        /* owners of cached C functions: their addresses stay unique */
     PtrTable codes;        /* code object -> CodeInfo */
-    PtrTable cfunctions;   /* (PyMethodDef, module or owner type) -> (fid, trivial) */
+    PtrTable cfunctions;   /* (PyMethodDef, module, class or owner type) -> (fid, trivial) */
     PtrTable self_types;   /* static type -> string index of its qualname */
     TupleTable arg_tuples; /* string indices -> registry.args index */
     int64_t constants[3];  /* string indices of None, False, True; -1 until known */
@@ -472,6 +473,8 @@ typedef struct {
     int64_t depth;       /* open recorded calls */
     int64_t suppressed;  /* open SUPPRESSED frames */
     PyObject *current;   /* exception now unwinding, if any (strong) */
+    int thrown;          /* pycore's thrown: the last exception event was in a generator
+                            frame at its suspension point, not caught since */
     PyObject *last_code; /* one-entry classification cache (the trace function */
     CodeInfo *last_info; /* classifies a call just before the profile function) */
     PyObject *interrupt; /* the program's exception, raised at the end of the event */
@@ -586,31 +589,36 @@ frame_lasti(PyFrameObject *frame)
 #endif
 }
 
-/* The opcode and oparg at byte offset `at` of code.co_code (which has the
- * base, unspecialized opcodes); the opcode is -1 when out of range. */
-static void
-instruction_at(PyCodeObject *code, int at, int *op, int *oparg)
+/* code.co_code (new reference; it has the base, unspecialized opcodes), NULL
+ * when it cannot be had. */
+static PyObject *
+code_bytes(PyCodeObject *code)
 {
-    *op = *oparg = -1;
 #if FRAME_LAYOUT == 310
-    PyObject *bytes = Py_NewRef(code->co_code);
+    return Py_NewRef(code->co_code);
 #else
     PyObject *bytes = PyCode_GetCode(code); /* cached by CPython after the first call */
     if (bytes == NULL) {
         PyErr_Clear();
-        return;
     }
+    return bytes;
 #endif
-    if (at >= 0 && at + 1 < PyBytes_GET_SIZE(bytes)) {
-        *op = (unsigned char)PyBytes_AS_STRING(bytes)[at];
-        *oparg = (unsigned char)PyBytes_AS_STRING(bytes)[at + 1];
-    }
-    Py_DECREF(bytes);
 }
 
-/* pycore.is_resumption: a 'call' event resuming a suspended generator or
- * coroutine. 3.11+: the instruction at lasti is a RESUME with a non-zero oparg
- * (0 marks the start of the code); 3.10: the frame has run before. */
+/* The opcode at byte offset `at` of `bytes` (a code's co_code), -1 when out of range. */
+static inline int
+opcode_at(PyObject *bytes, int at)
+{
+    return at >= 0 && at < PyBytes_GET_SIZE(bytes) ? (unsigned char)PyBytes_AS_STRING(bytes)[at]
+                                                   : -1;
+}
+
+/* pycore.is_resumption: a 'call' event for a generator or coroutine that has
+ * already started, resumed by next()/send() or by throw()/close(). 3.10: the
+ * frame has run before. 3.11+: the code opens with a prologue ending in RESUME 0
+ * and every other RESUME follows a yield or an await (oparg > 0); next() and
+ * send() resume at one of those, throw() and close() leave the last instruction
+ * where the frame was suspended, or in the prologue if it has not started. */
 static int
 is_resumption(PyFrameObject *frame, PyCodeObject *code)
 {
@@ -618,28 +626,49 @@ is_resumption(PyFrameObject *frame, PyCodeObject *code)
         return 0;
     }
     int lasti = frame_lasti(frame);
-    if (op_resume < 0) {
+    if (op_resume < 0 || lasti < 0) {
         return lasti >= 0;
     }
-    int op, oparg;
-    instruction_at(code, lasti, &op, &oparg);
-    return op >= 0 && op == op_resume && oparg != 0;
+    PyObject *bytes = code_bytes(code);
+    if (bytes == NULL) {
+        return 0;
+    }
+    int resumed = 0;
+    if (opcode_at(bytes, lasti) == op_resume) {
+        resumed = opcode_at(bytes, lasti + 1) != 0;
+    }
+    else {
+        for (int at = 0; at < lasti && !resumed; at += 2) { /* opcodes are at even offsets */
+            resumed = opcode_at(bytes, at) == op_resume;
+        }
+    }
+    Py_DECREF(bytes);
+    return resumed;
 }
 
 /* pycore.exit_kind: how a frame is leaving, from its last instruction (up to
- * 3.12 a suspended frame's is YIELD_VALUE; from 3.13 the RESUME after it). */
+ * 3.12 a suspended frame's is YIELD_VALUE; from 3.13 the RESUME after it; on
+ * 3.10 one in `yield from` or `await` is one instruction before its YIELD_FROM,
+ * which it runs again when resumed). */
 static int
 exit_kind(PyFrameObject *frame, PyCodeObject *code)
 {
-    int op, oparg;
-    instruction_at(code, frame_lasti(frame), &op, &oparg);
+    int lasti = frame_lasti(frame);
+    PyObject *bytes = code_bytes(code);
+    if (bytes == NULL) {
+        return EV_RAISE;
+    }
+    int op = opcode_at(bytes, lasti), oparg = opcode_at(bytes, lasti + 1);
+    int next = opcode_at(bytes, lasti + 2);
+    Py_DECREF(bytes);
     if (op < 0) {
         return EV_RAISE;
     }
     if (op == op_return_value || op == op_return_const) {
         return EV_RETURN;
     }
-    if (op == op_yield_value || (op == op_resume && oparg != 0)) {
+    if (op == op_yield_value || (op == op_resume && oparg != 0) ||
+        (op_yield_from >= 0 && next == op_yield_from)) {
         return EV_YIELD;
     }
     return EV_RAISE;
@@ -774,10 +803,11 @@ classify(ThreadState *ts, PyCodeObject *code, PyFrameObject *frame)
 }
 
 /* registry.cfunction(func) -> (fid, trivial), cached. A builtin bound to a
- * module (or to nothing) is keyed by its method definition and module; a
- * method bound to an object by its definition and the object's type, since
- * bound methods like `items.append` are new objects at each access.
- * -1 when the registry failed. */
+ * module (or to nothing) is keyed by its method definition and module; one
+ * bound to a class by its definition and that class (the definition may be
+ * shared: every type's __new__ has the same one); a method bound to another
+ * object by its definition and the object's type, since bound methods like
+ * `items.append` are new objects at each access. -1 when the registry failed. */
 static int
 classify_cfunction(ThreadState *ts, PyObject *func, int64_t *fid, int *trivial)
 {
@@ -786,7 +816,9 @@ classify_cfunction(ThreadState *ts, PyObject *func, int64_t *fid, int *trivial)
     PyObject *owner = NULL;
     if (PyCFunction_Check(func)) {
         PyObject *self = PyCFunction_GET_SELF(func);
-        owner = self == NULL || PyModule_Check(self) ? self : (PyObject *)Py_TYPE(self);
+        owner = self == NULL || PyModule_Check(self) || PyType_Check(self)
+                    ? self
+                    : (PyObject *)Py_TYPE(self);
         k1 = ((PyCFunctionObject *)func)->m_ml;
         Entry *entry = table_find(&core->cfunctions, k1, owner);
         if (entry != NULL) {
@@ -1171,19 +1203,17 @@ on_top(ThreadState *ts, PyFrameObject *frame)
     return ts->n_stack && ts->frames[ts->n_stack - 1] == (PyObject *)frame;
 }
 
-/* pycore's unwind_to: close the entries above `frame` whose closing events
- * were lost (a hook raised, or another tool replaced it for a while); 0 when
- * `frame` itself is not on the stack. */
-static int
-unwind_to(ThreadState *ts, PyFrameObject *frame)
+static inline int
+is_c_call(int marker)
 {
-    Py_ssize_t index = ts->n_stack - 1;
-    while (index >= 0 && ts->frames[index] != (PyObject *)frame) {
-        index--;
-    }
-    if (index < 0) {
-        return 0;
-    }
+    return marker == EXTERNAL_C || marker == TRIVIAL_C;
+}
+
+/* pycore's close_above: close the entries above index `index`, whose closing
+ * events were lost. */
+static void
+close_above(ThreadState *ts, Py_ssize_t index)
+{
     CCore *core = ts->core;
     int64_t now = now_ns();
     while (ts->n_stack > index + 1) {
@@ -1200,6 +1230,24 @@ unwind_to(ThreadState *ts, PyFrameObject *frame)
             ts->n_deferred--;
         }
     }
+}
+
+/* pycore's unwind_to: close the entries above the top one of `frame` whose
+ * closing events were lost (a hook raised, or another tool replaced it for a
+ * while); 0 when `frame` has none. With `own`, the frame's own entry: the
+ * entries of its C calls above it (they carry its frame) are closed too. */
+static int
+unwind_to(ThreadState *ts, PyFrameObject *frame, int own)
+{
+    Py_ssize_t index = ts->n_stack - 1;
+    while (index >= 0 && (ts->frames[index] != (PyObject *)frame ||
+                          (own && is_c_call(ts->markers[index])))) {
+        index--;
+    }
+    if (index < 0) {
+        return 0;
+    }
+    close_above(ts, index);
     return 1;
 }
 
@@ -1223,7 +1271,7 @@ on_call(ThreadState *ts, PyFrameObject *frame)
     if (ts->n_stack) {
         PyFrameObject *back = PyFrame_GetBack(frame);
         if (!on_top(ts, back)) {
-            unwind_to(ts, back); /* returns were lost: close what they ended */
+            unwind_to(ts, back, 0); /* returns were lost: close what they ended */
         }
         Py_XDECREF(back);
     }
@@ -1279,14 +1327,16 @@ on_call(ThreadState *ts, PyFrameObject *frame)
     push(ts, marker, frame);
 }
 
-/* `value` is NULL when the frame is unwinding with an exception; like a
- * returned None (what a Python profile function sees then too), the frame's
- * last instruction tells how it left. */
+/* `value` is NULL (None on some 3.12 releases) when the frame is unwinding
+ * with an exception; like a returned None (what a Python profile function
+ * sees then too), the frame's last instruction tells how it left, but for an
+ * exception thrown into a generator that does not catch it, which leaves from
+ * where the frame was suspended, as a yield does: see ts->thrown. */
 static void
 on_return(ThreadState *ts, PyFrameObject *frame, PyObject *value)
 {
     CCore *core = ts->core;
-    if (!on_top(ts, frame) && !unwind_to(ts, frame)) {
+    if ((!on_top(ts, frame) || is_c_call(top(ts))) && !unwind_to(ts, frame, 1)) {
         return; /* its call event was not seen */
     }
     int marker = pop(ts);
@@ -1296,6 +1346,9 @@ on_return(ThreadState *ts, PyFrameObject *frame, PyObject *value)
         int kind = value == NULL || value == Py_None || code->co_flags & CO_RESUMABLE
                        ? exit_kind(frame, code)
                        : EV_RETURN;
+        if (kind == EV_YIELD && (value == NULL || value == Py_None) && ts->thrown) {
+            kind = EV_RAISE; /* the exception thrown in was not caught */
+        }
         int64_t head, aux;
         if (kind == EV_RAISE) {
             head = ts->raise_head;
@@ -1312,12 +1365,16 @@ on_return(ThreadState *ts, PyFrameObject *frame, PyObject *value)
         ts->suppressed--;
     }
     Py_CLEAR(ts->current);
+    ts->thrown = 0;
 }
 
 static void
 on_c_call(ThreadState *ts, PyFrameObject *frame, PyObject *func)
 {
     CCore *core = ts->core;
+    if (on_top(ts, frame) && is_c_call(top(ts))) {
+        close_above(ts, ts->n_stack - 2); /* a C call of this frame whose c_return was lost */
+    }
     int caller = top(ts);
     int64_t fid;
     int trivial;
@@ -1353,7 +1410,7 @@ on_c_call(ThreadState *ts, PyFrameObject *frame, PyObject *func)
 static void
 on_c_exit(ThreadState *ts, PyFrameObject *frame, int what)
 {
-    if (!ts->n_stack || (!on_top(ts, frame) && !unwind_to(ts, frame))) {
+    if (!ts->n_stack || (!on_top(ts, frame) && !unwind_to(ts, frame, 0))) {
         return;
     }
     int marker = top(ts);
@@ -1427,7 +1484,15 @@ trace_hook(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg)
 {
     ThreadState *ts = (ThreadState *)obj;
     if (what == PyTrace_LINE) {
-        return 0; /* not wanted (see prepare_frame) */
+        /* Only wanted after an exception thrown into a generator (see prepare_frame
+         * and the exception event below): its frame caught it and runs on. */
+        if (ts->thrown) {
+            ts->thrown = 0;
+#if FRAME_LAYOUT
+            frame->f_trace_lines = 0;
+#endif
+        }
+        return 0;
     }
     if (ts->core->active && !ts->broken) {
         if (what == PyTrace_CALL) {
@@ -1439,6 +1504,17 @@ trace_hook(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg)
             /* arg is (type, value, traceback) */
             PyObject *exc = PyTuple_GET_ITEM(arg, 1);
             Py_XSETREF(ts->current, Py_NewRef(exc));
+            PyCodeObject *code = frame_code(frame);
+            if (code->co_flags & CO_RESUMABLE && exit_kind(frame, code) == EV_YIELD) {
+                /* pycore's thrown: thrown in where the frame was suspended. If
+                 * caught, the frame first runs on to another line (the except
+                 * clause), reported once line events are on (from 3.12 they are
+                 * for every frame). */
+                ts->thrown = 1;
+#if FRAME_LAYOUT
+                frame->f_trace_lines = 1;
+#endif
+            }
             if (ts->n_pending) {
                 Py_ssize_t n = ts->n_pending;
                 ts->n_pending = 0;
@@ -1882,7 +1958,8 @@ load_opcodes(void)
     } wanted[] = {{"RESUME", &op_resume},
                   {"RETURN_VALUE", &op_return_value},
                   {"RETURN_CONST", &op_return_const},
-                  {"YIELD_VALUE", &op_yield_value}};
+                  {"YIELD_VALUE", &op_yield_value},
+                  {"YIELD_FROM", &op_yield_from}};
     for (size_t i = 0; i < sizeof(wanted) / sizeof(wanted[0]); i++) {
         PyObject *op = PyMapping_GetItemString(opmap, wanted[i].name);
         if (op == NULL) {

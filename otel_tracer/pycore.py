@@ -32,27 +32,48 @@ from otel_tracer.registry import CO_RESUMABLE, Registry
 from otel_tracer.summary import summarize, summarize_self
 
 IGNORED, IN_SCOPE, EXTERNAL_PY, EXTERNAL_C, TRIVIAL_C, SUPPRESSED, DROPPED = range(7)
+_C_CALLS = (EXTERNAL_C, TRIVIAL_C)  # markers of C calls' entries
+_NO_ENTRY = (IGNORED, None)  # the stack's top when it is empty
 _RETURN_OPS = frozenset(dis.opmap[n] for n in ("RETURN_VALUE", "RETURN_CONST") if n in dis.opmap)
 _YIELD_OP = dis.opmap["YIELD_VALUE"]
+_YIELD_FROM_OP = dis.opmap.get("YIELD_FROM")  # Python 3.10 only
 _RESUME_OP = dis.opmap.get("RESUME")
 _SELF_NAMES = ("self", "cls")
+# A profile hook installed by the trace hook on a call event gets that event too
+# up to 3.11; from 3.12 sys.monitoring has picked the hooks an event goes to first.
+_HEALED_PROFILE_MISSES_CALL = sys.version_info >= (3, 12)
 
 
 def is_resumption(frame: FrameType) -> bool:
-    """True when a 'call' event resumes a suspended generator or coroutine."""
+    """True when a 'call' event is for a generator or coroutine that has already
+    started: resumed by next()/send(), or by throw()/close() (close() also runs
+    when an unfinished generator is freed)."""
     if not frame.f_code.co_flags & CO_RESUMABLE:
         return False
     lasti = frame.f_lasti
-    if _RESUME_OP is None:  # Python 3.10: a fresh generator has not run yet
+    if _RESUME_OP is None:  # Python 3.10: a generator that has not run has f_lasti -1
         return lasti >= 0
+    if lasti < 0:
+        return False
+    # 3.11+: the code opens with a prologue (RETURN_GENERATOR, POP_TOP, cell set-up)
+    # ending in RESUME 0; every other RESUME follows a yield or an await (oparg > 0).
+    # next() and send() resume at one of those; throw() and close() leave f_lasti
+    # where the frame was suspended (its YIELD_VALUE, or the end of a yield-from
+    # loop), and in the prologue when the generator has not started.
     code = frame.f_code.co_code
-    return lasti >= 0 and code[lasti] == _RESUME_OP and code[lasti + 1] != 0
+    if code[lasti] == _RESUME_OP:
+        return code[lasti + 1] != 0
+    return _RESUME_OP in code[:lasti:2]  # opcodes are at even offsets
 
 
 def exit_kind(frame: FrameType) -> int:
     """How a frame is leaving, from its last instruction: RETURN, YIELD or RAISE.
     (Up to 3.12 a suspended frame's last instruction is YIELD_VALUE; from 3.13
-    it is the RESUME that follows it.)"""
+    it is the RESUME that follows it. On 3.10 a frame suspended in ``yield from``
+    or ``await`` is one instruction before its YIELD_FROM, which it runs again
+    when resumed.) An exception thrown into a suspended generator that does not
+    catch it leaves from where the frame was suspended too (see ``thrown`` in
+    ``PythonCore._make_hooks``)."""
     lasti = frame.f_lasti
     if lasti < 0:
         return events.RAISE
@@ -60,7 +81,11 @@ def exit_kind(frame: FrameType) -> int:
     op = code[lasti]
     if op in _RETURN_OPS:
         return events.RETURN
-    if op == _YIELD_OP or (op == _RESUME_OP and code[lasti + 1] != 0):
+    if (
+        op == _YIELD_OP
+        or (op == _RESUME_OP and code[lasti + 1] != 0)
+        or (lasti + 2 < len(code) and code[lasti + 2] == _YIELD_FROM_OP)
+    ):
         return events.YIELD
     return events.RAISE
 
@@ -112,7 +137,14 @@ class PythonCore:
 
         The profile hook records calls; the trace hook only watches in-scope frames
         for 'exception' events, which are the one place Python < 3.12 shows the
-        exception that ends a call."""
+        exception that ends a call.
+
+        CPython may run a signal handler, which may raise, inside a hook: as one of
+        its functions or loop iterations starts, or right after any call it makes.
+        So each event changes the state in plain statements with no call among them
+        (``stack += ...``, ``del stack[-1]``, counters), after every call but the
+        final ``emit``: an interrupted hook leaves the state as it was before the
+        event or as it is after, and its next events find it consistent."""
         core = self
         registry = self.registry
         options = self.options
@@ -136,42 +168,71 @@ class PythonCore:
         close_heads = {k: events.head(k, thread) for k in (events.RETURN, events.YIELD)}
         raise_head = events.head(events.RAISE, thread)
 
-        stack: list[int] = []  # markers of the open frames and recorded C calls
-        frames: list[FrameType] = []  # the frame each marker belongs to
-        push, pop = stack.append, stack.pop
-        push_frame, pop_frame = frames.append, frames.pop
-        broken = [False]  # a hook raised (a signal handler ran in it) and CPython removed it
-        deferred: list[tuple[int, int]] = []  # (function, time) of open trivial C calls
+        # One entry per open frame and recorded C call: (marker, frame), a C call's
+        # frame being its caller's. A TRIVIAL_C entry also holds the function and
+        # start time to record it with if it calls back into scope.
+        stack: list[tuple] = []
+        broken = [False]  # a hook raised, so CPython removed it: the other puts it back
         depth = 0  # open recorded calls
         suppressed = 0  # open SUPPRESSED frames
         current: list[BaseException | None] = [None]  # exception now unwinding, if any
+        # Whether the last exception event was in a generator frame at its suspension
+        # point (thrown in by throw() or close()) and, as no line event came since,
+        # the frame has not caught it: until the next return event.
+        thrown = [False]
         pending: list[int] = []  # slots of externals that raised, awaiting the exception
 
-        def heal() -> None:
-            """Re-install whichever hook CPython removed after it raised."""
+        def heal() -> bool:
+            """Re-install whichever hook CPython removed after it raised; True when
+            that was the profile hook."""
             broken[0] = False
-            if core._active:
-                if sys.getprofile() is not profile:
-                    sys.setprofile(profile)
-                if sys.gettrace() is not trace:
-                    sys.settrace(trace)
+            if not core._active:
+                return False
+            if sys.gettrace() is not trace:
+                sys.settrace(trace)
+            if sys.getprofile() is not profile:
+                sys.setprofile(profile)
+                return True
+            return False
+
+        # CPython removes a hook that raises (a signal handler raised in it). Before
+        # it does, the hook makes sure the other one is installed, to heal it at its
+        # next event: else a second handler raising there would leave neither.
+        def keep_trace() -> None:
+            if core._active and sys.gettrace() is not trace:
+                sys.settrace(trace)
+
+        def keep_profile() -> None:
+            if core._active and sys.getprofile() is not profile:
+                sys.setprofile(profile)
 
         def local_trace(frame: FrameType, event: str, arg: object) -> Callable | None:
             try:
                 if event == "exception":
                     current[0] = arg[1]  # type: ignore[index]
+                    if frame.f_code.co_flags & CO_RESUMABLE and exit_kind(frame) == events.YIELD:
+                        # Thrown in where the frame was suspended. If not caught, the
+                        # frame leaves from there, which profile hooks see as a yield
+                        # of None; if caught, it first runs on to another line (the
+                        # except clause), reported once line events are on.
+                        thrown[0] = True
+                        frame.f_trace_lines = True
                     if pending:
                         fill_slots(pending, arg[1])  # type: ignore[index]
                         pending.clear()
+                elif event == "line":
+                    thrown[0] = False
+                    frame.f_trace_lines = False
                 return local_trace
             except BaseException:
                 broken[0] = True
+                keep_profile()
                 raise
 
         def trace(frame: FrameType, event: str, arg: object) -> Callable | None:
             try:
-                if broken[0]:
-                    heal()
+                if broken[0] and heal() and _HEALED_PROFILE_MISSES_CALL:
+                    on_event(frame, event, arg)
                 code = frame.f_code
                 info = scope_cache.get(id(code))
                 if info is None:  # the trace hook sees a call before the profile hook
@@ -182,6 +243,7 @@ class PythonCore:
                 return None
             except BaseException:
                 broken[0] = True
+                keep_profile()
                 raise
 
         def raised(frame: FrameType, marker: int) -> int:
@@ -195,33 +257,37 @@ class PythonCore:
         def open_deferred() -> None:
             """An in-scope callback reached from a trivial builtin: record the builtin."""
             nonlocal depth
-            fid, started = deferred.pop()
-            stack[-1] = EXTERNAL_C
+            _, frame, fid, started = stack[-1]
+            stack[-1] = (EXTERNAL_C, frame)
             core._recorded += 1
             depth += 1
             emit((external_head | fid << shift, started, -1))
 
-        def unwind_to(frame: FrameType) -> bool:
-            """Close the entries above ``frame`` whose closing events were lost (a
-            signal handler raised inside the hook, or another tool replaced it for a
-            while); False when ``frame`` itself is not on the stack."""
+        def close_above(index: int) -> None:
+            """Close the entries above ``stack[index]``: their closing events were lost."""
             nonlocal depth, suppressed
-            for index in range(len(frames) - 1, -1, -1):
-                if frames[index] is frame:
-                    break
-            else:
-                return False
             now = clock()
-            while len(frames) > index + 1:
-                pop_frame()
-                marker = pop()
+            while len(stack) > index + 1:
+                marker = stack[-1][0]
+                del stack[-1]
                 if marker in (IN_SCOPE, EXTERNAL_C) or (marker == EXTERNAL_PY and record_externals):
                     depth -= 1
                     emit((close_heads[events.RETURN], now, -1))
                 elif marker == SUPPRESSED:
                     suppressed -= 1
-                elif marker == TRIVIAL_C:
-                    deferred.pop()
+
+        def unwind_to(frame: FrameType, own: bool) -> bool:
+            """Close the entries above the top one of ``frame`` whose closing events
+            were lost (a signal handler raised inside the hook, or the program removed
+            it for a while); False when ``frame`` has none. With ``own``, the frame's
+            own entry: the entries of its C calls above it are closed too."""
+            for index in range(len(stack) - 1, -1, -1):
+                entry = stack[index]
+                if entry[1] is frame and not (own and entry[0] in _C_CALLS):
+                    break
+            else:
+                return False
+            close_above(index)
             return True
 
         def profile(frame: FrameType, event: str, arg: object) -> None:
@@ -230,20 +296,23 @@ class PythonCore:
                     heal()
                 on_event(frame, event, arg)
             except BaseException:
-                broken[0] = True  # CPython removes a hook that raises; the other heals it
+                broken[0] = True
+                keep_trace()
                 raise
 
         def on_event(frame: FrameType, event: str, arg: object) -> None:
-            nonlocal depth, suppressed
+            nonlocal stack, depth, suppressed
             if not core._active:
                 sys.setprofile(None)
                 sys.settrace(None)
                 return
+            top = stack[-1] if stack else _NO_ENTRY
             if event == "call":
-                if frames and frames[-1] is not frame.f_back:
-                    unwind_to(frame.f_back)  # returns were lost: close what they ended
+                if top[1] is not frame.f_back and stack:
+                    unwind_to(frame.f_back, False)  # returns were lost: close what they ended
+                    top = stack[-1]
                 current[0] = None
-                caller = stack[-1] if stack else IGNORED
+                caller = top[0]
                 code = frame.f_code
                 info = scope_cache.get(id(code))
                 if info is None:
@@ -254,59 +323,69 @@ class PythonCore:
                         open_deferred()
                     if suppressed or depth >= max_depth:
                         suppressed += 1
-                        push(SUPPRESSED)
+                        stack += ((SUPPRESSED, frame),)
                     elif core._recorded >= max_calls:
                         core.dropped += 1
-                        push(DROPPED)
+                        stack += ((DROPPED, frame),)
                     else:
                         if is_resumption(frame):
                             head, aux = resume_head, -1
                         else:
                             head = call_head
                             aux = function_args.capture(fid, frame) if capture else -1
+                        now = clock()
                         core._recorded += 1
                         depth += 1
-                        push(IN_SCOPE)
-                        emit((head | fid << shift, clock(), aux))
+                        stack += ((IN_SCOPE, frame),)
+                        emit((head | fid << shift, now, aux))
                 elif fid < 0 or (caller != IN_SCOPE and caller != DROPPED):
-                    push(IGNORED)
+                    stack += ((IGNORED, frame),)
                 elif not record_externals:
-                    push(EXTERNAL_PY)  # marks the external region; nothing recorded
+                    stack += ((EXTERNAL_PY, frame),)  # marks the external region; nothing recorded
                 elif caller == DROPPED or core._recorded >= max_calls:
                     core.dropped += 1
-                    push(IGNORED)
+                    stack += ((IGNORED, frame),)
                 elif depth >= max_depth:
-                    push(IGNORED)
+                    stack += ((IGNORED, frame),)
                 else:
+                    now = clock()
                     core._recorded += 1
                     depth += 1
-                    push(EXTERNAL_PY)
-                    emit((external_head | fid << shift, clock(), -1))
-                push_frame(frame)
+                    stack += ((EXTERNAL_PY, frame),)
+                    emit((external_head | fid << shift, now, -1))
             elif event == "return":
-                if (not frames or frames[-1] is not frame) and not unwind_to(frame):
-                    return  # its call event was not seen
-                marker = stack[-1]
+                if top[1] is not frame or top[0] in _C_CALLS:
+                    if not unwind_to(frame, True):
+                        return  # its call event was not seen
+                    top = stack[-1]
+                marker = top[0]
                 if marker == IN_SCOPE or (marker == EXTERNAL_PY and record_externals):
                     now = clock()
                     resumable = frame.f_code.co_flags & CO_RESUMABLE
                     kind = exit_kind(frame) if arg is None or resumable else events.RETURN
+                    if kind == events.YIELD and arg is None and thrown[0]:
+                        kind = events.RAISE  # the exception thrown in was not caught
                     if kind == events.RAISE:
                         head, aux = raise_head, raised(frame, marker)
                     else:
                         head = close_heads[kind]
                         aux = string(summarize(arg)) if capture else -1
-                    # No Python-level call from here on: a signal handler raising in the
-                    # hook can only do so before any state changed.
+                    del stack[-1]
                     depth -= 1
+                    current[0] = None
+                    thrown[0] = False
                     emit((head, now, aux))
-                elif marker == SUPPRESSED:
-                    suppressed -= 1
-                pop()
-                pop_frame()
-                current[0] = None
+                else:
+                    del stack[-1]
+                    if marker == SUPPRESSED:
+                        suppressed -= 1
+                    current[0] = None
+                    thrown[0] = False
             elif event == "c_call":
-                caller = stack[-1] if stack else IGNORED
+                if top[1] is frame and top[0] in _C_CALLS:
+                    close_above(len(stack) - 2)  # a C call of this frame whose c_return was lost
+                    top = stack[-1] if stack else _NO_ENTRY
+                caller = top[0]
                 if (caller == IN_SCOPE or caller == DROPPED) and record_externals:
                     key = cfunction_key(arg)
                     info = cfunc_cache.get(key)
@@ -321,43 +400,44 @@ class PythonCore:
                     elif depth >= max_depth:
                         pass
                     elif trivial:
-                        push(TRIVIAL_C)
-                        push_frame(frame)
-                        deferred.append((fid, clock()))
+                        stack += ((TRIVIAL_C, frame, fid, clock()),)
                     else:
+                        now = clock()
                         core._recorded += 1
                         depth += 1
-                        push(EXTERNAL_C)
-                        push_frame(frame)
-                        emit((external_head | fid << shift, clock(), -1))
+                        stack += ((EXTERNAL_C, frame),)
+                        emit((external_head | fid << shift, now, -1))
             elif stack:  # c_return / c_exception
-                if frames[-1] is not frame and not unwind_to(frame):
-                    return
-                top = stack[-1]
-                if top == EXTERNAL_C:
+                if top[1] is not frame:
+                    if not unwind_to(frame, False):
+                        return
+                    top = stack[-1]
+                marker = top[0]
+                if marker == EXTERNAL_C:
                     if event == "c_return":
                         head, aux = close_heads[events.RETURN], -1
                     else:
                         head, aux = raise_head, raised(frame, EXTERNAL_C)
-                    pop()
-                    pop_frame()
+                    now = clock()
+                    del stack[-1]
                     depth -= 1
-                    emit((head, clock(), aux))
-                elif top == TRIVIAL_C:
-                    pop()
-                    pop_frame()
-                    deferred.pop()
+                    emit((head, now, aux))
+                elif marker == TRIVIAL_C:
+                    del stack[-1]
 
         return profile, trace
 
 
 def cfunction_key(func: object) -> object:
-    """Cache key of a C function: itself when module-level, else (owner type, name),
-    since bound methods like ``items.append`` are new objects at each access."""
+    """Cache key of a C function, one per function as the C core's (method
+    definition, owner): the function itself when bound to a module; else its name
+    with the class it is bound to (``bytes.fromhex``, ``bytearray.fromhex``: their
+    owners' type is ``type`` for both) or with its owner's type (bound methods like
+    ``items.append`` are new objects at each access)."""
     owner = getattr(func, "__self__", None)
     if owner is None or type(owner) is ModuleType:
         return func
-    return (type(owner), getattr(func, "__name__", None))
+    return (owner if isinstance(owner, type) else type(owner), getattr(func, "__name__", None))
 
 
 class _ArgLayouts:

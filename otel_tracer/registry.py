@@ -74,8 +74,12 @@ class Registry:
 
     def code(self, code: CodeType, frame: FrameType) -> tuple[int, bool]:
         """Register a Python code object: (function index, in scope). The index is
-        -1 for import machinery, which is never shown as an external call."""
+        -1 for import machinery, which is never shown as an external call. The
+        cores cache the answer by the code object's address: every code object
+        passed here is kept alive, so that no other one takes its address."""
         if code.co_filename.startswith(HIDDEN_FILES):
+            with self._lock:
+                self.keep.append(code)
             return -1, False
         in_scope = code.co_filename in self.scope
         module = frame.f_globals.get("__name__") or ""
@@ -89,7 +93,7 @@ class Registry:
             argnames=argument_names(code) if in_scope else (),
         )
         with self._lock:
-            self.keep.append(code)  # keeps id(code) unique while cached
+            self.keep.append(code)
             self.functions.append(info)
             return len(self.functions) - 1, in_scope
 
