@@ -42,13 +42,14 @@ WORKLOADS: dict[str, tuple[str, str, str]] = {
     "library_heavy": ("library_heavy.py", "130", "25"),
     "threaded": ("threaded.py", "23", "19"),
 }
-TOOLS = ("untraced", "c", "python", "noargs", "cprofile", "viztracer")
-OUR_TOOLS = ("c", "python", "noargs")
+TOOLS = ("untraced", "c", "python", "noargs", "monitoring", "cprofile", "viztracer")
+OUR_TOOLS = ("c", "python", "noargs", "monitoring")
 TOOL_LABELS = {
     "untraced": "untraced",
     "c": "otel-tracer C core",
     "python": "otel-tracer Python core",
     "noargs": "otel-tracer C core --no-args",
+    "monitoring": "otel-tracer sys.monitoring core",
     "cprofile": "cProfile",
     "viztracer": "VizTracer",
 }
@@ -174,6 +175,8 @@ def tool_argv(tool: str, script: Path, args: list[str], output: Path) -> list[st
         return [*ours, "--core", "python", "--", *args]
     if tool == "noargs":
         return [*ours, "--core", "c", "--no-args", "--", *args]
+    if tool == "monitoring":
+        return [*ours, "--core", "monitoring", "--", *args]
     if tool == "cprofile":
         return [PY, "-m", "cProfile", "-o", str(output), str(script), *args]
     if tool == "viztracer":
@@ -201,6 +204,11 @@ def c_core_problem() -> str | None:
     return f"C core not built ({lines[-1] if lines else 'import failed'})"
 
 
+def monitoring_available() -> bool:
+    """Whether the children's interpreter has sys.monitoring (Python 3.12+)."""
+    return sys.version_info >= (3, 12)
+
+
 def module_available(name: str) -> bool:
     """Whether ``name`` can be imported by the children (same interpreter)."""
     try:
@@ -216,6 +224,8 @@ def skip_reasons(tools: list[str]) -> dict[str, str]:
         problem = c_core_problem()
         if problem:
             reasons.update(c=problem, noargs=problem)
+    if "monitoring" in tools and not monitoring_available():
+        reasons["monitoring"] = "sys.monitoring needs Python 3.12+"
     if "viztracer" in tools and not module_available("viztracer"):
         reasons["viztracer"] = "VizTracer not installed (pip install viztracer)"
     return {t: r for t, r in reasons.items() if t in tools}
