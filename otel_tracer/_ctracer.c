@@ -63,7 +63,9 @@ enum { IGNORED, IN_SCOPE, EXTERNAL_PY, EXTERNAL_C, TRIVIAL_C, SUPPRESSED, DROPPE
 
 #define CO_RESUMABLE (CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR)
 #define UNLIMITED ((int64_t)1 << 62)
-#define MAX_CACHED_STR 64 /* summary.MAX_STR: longer str arguments are not cached */
+/* summary.MAX_STR: longer str arguments are not cached (summary._MAX_REPR is
+ * 2 * MAX_STR + 2) */
+#define MAX_CACHED_STR 64
 #define SMALL_INT_MIN (-128) /* ints in [SMALL_INT_MIN, SMALL_INT_MAX) have an array cache */
 #define SMALL_INT_MAX 1024
 
@@ -439,8 +441,14 @@ typedef struct {
     PyObject *reg_code, *reg_cfunction, *reg_string, *reg_args, *reg_thread;
     PyObject *reg_new_slot, *reg_fill_slots;
     PyObject *summarize, *summarize_self;
-    PyObject *value_cache; /* exact int / short str argument value -> string index */
-    PyObject *text_cache;  /* summary text -> string index (registry.string's answers) */
+    PyObject *type_summary; /* summary.type_summary */
+    PyObject *value_cache;  /* exact int / short str argument value -> string index */
+    PyObject *text_cache;   /* summary text -> string index (registry.string's answers) */
+    /* The registry's own string table (its _string_ids dict, strings list and
+     * _lock.locked), when registry.string is Registry.string itself: new texts
+     * are then interned here, without a Python call. NULL otherwise. */
+    PyObject *string_ids, *strings, *lock_locked;
+    PtrTable types; /* type (strong) -> string index of type_summary, or NOT_BY_TYPE */
     PyObject *keep;        /* owners of cached C functions: their addresses stay unique */
     PtrTable codes;        /* code object -> CodeInfo */
     PtrTable cfunctions;   /* (PyMethodDef, module, class or owner type) -> (fid, trivial) */
@@ -855,7 +863,49 @@ classify_cfunction(ThreadState *ts, PyObject *func, int64_t *fid, int *trivial)
 
 /* ---- Summaries -------------------------------------------------------- */
 
-/* registry.string(text), cached; steals `text` (NULL: a failed summary). */
+/* Append `text` to the registry's string table as Registry.string does, without
+ * calling it: the index is len(strings). Nothing here runs Python code or
+ * releases the GIL, so no other thread sees the table between the two
+ * insertions; a Python thread inside Registry.string holds registry._lock
+ * between its own two, and then the Python method is called instead (it
+ * waits for the lock). -2: not done here; -1 and an error set: failed. */
+static int64_t
+append_string(CCore *core, PyObject *text)
+{
+    if (core->string_ids == NULL || !PyUnicode_CheckExact(text)) {
+        return -2;
+    }
+    PyObject *locked = PyObject_CallNoArgs(core->lock_locked);
+    if (locked != Py_False) {
+        if (locked == NULL) {
+            PyErr_Clear();
+        }
+        Py_XDECREF(locked);
+        return -2;
+    }
+    Py_DECREF(locked);
+    Py_ssize_t size = PyList_GET_SIZE(core->strings);
+    PyObject *boxed = PyLong_FromSsize_t(size);
+    if (boxed == NULL || PyList_Append(core->strings, text) < 0) {
+        Py_XDECREF(boxed);
+        return -1;
+    }
+    if (PyDict_SetItem(core->string_ids, text, boxed) < 0) {
+        PyObject *type, *value, *traceback;
+        PyErr_Fetch(&type, &value, &traceback);
+        if (PyList_SetSlice(core->strings, size, size + 1, NULL) < 0) {
+            PyErr_Clear();
+        }
+        PyErr_Restore(type, value, traceback);
+        Py_DECREF(boxed);
+        return -1;
+    }
+    Py_DECREF(boxed);
+    return size;
+}
+
+/* registry.string(text), cached; steals `text` (NULL: a failed summary). With
+ * the registry's own table (string_ids) the cache is that table itself. */
 static int64_t
 text_index(ThreadState *ts, PyObject *text)
 {
@@ -868,15 +918,18 @@ text_index(ThreadState *ts, PyObject *text)
     }
     CCore *core = ts->core;
     int64_t index = -1;
-    PyObject *hit = PyDict_GetItemWithError(core->text_cache, text);
+    PyObject *cache = core->string_ids != NULL ? core->string_ids : core->text_cache;
+    PyObject *hit = PyDict_GetItemWithError(cache, text);
     if (hit != NULL) {
         index = PyLong_AsLongLong(hit);
     }
-    else if (!PyErr_Occurred()) {
+    else if (!PyErr_Occurred() && (index = append_string(core, text)) == -2) {
+        index = -1;
         PyObject *result = PyObject_CallOneArg(core->reg_string, text);
         if (result != NULL) {
             index = PyLong_AsLongLong(result);
-            if (!PyErr_Occurred() && PyDict_SetItem(core->text_cache, text, result) < 0) {
+            if (!PyErr_Occurred() && cache == core->text_cache &&
+                PyDict_SetItem(cache, text, result) < 0) {
                 PyErr_Clear(); /* out of memory: just not cached */
             }
             Py_DECREF(result);
@@ -890,11 +943,91 @@ text_index(ThreadState *ts, PyObject *text)
     return index;
 }
 
+/* The version tag of a heap type, assigned when it has none; 0 when none can
+ * be. CPython gives a type a new one whenever it or a base is modified
+ * (attribute set or deleted, __bases__, __qualname__, __module__ assigned). */
+static PyObject *version_probe; /* an interned name: _PyType_Lookup assigns tags */
+
+static unsigned int
+type_version(PyTypeObject *type)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    if (type->tp_version_tag == 0) {
+        (void)PyUnstable_Type_AssignVersionTag(type);
+    }
+    return type->tp_version_tag;
+#else
+    if (!(type->tp_flags & Py_TPFLAGS_VALID_VERSION_TAG)) {
+        (void)_PyType_Lookup(type, version_probe); /* borrowed; never fails */
+    }
+    return (type->tp_flags & Py_TPFLAGS_VALID_VERSION_TAG) ? type->tp_version_tag : 0;
+#endif
+}
+
+static inline int
+version_is(PyTypeObject *type, int64_t version)
+{
+#if PY_VERSION_HEX < 0x030C0000
+    if (!(type->tp_flags & Py_TPFLAGS_VALID_VERSION_TAG)) {
+        return 0;
+    }
+#endif
+    return type->tp_version_tag != 0 && (int64_t)type->tp_version_tag == version;
+}
+
+#define NOT_BY_TYPE (-2)
+
+/* String index of summary.type_summary(type): the summary every value of the
+ * type gets, cached per type (held, so that no other type takes its address);
+ * a heap type's answer only while its version tag is unchanged. NOT_BY_TYPE
+ * when the value's summary depends on more than its type (or nothing can be
+ * cached): summarize decides; -1 when a kept exception stops summaries. */
+static int64_t
+type_index(ThreadState *ts, PyTypeObject *type)
+{
+    CCore *core = ts->core;
+    int heap = (type->tp_flags & Py_TPFLAGS_HEAPTYPE) != 0;
+    Entry *entry = table_find(&core->types, type, NULL);
+    if (entry != NULL && (entry->a == NOT_BY_TYPE || !heap || version_is(type, entry->b))) {
+        return entry->a;
+    }
+    if (core->type_summary == NULL) {
+        return NOT_BY_TYPE;
+    }
+    unsigned int version = heap ? type_version(type) : 0;
+    if (heap && version == 0) {
+        return NOT_BY_TYPE; /* no way to tell when its summary changes */
+    }
+    PyObject *text = PyObject_CallOneArg(core->type_summary, (PyObject *)type);
+    if (text == NULL) {
+        failed(ts);
+        return ts->interrupt != NULL ? -1 : NOT_BY_TYPE;
+    }
+    int64_t index = NOT_BY_TYPE;
+    if (text == Py_None) {
+        Py_DECREF(text);
+    }
+    else if ((index = text_index(ts, text)) < 0) {
+        return ts->interrupt != NULL ? -1 : NOT_BY_TYPE;
+    }
+    /* Python code ran: the table may have changed meanwhile. */
+    entry = table_find(&core->types, type, NULL);
+    if (entry == NULL) {
+        if ((entry = table_add(&core->types, type, NULL)) == NULL) {
+            return index; /* out of memory: just not cached */
+        }
+        Py_INCREF(type);
+    }
+    entry->a = index;
+    entry->b = version;
+    return index;
+}
+
 /* String index of summarize(value). Summaries of None, False, True and small
  * ints are kept in arrays, of other exact ints that fit in 64 bits and of str
  * up to MAX_CACHED_STR characters in a dict by value (their summary depends on
- * nothing else); float's summary is its repr; everything else goes through
- * summary.summarize. */
+ * nothing else); float's summary is its repr; values whose summary their type
+ * decides are cached per type; everything else goes through summary.summarize. */
 static int64_t
 value_index(ThreadState *ts, PyObject *value)
 {
@@ -928,6 +1061,12 @@ value_index(ThreadState *ts, PyObject *value)
     if (type == &PyUnicode_Type) {
         cacheable = PyUnicode_GET_LENGTH(value) <= MAX_CACHED_STR;
     }
+    if (type != &PyUnicode_Type && type != &PyLong_Type) {
+        int64_t index = type_index(ts, type);
+        if (index != NOT_BY_TYPE) {
+            return index;
+        }
+    }
     if (cacheable) {
         PyObject *hit = PyDict_GetItemWithError(core->value_cache, value);
         if (hit != NULL) {
@@ -935,7 +1074,18 @@ value_index(ThreadState *ts, PyObject *value)
         }
         PyErr_Clear(); /* exact int and str hash without failing */
     }
-    int64_t index = text_index(ts, PyObject_CallOneArg(core->summarize, value));
+    /* An exact int that fits in 64 bits is summarized by its repr, and so is an
+     * exact str up to MAX_STR characters whose repr fits in _MAX_REPR. */
+    PyObject *text = cacheable ? PyObject_Repr(value) : NULL;
+    if (text != NULL && type == &PyUnicode_Type &&
+        PyUnicode_GET_LENGTH(text) > 2 * MAX_CACHED_STR + 2) {
+        Py_CLEAR(text);
+    }
+    if (text == NULL) {
+        PyErr_Clear();
+        text = PyObject_CallOneArg(core->summarize, value);
+    }
+    int64_t index = text_index(ts, text);
     if (cacheable && index >= 0) {
         PyObject *boxed = PyLong_FromLongLong(index);
         if (boxed == NULL || PyDict_SetItem(core->value_cache, value, boxed) < 0) {
@@ -1691,6 +1841,40 @@ option_flag(PyObject *options, const char *name, int *error)
     return flag > 0;
 }
 
+/* When registry.string is Registry.string (not overridden, not wrapped), take
+ * the registry's string table (see append_string); else every new text goes
+ * through registry.string. */
+static void
+share_string_table(CCore *core)
+{
+    PyObject *module = PyImport_ImportModule("otel_tracer.registry");
+    PyObject *cls = module != NULL ? get_attr(module, "Registry") : NULL;
+    PyObject *func = cls != NULL ? get_attr(cls, "string") : NULL;
+    PyObject *ids = NULL, *strings = NULL, *lock = NULL, *locked = NULL;
+    if (func != NULL && PyMethod_Check(core->reg_string) &&
+        PyMethod_GET_FUNCTION(core->reg_string) == func &&
+        PyMethod_GET_SELF(core->reg_string) == core->registry) {
+        ids = get_attr(core->registry, "_string_ids");
+        strings = ids != NULL ? get_attr(core->registry, "strings") : NULL;
+        lock = strings != NULL ? get_attr(core->registry, "_lock") : NULL;
+        locked = lock != NULL ? get_attr(lock, "locked") : NULL;
+    }
+    PyErr_Clear();
+    if (locked != NULL && PyDict_CheckExact(ids) && PyList_CheckExact(strings) &&
+        PyCallable_Check(locked)) {
+        core->string_ids = Py_NewRef(ids);
+        core->strings = Py_NewRef(strings);
+        core->lock_locked = Py_NewRef(locked);
+    }
+    Py_XDECREF(module);
+    Py_XDECREF(cls);
+    Py_XDECREF(func);
+    Py_XDECREF(ids);
+    Py_XDECREF(strings);
+    Py_XDECREF(lock);
+    Py_XDECREF(locked);
+}
+
 static PyObject *
 ccore_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
@@ -1720,6 +1904,7 @@ ccore_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     if (summary != NULL) {
         core->summarize = get_attr(summary, "summarize");
         core->summarize_self = get_attr(summary, "summarize_self");
+        core->type_summary = get_attr(summary, "type_summary");
         Py_DECREF(summary);
     }
     core->events = events_new();
@@ -1737,6 +1922,7 @@ ccore_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
         Py_DECREF(core);
         return NULL;
     }
+    share_string_table(core);
     return (PyObject *)core;
 }
 
@@ -1754,7 +1940,14 @@ ccore_traverse(CCore *core, visitproc visit, void *arg)
     Py_VISIT(core->reg_fill_slots);
     Py_VISIT(core->summarize);
     Py_VISIT(core->summarize_self);
+    Py_VISIT(core->type_summary);
+    Py_VISIT(core->string_ids);
+    Py_VISIT(core->strings);
+    Py_VISIT(core->lock_locked);
     Py_VISIT(core->keep);
+    for (size_t i = 0; core->types.entries && i <= core->types.mask; i++) {
+        Py_VISIT((PyObject *)core->types.entries[i].k1);
+    }
     return 0;
 }
 
@@ -1772,7 +1965,20 @@ ccore_clear(CCore *core)
     Py_CLEAR(core->reg_fill_slots);
     Py_CLEAR(core->summarize);
     Py_CLEAR(core->summarize_self);
+    Py_CLEAR(core->type_summary);
+    Py_CLEAR(core->string_ids);
+    Py_CLEAR(core->strings);
+    Py_CLEAR(core->lock_locked);
     Py_CLEAR(core->keep);
+    /* Detached first: releasing a type can run code that records. */
+    Entry *types = core->types.entries;
+    size_t mask = core->types.mask;
+    core->types.entries = NULL;
+    core->types.mask = core->types.used = 0;
+    for (size_t i = 0; types && i <= mask; i++) {
+        Py_XDECREF((PyObject *)types[i].k1);
+    }
+    PyMem_Free(types);
     return 0;
 }
 
@@ -1983,6 +2189,10 @@ static struct PyModuleDef module_def = {
 PyMODINIT_FUNC
 PyInit__ctracer(void)
 {
+    if (version_probe == NULL &&
+        (version_probe = PyUnicode_InternFromString("__otel_tracer_version_probe__")) == NULL) {
+        return NULL;
+    }
     if (load_opcodes() < 0 || PyType_Ready(&EventsType) < 0 ||
         PyType_Ready(&ThreadStateType) < 0 || PyType_Ready(&CCoreType) < 0) {
         return NULL;

@@ -194,7 +194,8 @@ class MonitoringCore:
         scope_fids: dict[int, int] = {}  # id(code) -> function index, in-scope code
         library_fids: dict[int, int] = {}  # id(code) -> function index, library code
         watched: set[int] = set()  # ids of library code given return events
-        keep: list[CodeType] = []  # keeps the ids above unique
+        # These caches are keyed by id(code): every code object in them went through
+        # registry.code, which keeps it alive (hidden ones too), so ids stay unique.
         cfuncs: dict[object, tuple[int, bool]] = {}
         resumes: dict[int, int] = {}  # id(code) -> offset of its first RESUME
         library_answer = None if record_externals else DISABLE
@@ -233,7 +234,6 @@ class MonitoringCore:
         def scope_fid(code: CodeType, frame: FrameType) -> int:
             """First sight of an in-scope code object: register it, give it its events."""
             fid = registry.code(code, frame)[0]
-            keep.append(code)
             set_local_events(tool, code, scope_events)
             local_codes.append(code)
             scope_fids[id(code)] = fid
@@ -288,7 +288,6 @@ class MonitoringCore:
                 frame = getframe(2)
                 if fid is None:
                     fid = library_fids[id(code)] = registry.code(code, frame)[0]
-                    keep.append(code)
                 if fid < 0:
                     return DISABLE  # the import machinery: never shown
                 tls.thread.enter_external(frame, code, fid)
@@ -340,20 +339,26 @@ class MonitoringCore:
         def on_call(code: CodeType, offset: int, func: object, arg0: object) -> None:
             """CALL at an in-scope call site: builtin functions and method descriptors
             are the profile API's 'c_call' (the descriptor bound to its first argument)."""
+            # The key is pycore.cfunction_key's for the function the profile API
+            # reports: bound methods are new objects at each access, and a method
+            # bound to a class is told apart by that class (``bytes.fromhex`` and
+            # ``bytearray.fromhex``, ``int.__new__`` and ``object.__new__``).
             kind = type(func)
-            if kind is MethodDescriptorType:
+            if kind is MethodDescriptorType:  # reported bound to its first argument
                 if arg0 is MISSING:
                     return
-                key: object = (type(arg0), func.__name__)  # type: ignore[attr-defined]
+                key: object = (
+                    arg0 if isinstance(arg0, type) else type(arg0),
+                    func.__name__,  # type: ignore[attr-defined]
+                )
             elif kind is BuiltinFunctionType or (
                 kind is not FunctionType and isinstance(func, BuiltinFunctionType)
             ):
-                # pycore.cfunction_key: bound methods are new objects at each access
                 owner = func.__self__  # type: ignore[attr-defined]
                 if owner is None or type(owner) is ModuleType:
                     key = func
                 else:
-                    key = (type(owner), func.__name__)  # type: ignore[attr-defined]
+                    key = (owner if isinstance(owner, type) else type(owner), func.__name__)  # type: ignore[attr-defined]
             else:
                 return
             try:
@@ -361,7 +366,17 @@ class MonitoringCore:
             except AttributeError:
                 return
             if caller >= EXTERNAL_PY:
-                return
+                if caller != EXTERNAL_C and caller != TRIVIAL_C:
+                    return
+                frame = getframe(1)
+                if tls.stack[-1][1] is not frame:
+                    return  # not a C call of this frame (it has no entry)
+                # A C call of this very frame is still open: its closing event was
+                # lost (interrupted callbacks). Close it, as PythonCore does.
+                tls.thread.c_leave(frame, False)
+                caller = tls.stack[-1][0]
+                if caller >= EXTERNAL_PY:
+                    return
             info = cfuncs.get(key)
             if info is None:
                 if kind is MethodDescriptorType:

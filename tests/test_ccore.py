@@ -529,6 +529,54 @@ PROGRAMS["class_methods"] = {  # builtin methods bound to classes
     """,
 }
 
+PROGRAMS["value_kinds"] = {  # summaries cached per type and interned in C
+    "main.py": """
+        import enum
+
+        class Point:
+            def __init__(self, x, y):
+                self.x, self.y = x, y
+
+        class Point3(Point):
+            pass
+
+        class Color(enum.IntEnum):
+            RED = 1
+
+        class Name(str):
+            pass
+
+        class Grid:
+            shape = (2, 3)
+            dtype = "float32"
+
+        class Later:
+            pass
+
+        def take(a, b=None, c=None, d=None, *rest):
+            return a
+
+        def run():
+            for i in range(300):
+                take(Point(i, -i), Point3(i / 7, 1.5))
+                take(i * 1.1, f"unique-{i}", i * 2**40, -i * 2**70)
+                take(Color.RED, Name("n"), Grid(), Later())
+                take("x" * (60 + i % 10), "\\x00" * (i % 70), b"b" * i, 2**130 + i)
+                take([Point(0, 0)], (i,), {"k": Point}, {i}, frozenset(), take, Point)
+                if i == 100:
+                    Later.__qualname__ = "Renamed"
+                if i == 150:
+                    Later.__module__ = "elsewhere"
+                if i == 200:
+                    Later.shape = [4]
+                    Later.dtype = "int8"
+                if i == 250:
+                    Point.__qualname__ = "Base"  # Point3 is not renamed
+
+        run()
+    """,
+}
+
 OPTIONS: dict[str, dict[str, Any]] = {
     "default": {},
     "no_externals": {"external_calls": False},
@@ -612,6 +660,28 @@ def test_same_trace_as_python_core(tmp_path: Path, program: str, option: str) ->
     assert structure(c_trace) == structure(py_trace)
     assert c_recorder.core.dropped == py_recorder.core.dropped
     assert c_trace.meta["dropped_calls"] == py_trace.meta["dropped_calls"]
+
+
+def test_string_table_shared_with_python(tmp_path: Path) -> None:
+    """The C core interns new texts into the registry's own table: Registry.string
+    (called directly, or by the Python core on the same registry) agrees with it."""
+    main = write_program(tmp_path, "value_kinds")
+    (tmp_path / "more.py").write_text("def f(x):\n    return x\n\nf('more')\nf(1.25)\n")
+    registry = Registry(Scope([str(tmp_path)]))
+    first = registry.string("'unique-7'")
+    for core, program in ((CCore, main), (core_class("python"), main), (CCore, "more.py")):
+        recorder = core(registry, RecordOptions())
+        recorder.start()
+        try:
+            runpy.run_path(str(tmp_path / program), run_name="__main__")
+        finally:
+            recorder.stop()
+        registry.string(f"between {core.name}")
+    assert registry.string("'unique-7'") == first == 0
+    assert registry.string("a text never seen") == len(registry.strings) - 1
+    assert len(registry.strings) == len(registry._string_ids) > 1500
+    assert all(registry.strings[i] == text for text, i in registry._string_ids.items())
+    assert {"<__main__.Renamed>", "<elsewhere.Renamed>", "'more'", "1.25"} <= set(registry.strings)
 
 
 def test_c_core_is_selected() -> None:

@@ -656,6 +656,73 @@ def test_generator_throw_and_close(tmp_path: Path, lib_dir: Path) -> None:
     ]
 
 
+def test_a_lost_c_return_is_closed_by_the_frames_next_call(tmp_path: Path) -> None:
+    """sys.monitoring loses a C call's closing event only when callbacks are
+    interrupted (a signal handler raising in C_RETURN, then in the RAISE that
+    follows) or taken away. Then, as in PythonCore, the calling frame's next C
+    call or its return closes the C call. Here the program unregisters the
+    C_RETURN callback in a C call, whose C_RETURN is thus lost."""
+    main = tmp_path / "main.py"
+    main.write_text(
+        textwrap.dedent(
+            """
+            import math
+            import sys
+
+            mon = sys.monitoring
+            C_RETURN = mon.events.C_RETURN
+
+            def helper():
+                return 1
+
+            def then_call():
+                mon.register_callback(TOOL, C_RETURN, None)  # its C_RETURN is lost
+                mon.register_callback(TOOL, C_RETURN, CALLBACK)
+                math.floor(1.5)
+                return helper()
+
+            def then_return():
+                mon.register_callback(TOOL, C_RETURN, None)
+                return 2
+
+            then_call()
+            then_return()
+            mon.register_callback(TOOL, C_RETURN, CALLBACK)
+            helper()
+            """
+        )
+    )
+    recorder = Recorder(Scope([str(tmp_path)]), RecordOptions(), core="monitoring")
+    recorder.start()
+    core = recorder.core
+    names = {"TOOL": core._tool, "CALLBACK": core._callbacks[sys.monitoring.events.C_RETURN]}
+    try:
+        runpy.run_path(str(main), names, "__main__")
+    finally:
+        recorder.stop()
+    trace = recorder.build()
+    rows = []
+    for row in range(len(trace)):
+        parent = int(trace.calls.parent[row])
+        name = trace.function_of(row).name
+        rows.append((name, trace.function_of(parent).name if parent >= 0 else None))
+    assert rows == [
+        ("<module>", None),
+        ("then_call", "<module>"),
+        ("register_callback", "then_call"),
+        ("register_callback", "then_call"),
+        ("floor", "then_call"),
+        ("helper", "then_call"),
+        ("then_return", "<module>"),
+        ("register_callback", "then_return"),
+        ("register_callback", "<module>"),
+        ("helper", "<module>"),
+    ]
+    closed = [(int(trace.calls.flags[r]), trace.value_of(r)) for r in range(len(trace))]
+    assert closed[1] == (0, "1") and closed[6] == (0, "2")  # then_call, then_return
+    assert all(flags == EXTERNAL for flags, _ in closed[2:5] + closed[7:9])
+
+
 def test_exceptions_are_exact(tmp_path: Path, lib_dir: Path) -> None:
     main = write_program(tmp_path, "exceptions")
     _, trace = record(main, "monitoring", include_builtins=True)
