@@ -964,15 +964,25 @@ type_version(PyTypeObject *type)
 #endif
 }
 
+/* A heap type's version tag combined with the identity of its __qualname__
+ * object: assigning __qualname__ does not change the version tag on every
+ * CPython (3.13 keeps it), but always replaces ht_qualname. */
+static inline int64_t
+type_stamp(PyTypeObject *type, unsigned int version)
+{
+    uintptr_t qualname = (uintptr_t)((PyHeapTypeObject *)type)->ht_qualname;
+    return (int64_t)version | (int64_t)((qualname >> 4) & 0x7fffffff) << 32;
+}
+
 static inline int
-version_is(PyTypeObject *type, int64_t version)
+version_is(PyTypeObject *type, int64_t stamp)
 {
 #if PY_VERSION_HEX < 0x030C0000
     if (!(type->tp_flags & Py_TPFLAGS_VALID_VERSION_TAG)) {
         return 0;
     }
 #endif
-    return type->tp_version_tag != 0 && (int64_t)type->tp_version_tag == version;
+    return type->tp_version_tag != 0 && type_stamp(type, type->tp_version_tag) == stamp;
 }
 
 #define NOT_BY_TYPE (-2)
@@ -1019,7 +1029,7 @@ type_index(ThreadState *ts, PyTypeObject *type)
         Py_INCREF(type);
     }
     entry->a = index;
-    entry->b = version;
+    entry->b = heap ? type_stamp(type, version) : 0;
     return index;
 }
 
