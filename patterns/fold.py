@@ -1,0 +1,217 @@
+"""Folding one sequence of sibling steps into nested pattern groups.
+
+The sequence is a list of *units*: at first one per step, each with an exact
+key (its shape: function and subtree), a loose key (its function) and a weight
+(calls in its subtree). Each pass finds tandem repeats among the units, picks
+the set that saves the most calls from view (``tandem.select``), optionally
+grows them into near-repeats (``near.merge_near``), folds the inside of every
+distinct iteration (loops within the loop body), and replaces each group by
+one unit; passes repeat until nothing more folds, so loops within loops come
+out nested to any depth.
+
+Matching rules (``FoldOptions``):
+
+* ``match="structure"`` (default): two steps are the same when they ran the same
+  function and their subtrees have the same shape. A group's iterations are
+  identical, unless near-repeats are on, in which case they may also differ
+  (each distinct iteration is a variant).
+* ``match="function"``: two steps are the same when they ran the same function;
+  iterations of a group may differ below the steps (variants).
+* ``near=False`` (``--exact``): no near-repeat growing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from patterns.groups import LocalGroup, Variant
+from patterns.near import grow
+from patterns.tandem import find_runs, select
+
+GROUP_KEY_BASE = 1 << 40  # keys of group units; step keys are smaller
+
+
+@dataclass(frozen=True)
+class FoldOptions:
+    """How steps are compared."""
+
+    match: str = "structure"  # or "function"
+    near: bool = True
+
+
+@dataclass
+class Units:
+    """The sequence being folded: step and group units, in order."""
+
+    exact: np.ndarray  # int64
+    loose: np.ndarray  # int64
+    weight: np.ndarray  # int64: calls covered
+    start: np.ndarray  # int64: first step position covered
+    stop: np.ndarray  # int64: position after the last step covered
+    node: list[LocalGroup | None]
+
+    def __len__(self) -> int:
+        return len(self.exact)
+
+    def part(self, lo: int, hi: int) -> Units:
+        return Units(
+            self.exact[lo:hi],
+            self.loose[lo:hi],
+            self.weight[lo:hi],
+            self.start[lo:hi],
+            self.stop[lo:hi],
+            self.node[lo:hi],
+        )
+
+
+class Folder:
+    """Folds sequences of steps; keeps the keys it made for groups, so groups of
+    the same content get the same key across sequences."""
+
+    def __init__(self, options: FoldOptions | None = None) -> None:
+        self.options = options or FoldOptions()
+        self._keys: dict[tuple, int] = {}
+
+    def fold(self, exact: np.ndarray, loose: np.ndarray, weight: np.ndarray) -> list[LocalGroup]:
+        """Top-level groups of a sequence of steps, nested groups inside them."""
+        n = len(exact)
+        if n < 2:
+            return []
+        positions = np.arange(n, dtype=np.int64)
+        units = Units(
+            np.asarray(exact, dtype=np.int64),
+            np.asarray(loose, dtype=np.int64),
+            np.asarray(weight, dtype=np.int64),
+            positions,
+            positions + 1,
+            [None] * n,
+        )
+        return self._fold(units)
+
+    def _key(self, key: tuple) -> int:
+        return self._keys.setdefault(key, GROUP_KEY_BASE + len(self._keys))
+
+    def _fold(self, units: Units) -> list[LocalGroup]:
+        while len(units) >= 2:
+            groups = self._find(units)
+            if not groups:
+                break
+            units = self._replace(units, groups)
+        return [node for node in units.node if node is not None]
+
+    def _find(self, units: Units) -> list[list[int]]:
+        """Iteration bounds (unit indices) of the groups of one pass."""
+        by_function = self.options.match == "function"
+        runs = find_runs(units.loose if by_function else units.exact)
+        if self.options.near and not by_function:
+            runs += find_runs(units.loose)
+        if not runs:
+            return []
+        candidates = [list(range(s, s + p * r + 1, p)) for s, p, r in runs]
+        cumulative = np.concatenate(([0], np.cumsum(units.weight)))
+        if self.options.near:
+            keys = units.loose.tolist()
+            candidates += grow(keys, candidates)
+
+        def weight(lo: int, hi: int) -> int:
+            return int(cumulative[hi] - cumulative[lo])
+
+        def score(bounds: list[int]) -> float:
+            covered = weight(bounds[0], bounds[-1])
+            if by_function and not self.options.near:
+                return covered - weight(bounds[0], bounds[1]) - 1
+            firsts = _iteration_variants(units.exact, bounds)[1]
+            if len(firsts) > max(4, (len(bounds) - 1) // 4):
+                return 0
+            return covered - sum(weight(bounds[j], bounds[j + 1]) + 1 for j in firsts)
+
+        return select(candidates, len(units), score)
+
+    def _replace(self, units: Units, groups: list[list[int]]) -> Units:
+        """The next pass's units: each group becomes one unit."""
+        keep = np.ones(len(units), dtype=bool)
+        exact, loose, weight = units.exact.copy(), units.loose.copy(), units.weight.copy()
+        stop, node = units.stop.copy(), list(units.node)
+        for bounds in groups:
+            lo, hi = bounds[0], bounds[-1]
+            group = self._group(units, bounds)
+            first = units.part(bounds[0], bounds[1])
+            if len(group.variants) == 1 and not group.near:
+                content = ("G", first.exact.tobytes(), group.repetitions)
+            else:
+                relative = np.asarray(bounds, dtype=np.int64) - lo
+                content = ("G", units.exact[lo:hi].tobytes(), relative.tobytes())
+            exact[lo] = self._key(content)
+            loose[lo] = self._key(("g", first.loose.tobytes()))
+            weight[lo] = int(units.weight[lo:hi].sum())
+            stop[lo] = units.stop[hi - 1]
+            node[lo] = group
+            keep[lo + 1 : hi] = False
+        index = np.flatnonzero(keep)
+        return Units(
+            exact[index],
+            loose[index],
+            weight[index],
+            units.start[index],
+            stop[index],
+            [node[i] for i in index.tolist()],
+        )
+
+    def _group(self, units: Units, bounds: list[int]) -> LocalGroup:
+        variant_of, firsts = _iteration_variants(units.exact, bounds)
+        template = units.loose[bounds[firsts[0]] : bounds[firsts[0] + 1]]
+        near = any(
+            not np.array_equal(units.loose[bounds[j] : bounds[j + 1]], template) for j in firsts
+        )
+        variants = []
+        for v, first in enumerate(firsts):
+            lo, hi = bounds[first], bounds[first + 1]
+            variants.append(
+                Variant(
+                    iterations=np.flatnonzero(variant_of == v).astype(np.int64),
+                    nested=self._fold(units.part(lo, hi)),
+                    steps=int(units.stop[hi - 1] - units.start[lo]),
+                    calls=int(units.weight[lo:hi].sum()),
+                )
+            )
+        starts = units.start[np.asarray(bounds[:-1])]
+        return LocalGroup(
+            bounds=np.append(starts, units.stop[bounds[-1] - 1]).astype(np.int64),
+            variant_of=variant_of,
+            variants=variants,
+            near=near,
+        )
+
+
+def _distinct_blocks(exact: np.ndarray, start: int, period: int, reps: int) -> list[int]:
+    """Start positions of the first block of each distinct block content."""
+    stop = start + period * reps
+    if np.array_equal(exact[start + period : stop], exact[start : stop - period]):
+        return [start]
+    blocks = exact[start:stop].reshape(reps, period)
+    _, first = np.unique(blocks, axis=0, return_index=True)
+    return [start + period * int(j) for j in sorted(first.tolist())]
+
+
+def _iteration_variants(exact: np.ndarray, bounds: list[int]) -> tuple[np.ndarray, list[int]]:
+    """Variant index of every iteration (0 = most iterations, ties: first seen) and
+    the first iteration of each variant, in variant order."""
+    reps = len(bounds) - 1
+    period = bounds[1] - bounds[0]
+    if (np.diff(bounds) == period).all() and np.array_equal(
+        exact[bounds[0] + period : bounds[-1]], exact[bounds[0] : bounds[-1] - period]
+    ):
+        return np.zeros(reps, dtype=np.int32), [0]
+    seen: dict[bytes, int] = {}
+    raw = np.empty(reps, dtype=np.int32)
+    for j in range(reps):
+        raw[j] = seen.setdefault(exact[bounds[j] : bounds[j + 1]].tobytes(), len(seen))
+    counts = np.bincount(raw)
+    order = sorted(range(len(counts)), key=lambda v: (-counts[v], v))
+    rank = np.empty(len(counts), dtype=np.int32)
+    rank[order] = np.arange(len(counts), dtype=np.int32)
+    variant_of = rank[raw]
+    firsts = [int(np.argmax(raw == v)) for v in order]
+    return variant_of, firsts

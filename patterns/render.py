@@ -1,0 +1,279 @@
+"""The grouped view: the call tree with repeated sequences folded into boxes.
+
+```
+🔄 Repeating Pattern: 6x repetitions of 6 calls (calls #22388-#22423, total: 36 calls)
+  📋 Pattern template (repeated 6 times):
+    ├── scaled_dot_product_attention [packed_attention_monkey_patch.py:14]
+    ├── get [expert_context.py:25]
+    └── 🔄 Nested Pattern: 2x repetitions of 2 calls
+        ├── forward [train_lens.py:88]
+        └── layer_name [base.py:21]
+```
+
+Calls outside groups are shown as in the plain tree (``#id``, arguments, value,
+duration). A group shows its template once: the steps of one iteration, by name,
+with what they call folded the same way. Near-repeat groups also list their
+other variants, as differences from the template (``+`` extra step, ``-``
+missing step, ``~`` same function with different calls below).
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterator
+from itertools import islice
+from typing import TextIO
+
+import numpy as np
+
+from otel_tracer.tree import call_label, duration_text
+from patterns.engine import Folding
+from patterns.groups import LocalGroup
+
+BRANCH, LAST, PIPE, SPACE = "├── ", "└── ", "│   ", "    "
+MAX_LISTED_ITERATIONS = 8
+
+
+class _View:
+    """Renders one folding; ``depth`` limits how deep below the roots calls are shown."""
+
+    def __init__(self, folding: Folding, depth: int | None) -> None:
+        self.folding = folding
+        self.trace = folding.trace
+        self.depth = depth
+
+    # -- sequences -------------------------------------------------------------------------
+
+    def sequence(
+        self,
+        owner: int,
+        prefix: str,
+        branches: bool,
+        template: bool,
+        level: int,
+    ) -> Iterator[str]:
+        """The children of ``owner`` (or a thread's roots), folded."""
+        groups, steps = self.folding.groups_of(owner)
+        yield from self.items(steps, groups, 0, 0, len(steps), prefix, branches, template, level)
+
+    def items(
+        self,
+        steps: np.ndarray,
+        groups: list[LocalGroup],
+        shift: int,
+        lo: int,
+        hi: int,
+        prefix: str,
+        branches: bool,
+        template: bool,
+        level: int,
+    ) -> Iterator[str]:
+        """Steps ``lo..hi`` of a sequence, with ``groups`` (positions + ``shift``) folded."""
+        entries = _entries(groups, shift, lo, hi)
+        for i, (kind, value) in enumerate(entries):
+            last = i == len(entries) - 1
+            line_prefix = prefix + ((LAST if last else BRANCH) if branches else "")
+            inner = prefix + ((SPACE if last else PIPE) if branches else "")
+            if kind == "step":
+                yield from self.step(int(steps[value]), line_prefix, inner, template, level)
+            else:
+                group, group_shift = value
+                yield from self.group(
+                    steps, group, group_shift, line_prefix, inner, template, level
+                )
+
+    def step(self, row: int, line_prefix: str, inner: str, template: bool, level: int):
+        """One call and what it calls."""
+        if template:
+            yield line_prefix + call_label(self.trace, row, with_args=False)
+        else:
+            calls = self.trace.calls
+            duration = duration_text(int(calls.end[row] - calls.start[row]))
+            yield f"{line_prefix}#{row + 1} {call_label(self.trace, row)}  ({duration})"
+        below = int(self.folding.shapes.size[row]) - 1
+        if not below:
+            return
+        if self.depth is not None and level + 1 >= self.depth:
+            yield f"{inner}└── … {below} more call{'s' * (below != 1)} below (--depth)"
+            return
+        yield from self.sequence(row, inner, True, template, level + 1)
+
+    # -- groups ----------------------------------------------------------------------------
+
+    def group(self, steps, group: LocalGroup, shift: int, line_prefix, inner, template, level):
+        """A group: its header, its template and its other variants."""
+        template_variant = group.variants[0]
+        count = f"{group.repetitions}x repetitions of {_calls(template_variant.calls)}"
+        if len(group.variants) > 1:
+            count += f" ({len(group.variants)} variants)"
+        if template:
+            yield f"{line_prefix}🔄 Nested Pattern: {count}"
+            body_prefix, label_prefix = inner, None
+        else:
+            first = int(steps[group.start + shift]) + 1
+            last = int(self.folding.shapes.last[steps[group.stop + shift - 1]]) + 1
+            yield (
+                f"{line_prefix}🔄 Repeating Pattern: {count} "
+                f"(calls #{first}-#{last}, total: {_calls(group.total_calls)})"
+            )
+            label_prefix, body_prefix = inner + "  ", inner + "    "
+        if label_prefix is not None:
+            times = len(template_variant.iterations)
+            yield f"{label_prefix}📋 Pattern template (repeated {times} time{'s' * (times != 1)}):"
+        yield from self.iteration(steps, group, shift, 0, body_prefix, level)
+        for v in range(1, len(group.variants)):
+            yield from self.variant(steps, group, shift, v, label_prefix or inner, level)
+
+    def iteration(self, steps, group: LocalGroup, shift: int, v: int, prefix: str, level: int):
+        """The steps of the representative iteration of variant ``v``."""
+        variant = group.variants[v]
+        j = variant.representative
+        lo, hi = int(group.bounds[j]) + shift, int(group.bounds[j + 1]) + shift
+        yield from self.items(steps, variant.nested, shift, lo, hi, prefix, True, True, level)
+
+    def variant(self, steps, group: LocalGroup, shift: int, v: int, prefix: str, level: int):
+        """A non-template variant, as its differences from the template."""
+        variant = group.variants[v]
+        listed = _iteration_list(variant.iterations)
+        yield (
+            f"{prefix}🔀 Variant {v + 1}: {len(variant.iterations)} "
+            f"iteration{'s' * (len(variant.iterations) != 1)} ({listed}), "
+            f"{_calls(variant.calls)} each:"
+        )
+        base = self._iteration_entries(steps, group, shift, 0)
+        other = self._iteration_entries(steps, group, shift, v)
+        matcher = difflib.SequenceMatcher(
+            None, [e[0] for e in base], [e[0] for e in other], autojunk=False
+        )
+        lines: list[tuple[str, str, object]] = []
+        for op, a0, a1, b0, b1 in matcher.get_opcodes():
+            if op == "equal":
+                for a, b in zip(range(a0, a1), range(b0, b1), strict=True):
+                    if base[a][1] != other[b][1]:
+                        lines.append(("~ ", "item", other[b]))
+            else:
+                lines.extend(("- ", "item", base[a]) for a in range(a0, a1))
+                lines.extend(("+ ", "item", other[b]) for b in range(b0, b1))
+        body = prefix + "  "
+        for i, (mark, _, entry) in enumerate(lines):
+            last = i == len(lines) - 1
+            line_prefix = body + (LAST if last else BRANCH) + mark
+            inner = body + (SPACE if last else PIPE) + "  "
+            yield from self._entry(steps, entry, line_prefix, inner, level, mark != "- ")
+
+    def _iteration_entries(self, steps, group: LocalGroup, shift: int, v: int) -> list[tuple]:
+        """(loose key, exact key, kind, value) of each entry of variant ``v``'s
+        representative iteration."""
+        variant = group.variants[v]
+        j = variant.representative
+        lo, hi = int(group.bounds[j]) + shift, int(group.bounds[j + 1]) + shift
+        shapes, function = self.folding.shapes, self.trace.calls.function
+        out = []
+        for kind, value in _entries(variant.nested, shift, lo, hi):
+            if kind == "step":
+                row = int(steps[value])
+                out.append((("f", int(function[row])), int(shapes.shape[row]), kind, value))
+            else:
+                nested, nested_shift = value
+                first = nested.variants[0].representative
+                a = int(nested.bounds[first]) + nested_shift
+                b = int(nested.bounds[first + 1]) + nested_shift
+                loose = ("g", tuple(int(function[steps[x]]) for x in range(a, b)))
+                exact = (
+                    nested.repetitions,
+                    tuple(int(shapes.shape[steps[x]]) for x in range(a, b)),
+                )
+                out.append((loose, exact, kind, value))
+        return out
+
+    def _entry(self, steps, entry, line_prefix: str, inner: str, level: int, expand: bool):
+        _, _, kind, value = entry
+        if kind == "step":
+            row = int(steps[value])
+            if expand:
+                yield from self.step(row, line_prefix, inner, True, level)
+            else:
+                yield line_prefix + call_label(self.trace, row, with_args=False)
+        else:
+            group, group_shift = value
+            if expand:
+                yield from self.group(steps, group, group_shift, line_prefix, inner, True, level)
+            else:
+                count = f"{group.repetitions}x repetitions of {_calls(group.variants[0].calls)}"
+                yield f"{line_prefix}🔄 Nested Pattern: {count}"
+
+
+def _entries(groups: list[LocalGroup], shift: int, lo: int, hi: int) -> list[tuple[str, object]]:
+    """The items of positions ``lo..hi``: ("step", position) or ("group", (group, shift))."""
+    entries: list[tuple[str, object]] = []
+    pos = lo
+    for group in groups:
+        start, stop = group.start + shift, group.stop + shift
+        if stop <= lo or start >= hi:
+            continue
+        entries.extend(("step", p) for p in range(pos, start))
+        entries.append(("group", (group, shift)))
+        pos = stop
+    entries.extend(("step", p) for p in range(pos, hi))
+    return entries
+
+
+def _calls(count: int) -> str:
+    return f"{count} call{'s' * (count != 1)}"
+
+
+def _iteration_list(iterations: np.ndarray) -> str:
+    """``0-8, 10, 12-15`` (0-based iteration numbers), shortened when long."""
+    values = iterations.tolist()
+    ranges: list[str] = []
+    start = prev = values[0]
+    for value in [*values[1:], None]:
+        if value is not None and value == prev + 1:
+            prev = value
+            continue
+        ranges.append(str(start) if start == prev else f"{start}-{prev}")
+        if value is not None:
+            start = prev = value
+    if len(ranges) > MAX_LISTED_ITERATIONS:
+        hidden = len(ranges) - MAX_LISTED_ITERATIONS
+        ranges = [*ranges[:MAX_LISTED_ITERATIONS], f"… {hidden} more"]
+    return (
+        "iteration " + ", ".join(ranges) if len(values) == 1 else "iterations " + ", ".join(ranges)
+    )
+
+
+def grouped_lines(
+    folding: Folding, depth: int | None = None, threads: list[int] | None = None
+) -> Iterator[str]:
+    """Lines of the grouped view, thread by thread."""
+    view = _View(folding, depth)
+    trace = folding.trace
+    for t, roots in enumerate(folding.thread_roots):
+        if not len(roots) or (threads is not None and t not in threads):
+            continue
+        info = trace.threads[t]
+        yield f"Thread {info.name} (id {info.native_id})"
+        yield from view.sequence(-1 - t, "", False, False, 0)
+
+
+def render_grouped(
+    folding: Folding,
+    out: TextIO,
+    max_rows: int | None = None,
+    depth: int | None = None,
+    threads: list[int] | None = None,
+) -> None:
+    """Write the grouped view to ``out``; at most ``max_rows`` lines when given."""
+    if not len(folding.trace):
+        out.write("(no calls recorded in scope)\n")
+        return
+    lines = grouped_lines(folding, depth, threads)
+    written = 0
+    for chunk in iter(lambda: list(islice(lines, 4096)), []):
+        if max_rows is not None and written + len(chunk) > max_rows:
+            chunk = chunk[: max_rows - written]
+            out.write("\n".join(chunk) + "\n" if chunk else "")
+            out.write(f"… output stopped at {max_rows} rows (--max-rows)\n")
+            return
+        out.write("\n".join(chunk) + "\n")
+        written += len(chunk)

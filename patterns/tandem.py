@@ -1,0 +1,143 @@
+"""Tandem repeats in a sequence of keys: a block of ``period`` consecutive keys
+repeated ``reps`` >= 2 times in a row.
+
+``find_runs`` lists the maximal periodic runs with a primitive period (a block
+that is not itself a repeat of a shorter block); ``select`` picks a
+non-overlapping set of candidates (any runs of iterations, tandem or not)
+greedily, best score first, trimming a candidate that overlaps already chosen
+ones to its free iterations.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable
+
+import numpy as np
+
+SMALL_PERIODS = 16  # always tried; longer periods only where keys recur at that distance
+MAX_PERIOD = 4096
+MAX_LONG_PERIODS = 64
+_NUMPY_FROM = 48  # sequences at least this long are scanned with numpy
+
+Candidate = tuple[int, int, int]  # (start, period, reps)
+
+
+def find_runs(keys: np.ndarray, max_period: int = MAX_PERIOD) -> list[Candidate]:
+    """Maximal runs ``keys[s : s + period * reps]`` with period-``period`` repetition,
+    ``reps`` >= 2, ``period`` primitive. Overlapping runs of different periods are
+    all returned."""
+    n = len(keys)
+    if n < 2:
+        return []
+    if n < _NUMPY_FROM:
+        return _find_runs_small(keys.tolist(), max_period)
+    runs: list[Candidate] = []
+    for period in _periods(keys, max_period):
+        eq = np.empty(n - period + 2, dtype=np.int8)
+        eq[0] = eq[-1] = 0
+        eq[1:-1] = keys[period:] == keys[:-period]
+        edges = np.diff(eq)
+        starts = np.flatnonzero(edges == 1)
+        lengths = np.flatnonzero(edges == -1) - starts
+        long_enough = lengths >= period
+        for start, length in zip(
+            starts[long_enough].tolist(), lengths[long_enough].tolist(), strict=True
+        ):
+            runs.append((start, period, (length + period) // period))
+    return [r for r in runs if _primitive(keys, r[0], r[1])]
+
+
+def _periods(keys: np.ndarray, max_period: int) -> list[int]:
+    """Periods worth scanning: the small ones, plus distances at which keys recur often."""
+    n = len(keys)
+    limit = min(max_period, n // 2)
+    periods = set(range(1, min(SMALL_PERIODS, limit) + 1))
+    if limit > SMALL_PERIODS:
+        order = np.argsort(keys, kind="stable")
+        same = keys[order[1:]] == keys[order[:-1]]
+        gaps = (order[1:] - order[:-1])[same]
+        gaps = gaps[(gaps > SMALL_PERIODS) & (gaps <= limit)]
+        if len(gaps):
+            values, counts = np.unique(gaps, return_counts=True)
+            frequent = values[counts >= 2]
+            best = frequent[np.argsort(-counts[counts >= 2], kind="stable")]
+            periods.update(best[:MAX_LONG_PERIODS].tolist())
+    return sorted(periods)
+
+
+def _primitive(keys, start: int, period: int) -> bool:
+    """True when ``keys[start : start + period]`` is not a repeat of a shorter block."""
+    if period == 1:
+        return True
+    block = keys[start : start + period]
+    same = np.array_equal if isinstance(block, np.ndarray) else (lambda a, b: a == b)
+    return not any(
+        period % d == 0 and same(block[d:], block[: period - d]) for d in range(1, period // 2 + 1)
+    )
+
+
+def _find_runs_small(keys: list, max_period: int) -> list[Candidate]:
+    n = len(keys)
+    runs: list[Candidate] = []
+    for period in range(1, min(max_period, n // 2) + 1):
+        i = 0
+        while i + period < n:
+            if keys[i] != keys[i + period]:
+                i += 1
+                continue
+            j = i
+            while j + period < n and keys[j] == keys[j + period]:
+                j += 1
+            if j - i >= period and _primitive(keys, i, period):
+                runs.append((i, period, (j - i + period) // period))
+            i = j + 1
+    return runs
+
+
+def select(
+    candidates: list[list[int]], length: int, score: Callable[[list[int]], float]
+) -> list[list[int]]:
+    """Non-overlapping candidates (iteration bounds: iteration j is
+    ``[bounds[j], bounds[j+1])``), chosen best ``score`` first (ties: shorter first
+    iteration, then earlier start). A candidate that overlaps chosen ones is
+    trimmed to its maximal runs of >= 2 free iterations, which compete again.
+    ``score`` must be positive for a candidate to count."""
+    heap = []
+    for bounds in candidates:
+        value = score(bounds)
+        if value > 0:
+            heap.append((-value, bounds[1] - bounds[0], bounds[0], bounds))
+    heapq.heapify(heap)
+    taken = np.zeros(length + 1, dtype=bool)
+    chosen: list[list[int]] = []
+    while heap:
+        _, _, start, bounds = heapq.heappop(heap)
+        if not taken[start : bounds[-1]].any():
+            taken[start : bounds[-1]] = True
+            chosen.append(bounds)
+            continue
+        for part in _free_parts(taken, bounds):
+            value = score(part)
+            if value > 0:
+                heapq.heappush(heap, (-value, part[1] - part[0], part[0], part))
+    chosen.sort()
+    return chosen
+
+
+def _free_parts(taken: np.ndarray, bounds: list[int]) -> list[list[int]]:
+    """Maximal runs of >= 2 consecutive iterations that are still free."""
+    parts = []
+    run: list[int] = []
+    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+        if taken[lo:hi].any():
+            if len(run) >= 3:
+                parts.append(run)
+            run = []
+        elif run:
+            run.append(hi)
+        else:
+            run = [lo, hi]
+    if len(run) >= 3:
+        parts.append(run)
+    return parts
