@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 VERSION_TEXT_PREFIX = "otel-tracer"
 USAGE = "usage: python -m cli.main <script.py | -m module> [options] [script args...]"
 CORES = ("auto", "c", "python", "monitoring")
+MATCHES = ("structure", "function")
 
 
 @dataclass
@@ -38,6 +39,9 @@ class Options:
     format: str | None = None
     quiet: bool = False
     core: str = "auto"
+    patterns: bool = True
+    match: str = "structure"
+    near: bool = True
 
 
 class UsageError(Exception):
@@ -112,9 +116,9 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec(
         ("-o", "--output"),
         "outputs",
-        "write the trace to FILE; repeatable. '.json': JSON trace, '.json.gz': gzipped JSON, "
-        "'.txt': the call tree as text, '-': JSON to stdout. Without -o the call tree is "
-        "printed to stdout after the script ends",
+        "write the trace to FILE; repeatable. '.json': JSON trace (annotated with its "
+        "pattern groups), '.json.gz': gzipped JSON, '.txt': the grouped view as text, '-': "
+        "JSON to stdout. Without -o the grouped view is printed to stdout after the script ends",
         metavar="FILE",
         repeat=True,
     ),
@@ -160,6 +164,27 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "format",
         "force the output format: json, json.gz or text (default: from the file name)",
         metavar="FMT",
+    ),
+    OptionSpec(
+        ("--no-patterns",),
+        "patterns",
+        "do not fold repeated call sequences: print the plain call tree and write the trace "
+        "without pattern annotations",
+        const=False,
+    ),
+    OptionSpec(
+        ("--match",),
+        "match",
+        "when two sibling calls are the same step of a pattern: structure (default: same "
+        "function and the same calls below it) or function (same function)",
+        metavar="{" + ",".join(MATCHES) + "}",
+        convert=_one_of(MATCHES),
+    ),
+    OptionSpec(
+        ("--exact",),
+        "near",
+        "only fold repetitions that have the same steps (no near-repeat groups with variants)",
+        const=False,
     ),
     OptionSpec(("-q", "--quiet"), "quiet", "no status lines on stderr"),
     OptionSpec(

@@ -149,7 +149,15 @@ def main(argv: list[str] | None = None) -> int:
         exit_code=outcome.exit_code,
         uncaught_exception=_describe(outcome.exception),
     )
-    written = _write_outputs(trace, outputs, status)
+    folding = None
+    if opts.patterns:
+        from patterns.annotate import annotate
+        from patterns.cli import summary_line
+        from patterns.fold import FoldOptions
+
+        folding = annotate(trace, FoldOptions(match=opts.match, near=opts.near))
+        status(f"patterns: {summary_line(folding)}")
+    written = _write_outputs(trace, folding, outputs, status)
     if written:
         dropped = trace.meta["dropped_calls"]
         status(f"{len(trace)} calls recorded" + (f", {dropped} dropped" if dropped else ""))
@@ -167,24 +175,35 @@ def _describe(error: BaseException | None) -> dict[str, str] | None:
     return {"type": kind, "message": message}
 
 
-def _write_outputs(trace, outputs: list[Output], status) -> bool:
-    """Write every output (the tree on stdout when there is none); False if nothing
-    was written to a file."""
+def _render_text(trace, folding, stream) -> None:
+    """The grouped view when patterns ran, else the plain call tree."""
+    if folding is not None:
+        from patterns.render import render_grouped
+
+        render_grouped(folding, stream)
+    else:
+        from otel_tracer.tree import render_tree
+
+        render_tree(trace, stream)
+
+
+def _write_outputs(trace, folding, outputs: list[Output], status) -> bool:
+    """Write every output (the text view on stdout when there is none); False if
+    nothing was written to a file."""
     from exporters.json_trace import save
-    from otel_tracer.tree import render_tree
 
     if not outputs:
         sys.stdout.flush()
-        render_tree(trace, sys.stdout)
+        _render_text(trace, folding, sys.stdout)
         return False
     for out in outputs:
         try:
             if out.format == "text":
                 if out.path == "-":
-                    render_tree(trace, sys.stdout)
+                    _render_text(trace, folding, sys.stdout)
                 else:
                     with open(out.path, "w", encoding="utf-8") as stream:
-                        render_tree(trace, stream)
+                        _render_text(trace, folding, stream)
             else:
                 save(trace, out.path, compress=out.format == "json.gz")
         except OSError as error:

@@ -47,6 +47,7 @@ def _head(trace: Trace) -> dict[str, Any]:
         ],
         "threads": [{"id": t.id, "native_id": t.native_id, "name": t.name} for t in trace.threads],
         **trace.extra,
+        **({"patterns": trace.patterns.section} if trace.patterns is not None else {}),
     }
 
 
@@ -105,10 +106,24 @@ def _encode_calls(trace: Trace) -> bytes:
         np.ascontiguousarray(c.value, dtype=np.int32),
         exception_index,
         np.ascontiguousarray(c.flags, dtype=np.uint8),
+        *_pattern_columns(trace),
         args_fragments,
         value_fragments,
         exception_fragments,
         flag_fragments,
+    )
+
+
+def _pattern_columns(trace: Trace) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(group, iteration, variant) per call; group -1 where there is none."""
+    p = trace.patterns
+    if p is None:
+        none = np.full(len(trace), -1, dtype=np.int64)
+        return none, none, np.full(len(trace), -1, dtype=np.int32)
+    return (
+        np.ascontiguousarray(p.group, dtype=np.int64),
+        np.ascontiguousarray(p.iteration, dtype=np.int64),
+        np.ascontiguousarray(p.variant, dtype=np.int32),
     )
 
 
@@ -123,6 +138,7 @@ def _call_objects(trace: Trace) -> Iterator[dict[str, Any]]:
     strings = trace.strings
     arg_dicts: dict[tuple[int, int], dict[str, str]] = {}
     exc_dicts = [{"type": t, "message": m} for t, m in trace.exceptions]
+    group, iteration, variant = (column.tolist() for column in _pattern_columns(trace))
     unknown = dict(zip(("type", "message"), UNKNOWN_EXCEPTION, strict=True))
     for i in range(len(c)):
         call: dict[str, Any] = {
@@ -149,6 +165,8 @@ def _call_objects(trace: Trace) -> Iterator[dict[str, Any]]:
         for bit, name in FLAG_KEYS:
             if f & bit:
                 call[name] = True
+        if group[i] >= 0:
+            call["pattern"] = {"id": group[i] + 1, "iteration": iteration[i], "variant": variant[i]}
         yield call
 
 

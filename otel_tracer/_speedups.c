@@ -188,16 +188,21 @@ static inline int out_fragment(Out *o, Fragments *f, int32_t index) {
 }
 
 /* encode_calls(parent, depth, function, thread, start, end, span_id, args,
- *              value, exception, flags, args_fragments, value_fragments,
+ *              value, exception, flags, pattern_group, pattern_iteration,
+ *              pattern_variant, args_fragments, value_fragments,
  *              exception_fragments, flag_fragments) -> bytes
  * The JSON array of call objects (docs/trace-format.md). Each optional member
  * comes pre-encoded: `args` is an index into args_fragments (`,"args":{...}`),
  * `value` into value_fragments (`,"return":"..."`), `exception` into
  * exception_fragments, and flags into flag_fragments (the `,"external":true`
- * ... suffix for each flag combination). */
+ * ... suffix for each flag combination). pattern_group is the 0-based pattern
+ * group of each call or -1; with it come the iteration and the variant. */
 static PyObject *encode_calls(PyObject *self, PyObject *args) {
-    enum { PARENT, DEPTH, FUNCTION, THREAD, START, END, SPAN, ARGS, VALUE, EXC, FLAGS, NCOL };
-    static const Py_ssize_t sizes[NCOL] = {8, 4, 4, 4, 8, 8, 8, 4, 4, 4, 1};
+    enum {
+        PARENT, DEPTH, FUNCTION, THREAD, START, END, SPAN, ARGS, VALUE, EXC, FLAGS,
+        PGROUP, PITER, PVAR, NCOL
+    };
+    static const Py_ssize_t sizes[NCOL] = {8, 4, 4, 4, 8, 8, 8, 4, 4, 4, 1, 8, 8, 4};
     PyObject *objs[NCOL], *frag_objs[4];
     Py_buffer cols[NCOL];
     Fragments frags[4];
@@ -205,9 +210,10 @@ static PyObject *encode_calls(PyObject *self, PyObject *args) {
     PyObject *result = NULL;
     Out o = {NULL, 0, 0};
 
-    if (!PyArg_ParseTuple(args, "OOOOOOOOOOOOOOO", &objs[0], &objs[1], &objs[2], &objs[3],
+    if (!PyArg_ParseTuple(args, "OOOOOOOOOOOOOOOOOO", &objs[0], &objs[1], &objs[2], &objs[3],
                           &objs[4], &objs[5], &objs[6], &objs[7], &objs[8], &objs[9], &objs[10],
-                          &frag_objs[0], &frag_objs[1], &frag_objs[2], &frag_objs[3]))
+                          &objs[11], &objs[12], &objs[13], &frag_objs[0], &frag_objs[1],
+                          &frag_objs[2], &frag_objs[3]))
         return NULL;
     for (; got < NCOL; got++)
         if (get_buffer(objs[got], &cols[got], sizes[got], 0, "column") < 0) goto done;
@@ -227,7 +233,9 @@ static PyObject *encode_calls(PyObject *self, PyObject *args) {
     const int32_t *value = cols[VALUE].buf, *exc = cols[EXC].buf;
     const uint64_t *span = cols[SPAN].buf;
     const uint8_t *flags = cols[FLAGS].buf;
-    Py_ssize_t per_call_max = 256 + frags[0].max_len + frags[1].max_len + frags[2].max_len +
+    const int64_t *pgroup = cols[PGROUP].buf, *piter = cols[PITER].buf;
+    const int32_t *pvar = cols[PVAR].buf;
+    Py_ssize_t per_call_max = 320 + frags[0].max_len + frags[1].max_len + frags[2].max_len +
                               frags[3].max_len;
 
     if (out_reserve(&o, 2) < 0) goto done;
@@ -257,6 +265,15 @@ static PyObject *encode_calls(PyObject *self, PyObject *args) {
         if (value[i] >= 0 && out_fragment(&o, &frags[1], value[i]) < 0) goto done;
         if (exc[i] >= 0 && out_fragment(&o, &frags[2], exc[i]) < 0) goto done;
         if (out_fragment(&o, &frags[3], flags[i]) < 0) goto done;
+        if (pgroup[i] >= 0) {
+            OUT_LIT(&o, ",\"pattern\":{\"id\":");
+            out_int(&o, pgroup[i] + 1);
+            OUT_LIT(&o, ",\"iteration\":");
+            out_int(&o, piter[i]);
+            OUT_LIT(&o, ",\"variant\":");
+            out_int(&o, pvar[i]);
+            OUT_LIT(&o, "}");
+        }
         OUT_LIT(&o, "}");
     }
     if (out_reserve(&o, 1) < 0) goto done;

@@ -63,6 +63,33 @@ class Calls:
 
 
 @dataclass
+class PatternColumns:
+    """Pattern annotations (``patterns/``): the innermost pattern group instance that
+    contains each call, the repetition and the variant, plus the ``patterns``
+    section of the JSON trace (docs/trace-format.md)."""
+
+    group: np.ndarray  # int64 per call: 0-based index into section["groups"], -1 when none
+    iteration: np.ndarray  # int64 per call: 0-based repetition of that group, -1 when none
+    variant: np.ndarray  # int32 per call: 0-based variant of that repetition, -1 when none
+    section: dict[str, Any]  # "options", "statistics", "groups"
+
+    def attributes_of(self, row: int) -> dict[str, int]:
+        """The ``pattern.*`` attributes of a call (empty when it is in no group)."""
+        index = int(self.group[row])
+        if index < 0:
+            return {}
+        group = self.section["groups"][index]
+        attributes = {"pattern.id": group["id"]}
+        if group["parent"] is not None:
+            attributes["pattern.parent_id"] = group["parent"]
+        attributes["pattern.repetitions"] = group["repetitions"]
+        attributes["pattern.calls_per_repetition"] = group["calls_per_repetition"]
+        attributes["pattern.iteration"] = int(self.iteration[row])
+        attributes["pattern.variant"] = int(self.variant[row])
+        return attributes
+
+
+@dataclass
 class Trace:
     """A recorded run: metadata, calls and their lookup tables."""
 
@@ -74,6 +101,7 @@ class Trace:
     exceptions: list[tuple[str, str]]
     calls: Calls
     extra: dict[str, Any] = field(default_factory=dict)
+    patterns: PatternColumns | None = None
 
     def __len__(self) -> int:
         return len(self.calls)

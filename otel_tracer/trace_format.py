@@ -18,6 +18,7 @@ from otel_tracer.model import (
     YIELDED,
     Calls,
     Function,
+    PatternColumns,
     ThreadInfo,
     Trace,
 )
@@ -132,7 +133,7 @@ def _from_valid_document(doc: dict[str, Any]) -> Trace:
         for bit, name in FLAG_KEYS:
             if name in call and call[name]:
                 flags[i] |= bit
-    known = {"format", "version", "metadata", "functions", "threads", "calls"}
+    known = {"format", "version", "metadata", "functions", "threads", "calls", "patterns"}
     return Trace(
         meta=dict(doc["metadata"]),
         functions=functions,
@@ -154,4 +155,24 @@ def _from_valid_document(doc: dict[str, Any]) -> Trace:
             span_id=np.array([int(c["span_id"], 16) for c in calls], dtype=np.uint64),
         ),
         extra={k: v for k, v in doc.items() if k not in known},
+        patterns=_pattern_columns(doc, calls),
     )
+
+
+def _pattern_columns(doc: dict[str, Any], calls: list[dict[str, Any]]) -> PatternColumns | None:
+    """The pattern annotations of an annotated trace, None for a plain one."""
+    section = doc.get("patterns")
+    if section is None:
+        return None
+    groups = section["groups"]
+    n = len(calls)
+    group = np.full(n, -1, dtype=np.int64)
+    iteration = np.full(n, -1, dtype=np.int64)
+    variant = np.full(n, -1, dtype=np.int32)
+    for i, call in enumerate(calls):
+        mark = call.get("pattern")
+        if mark is not None:
+            if not 1 <= mark["id"] <= len(groups):
+                raise ValueError(f"call {i + 1}: pattern id {mark['id']} is not in patterns")
+            group[i], iteration[i], variant[i] = mark["id"] - 1, mark["iteration"], mark["variant"]
+    return PatternColumns(group, iteration, variant, section)

@@ -50,13 +50,18 @@ def duration_text(ns: int) -> str:
     return f"{ns / 1e9:.2f} s"
 
 
-def tree_lines(trace: Trace) -> Iterator[str]:
-    """Lines of the indented call tree, thread by thread."""
+def tree_lines(
+    trace: Trace, depth: int | None = None, threads: list[int] | None = None
+) -> Iterator[str]:
+    """Lines of the indented call tree, thread by thread; calls deeper than
+    ``depth`` levels are summarised, and only ``threads`` (indices) shown if given."""
     calls = trace.calls
     by_thread: dict[int, list[int]] = {}
     for row in trace.children_of(-1).tolist():
         by_thread.setdefault(int(calls.thread[row]), []).append(row)
     for thread, roots in sorted(by_thread.items()):
+        if threads is not None and thread not in threads:
+            continue
         info = trace.threads[thread]
         yield f"Thread {info.name} (id {info.native_id})"
         stack = [(row, "", i == len(roots) - 1) for i, row in enumerate(roots)][::-1]
@@ -67,15 +72,50 @@ def tree_lines(trace: Trace) -> Iterator[str]:
             yield f"{prefix}{branch}#{row + 1} {call_label(trace, row)}  ({duration})"
             children = trace.children_of(row).tolist()
             child_prefix = prefix + ("    " if last else "│   ")
+            if children and depth is not None and int(calls.depth[row]) + 1 >= depth:
+                yield f"{child_prefix}└── {more_below(subtree_size(trace, row) - 1)}"
+                continue
             for i in range(len(children) - 1, -1, -1):
                 stack.append((children[i], child_prefix, i == len(children) - 1))
 
 
-def render_tree(trace: Trace, out: TextIO) -> None:
-    """Write the call tree to ``out``."""
+def more_below(count: int) -> str:
+    """The line that stands for calls hidden by ``--depth``."""
+    return f"… {count} more call{'s' * (count != 1)} below (--depth)"
+
+
+def subtree_size(trace: Trace, row: int) -> int:
+    """Calls in the subtree of ``row``, the call included."""
+    size, stack = 0, [row]
+    while stack:
+        size += 1
+        stack.extend(trace.children_of(stack.pop()).tolist())
+    return size
+
+
+def write_lines(lines: Iterator[str], out: TextIO, max_rows: int | None = None) -> None:
+    """Write ``lines`` to ``out``, at most ``max_rows`` of them (then a note)."""
+    written = 0
+    for chunk in iter(lambda: list(islice(lines, 4096)), []):
+        if max_rows is not None and written + len(chunk) > max_rows:
+            chunk = chunk[: max_rows - written]
+            if chunk:
+                out.write("\n".join(chunk) + "\n")
+            out.write(f"… output stopped at {max_rows} rows (--max-rows)\n")
+            return
+        out.write("\n".join(chunk) + "\n")
+        written += len(chunk)
+
+
+def render_tree(
+    trace: Trace,
+    out: TextIO,
+    max_rows: int | None = None,
+    depth: int | None = None,
+    threads: list[int] | None = None,
+) -> None:
+    """Write the call tree to ``out`` (see ``tree_lines`` and ``write_lines``)."""
     if not len(trace):
         out.write("(no calls recorded in scope)\n")
         return
-    lines = tree_lines(trace)
-    for chunk in iter(lambda: list(islice(lines, 4096)), []):
-        out.write("\n".join(chunk) + "\n")
+    write_lines(tree_lines(trace, depth, threads), out, max_rows)

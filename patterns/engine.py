@@ -37,6 +37,14 @@ class Sequence:
     placed: list[Placed]
     owners: np.ndarray  # int64 parent rows; -1 - thread for a thread's roots
     steps: np.ndarray  # int64 [len(owners), length]: the step rows of each owner
+    instance_ids: np.ndarray | None = None  # int64 [len(owners), len(placed)]
+    _index: dict[tuple[int, int], int] | None = field(default=None, repr=False)
+
+    def placed_index(self, group: LocalGroup, shift: int) -> int:
+        """Index in ``placed`` of a group at a shift."""
+        if self._index is None:
+            self._index = {(id(p.group), p.shift): i for i, p in enumerate(self.placed)}
+        return self._index[(id(group), shift)]
 
 
 @dataclass
@@ -237,6 +245,9 @@ def _annotate(trace: Trace, shapes: Shapes, sequences: list[Sequence]):
     renumber = np.empty(total, dtype=np.int64)
     renumber[ordering] = np.arange(total, dtype=np.int64)
     remap = np.append(renumber, -1)  # index -1 stays -1
+    for s, sequence in enumerate(sequences):
+        ids = np.flatnonzero(seq == s)
+        sequence.instance_ids = renumber[ids].reshape(len(sequence.owners), len(sequence.placed))
     instances = Instances(
         sequence=seq[ordering],
         placed=plc[ordering],

@@ -22,6 +22,7 @@ Matching rules (``FoldOptions``):
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 
 import numpy as np
@@ -125,7 +126,11 @@ class Folder:
             firsts = _iteration_variants(units.exact, bounds)[1]
             if len(firsts) > max(4, (len(bounds) - 1) // 4):
                 return 0
-            return covered - sum(weight(bounds[j], bounds[j + 1]) + 1 for j in firsts)
+            template = (bounds[firsts[0]], bounds[firsts[0] + 1])
+            shown = weight(*template) + 1
+            for j in firsts[1:]:
+                shown += _difference(units, template, (bounds[j], bounds[j + 1]))
+            return covered - shown
 
         return select(candidates, len(units), score)
 
@@ -185,14 +190,17 @@ class Folder:
         )
 
 
-def _distinct_blocks(exact: np.ndarray, start: int, period: int, reps: int) -> list[int]:
-    """Start positions of the first block of each distinct block content."""
-    stop = start + period * reps
-    if np.array_equal(exact[start + period : stop], exact[start : stop - period]):
-        return [start]
-    blocks = exact[start:stop].reshape(reps, period)
-    _, first = np.unique(blocks, axis=0, return_index=True)
-    return [start + period * int(j) for j in sorted(first.tolist())]
+def _difference(units: Units, template: tuple[int, int], other: tuple[int, int]) -> int:
+    """Rows to show a variant as its differences from the template: a header, the
+    steps that differ or are extra (with everything below them), one row per
+    missing step."""
+    a = units.exact[template[0] : template[1]].tolist()
+    b = units.exact[other[0] : other[1]].tolist()
+    weights = units.weight[other[0] : other[1]].tolist()
+    matcher = difflib.SequenceMatcher(None, a, b, autojunk=False)
+    blocks = matcher.get_matching_blocks()
+    kept = {j for block in blocks for j in range(block.b, block.b + block.size)}
+    return 1 + (len(a) - len(kept)) + sum(w for j, w in enumerate(weights) if j not in kept)
 
 
 def _iteration_variants(exact: np.ndarray, bounds: list[int]) -> tuple[np.ndarray, list[int]]:

@@ -21,12 +21,11 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterator
-from itertools import islice
 from typing import TextIO
 
 import numpy as np
 
-from otel_tracer.tree import call_label, duration_text
+from otel_tracer.tree import call_label, duration_text, more_below, write_lines
 from patterns.engine import Folding
 from patterns.groups import LocalGroup
 
@@ -69,7 +68,7 @@ class _View:
         level: int,
     ) -> Iterator[str]:
         """Steps ``lo..hi`` of a sequence, with ``groups`` (positions + ``shift``) folded."""
-        entries = _entries(groups, shift, lo, hi)
+        entries = entries_of(groups, shift, lo, hi)
         for i, (kind, value) in enumerate(entries):
             last = i == len(entries) - 1
             line_prefix = prefix + ((LAST if last else BRANCH) if branches else "")
@@ -94,7 +93,7 @@ class _View:
         if not below:
             return
         if self.depth is not None and level + 1 >= self.depth:
-            yield f"{inner}└── … {below} more call{'s' * (below != 1)} below (--depth)"
+            yield f"{inner}└── {more_below(below)}"
             return
         yield from self.sequence(row, inner, True, template, level + 1)
 
@@ -169,7 +168,7 @@ class _View:
         lo, hi = int(group.bounds[j]) + shift, int(group.bounds[j + 1]) + shift
         shapes, function = self.folding.shapes, self.trace.calls.function
         out = []
-        for kind, value in _entries(variant.nested, shift, lo, hi):
+        for kind, value in entries_of(variant.nested, shift, lo, hi):
             if kind == "step":
                 row = int(steps[value])
                 out.append((("f", int(function[row])), int(shapes.shape[row]), kind, value))
@@ -203,7 +202,7 @@ class _View:
                 yield f"{line_prefix}🔄 Nested Pattern: {count}"
 
 
-def _entries(groups: list[LocalGroup], shift: int, lo: int, hi: int) -> list[tuple[str, object]]:
+def entries_of(groups: list[LocalGroup], shift: int, lo: int, hi: int) -> list[tuple[str, object]]:
     """The items of positions ``lo..hi``: ("step", position) or ("group", (group, shift))."""
     entries: list[tuple[str, object]] = []
     pos = lo
@@ -267,13 +266,4 @@ def render_grouped(
     if not len(folding.trace):
         out.write("(no calls recorded in scope)\n")
         return
-    lines = grouped_lines(folding, depth, threads)
-    written = 0
-    for chunk in iter(lambda: list(islice(lines, 4096)), []):
-        if max_rows is not None and written + len(chunk) > max_rows:
-            chunk = chunk[: max_rows - written]
-            out.write("\n".join(chunk) + "\n" if chunk else "")
-            out.write(f"… output stopped at {max_rows} rows (--max-rows)\n")
-            return
-        out.write("\n".join(chunk) + "\n")
-        written += len(chunk)
+    write_lines(grouped_lines(folding, depth, threads), out, max_rows)

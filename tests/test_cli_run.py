@@ -510,15 +510,27 @@ def test_outputs_stdout_gzip_and_text(tmp_path):
     assert "f [prog.py:1] (x=1) -> 1" in (tmp_path / "t.txt").read_text()
 
 
-def test_tree_printed_without_output(tmp_path):
+def test_grouped_view_printed_without_output(tmp_path):
     write_files(tmp_path, {"prog.py": "import json\ndef f(x):\n    return json.dumps(x)\nf([1])\n"})
     result = run_tracer(["prog.py"], tmp_path)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].startswith("Thread MainThread")
-    assert "└── #1 <module> [prog.py:1]" in lines[1]
-    assert "#2 f [prog.py:2] (x=list(len=1)[1]) -> '[1]'" in lines[2]
+    assert lines[1].startswith("#1 <module> [prog.py:1]")
+    assert "└── #2 f [prog.py:2] (x=list(len=1)[1]) -> '[1]'" in lines[2]
     assert "#3 json.dumps [external]" in lines[3]
+
+
+def test_plain_tree_with_no_patterns(tmp_path):
+    write_files(tmp_path, {"prog.py": "def f(x):\n    return x\nfor i in range(5):\n    f(1)\n"})
+    result = run_tracer(["prog.py", "--no-patterns", "-o", "t.json", "-o", "-"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "patterns" not in json.loads((tmp_path / "t.json").read_text())
+    result = run_tracer(["--no-patterns", "prog.py"], tmp_path)
+    lines = result.stdout.splitlines()
+    assert "└── #1 <module> [prog.py:1]" in lines[1]
+    assert sum("f [prog.py:1] (x=1) -> 1" in line for line in lines) == 5
+    assert "Repeating Pattern" not in result.stdout
 
 
 def test_limits_depth_calls_and_args(tmp_path, core):

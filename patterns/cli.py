@@ -1,0 +1,166 @@
+"""``python -m patterns trace.json``: the grouped view of a saved trace.
+
+Prints the folded call tree (or the plain one with ``--no-patterns``), the
+statistics (``--stats``), or writes the annotated trace (``--json OUT``).
+Bad input gives one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import NoReturn, TextIO
+
+from otel_tracer.model import Trace
+from otel_tracer.trace_format import TraceFormatError, load
+from otel_tracer.tree import render_tree
+from patterns.annotate import annotate
+from patterns.engine import Folding
+from patterns.fold import FoldOptions
+from patterns.render import render_grouped
+
+MATCHES = ("structure", "function")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        print(f"patterns: error: {message} (see --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"needs an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"needs an integer >= 1, got {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="python -m patterns",
+        description="Show a saved trace with repeated call sequences folded into pattern "
+        "groups (loops within loops), or write the trace annotated with them.",
+    )
+    parser.add_argument("trace", help="a JSON trace written by the tracer (.json or .json.gz)")
+    parser.add_argument(
+        "--no-patterns", action="store_true", help="print the plain call tree, unfolded"
+    )
+    parser.add_argument(
+        "--match",
+        choices=MATCHES,
+        default="structure",
+        help="when two sibling calls are the same step: 'structure' (default) = same "
+        "function and the same calls below it; 'function' = same function",
+    )
+    parser.add_argument(
+        "--exact",
+        action="store_true",
+        help="only groups whose repetitions have the same steps (no near-repeats)",
+    )
+    parser.add_argument("--max-rows", type=_positive, metavar="N", help="print at most N rows")
+    parser.add_argument(
+        "--depth", type=_positive, metavar="N", help="show calls down to nesting depth N"
+    )
+    parser.add_argument(
+        "--thread",
+        action="append",
+        metavar="THREAD",
+        help="only this thread (name, native id, or index); repeatable",
+    )
+    parser.add_argument(
+        "--json",
+        metavar="OUT",
+        help="write the trace annotated with its pattern groups to OUT (.json, .json.gz, "
+        "or - for stdout) instead of printing the view",
+    )
+    parser.add_argument(
+        "--stats", action="store_true", help="print the folding statistics instead of the view"
+    )
+    parser.add_argument("-q", "--quiet", action="store_true", help="no summary line on stderr")
+    return parser
+
+
+def select_threads(trace: Trace, wanted: list[str] | None) -> list[int] | None:
+    """Thread indices named by ``--thread`` values; raises ValueError for unknown ones."""
+    if not wanted:
+        return None
+    chosen = []
+    for value in wanted:
+        matches = [
+            i
+            for i, t in enumerate(trace.threads)
+            if value in (t.name, str(t.native_id), str(t.id), str(i))
+        ]
+        if not matches:
+            names = ", ".join(t.name for t in trace.threads) or "none"
+            raise ValueError(f"no thread {value!r} in the trace (threads: {names})")
+        chosen.extend(matches)
+    return chosen
+
+
+def summary_line(folding: Folding) -> str:
+    """One line: groups, calls covered, rows folded vs unfolded."""
+    stats = folding.trace.patterns.section["statistics"]
+    return (
+        f"{stats['groups']} pattern groups cover {stats['calls_in_groups']} of "
+        f"{stats['calls']} calls; {stats['rows_folded']} rows folded vs "
+        f"{stats['rows_unfolded']} unfolded ({stats['compression']}x)"
+    )
+
+
+def print_statistics(folding: Folding, out: TextIO) -> None:
+    stats = folding.trace.patterns.section["statistics"]
+    out.write(
+        f"calls:            {stats['calls']}\n"
+        f"pattern groups:   {stats['groups']} ({stats['top_level_groups']} top-level)\n"
+        f"calls in groups:  {stats['calls_in_groups']}\n"
+        f"rows unfolded:    {stats['rows_unfolded']}\n"
+        f"rows folded:      {stats['rows_folded']}\n"
+        f"compression:      {stats['compression']}x\n"
+    )
+    if stats["largest"]:
+        out.write("largest groups:\n")
+        for g in stats["largest"]:
+            out.write(
+                f"  #{g['id']}: {g['repetitions']}x repetitions of {g['calls_per_repetition']} "
+                f"calls, total {g['total_calls']} calls, from call #{g['first']}\n"
+            )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        trace = load(args.trace)
+        threads = select_threads(trace, args.thread)
+    except (TraceFormatError, ValueError) as error:
+        print(f"patterns: error: {error}", file=sys.stderr)
+        return 2
+    if args.no_patterns:
+        if args.json is not None or args.stats:
+            print(
+                "patterns: error: --no-patterns cannot go with --json or --stats", file=sys.stderr
+            )
+            return 2
+        trace.patterns = None
+        render_tree(trace, sys.stdout, max_rows=args.max_rows, depth=args.depth, threads=threads)
+        return 0
+    folding = annotate(trace, FoldOptions(match=args.match, near=not args.exact))
+    if not args.quiet:
+        print(f"patterns: {summary_line(folding)}", file=sys.stderr)
+    if args.json is not None:
+        from exporters.json_trace import save
+
+        try:
+            save(trace, args.json)
+        except OSError as error:
+            print(f"patterns: error: cannot write {args.json}: {error}", file=sys.stderr)
+            return 1
+        return 0
+    if args.stats:
+        print_statistics(folding, sys.stdout)
+        return 0
+    render_grouped(folding, sys.stdout, max_rows=args.max_rows, depth=args.depth, threads=threads)
+    return 0
