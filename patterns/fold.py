@@ -74,6 +74,7 @@ class Folder:
     def __init__(self, options: FoldOptions | None = None) -> None:
         self.options = options or FoldOptions()
         self._keys: dict[tuple, int] = {}
+        self._savings: dict[tuple[bytes, bytes, bytes], int] = {}
 
     def fold(self, exact: np.ndarray, loose: np.ndarray, weight: np.ndarray) -> list[LocalGroup]:
         """Top-level groups of a sequence of steps, nested groups inside them."""
@@ -89,50 +90,72 @@ class Folder:
             positions + 1,
             [None] * n,
         )
-        return self._fold(units)
+        return self._fold(units)[0]
 
     def _key(self, key: tuple) -> int:
         return self._keys.setdefault(key, GROUP_KEY_BASE + len(self._keys))
 
-    def _fold(self, units: Units) -> list[LocalGroup]:
+    def _fold(self, units: Units) -> tuple[list[LocalGroup], int]:
+        """Fold ``units`` pass after pass: the top-level groups, and how many rows
+        folding saves."""
+        saved = 0
         while len(units) >= 2:
-            groups = self._find(units)
+            groups, gain = self._find(units)
             if not groups:
                 break
+            saved += gain
             units = self._replace(units, groups)
-        return [node for node in units.node if node is not None]
+        return [node for node in units.node if node is not None], saved
 
-    def _find(self, units: Units) -> list[list[int]]:
-        """Iteration bounds (unit indices) of the groups of one pass."""
+    def _saved(self, units: Units) -> int:
+        """Rows that folding saves inside ``units`` (memoised by content)."""
+        content = (
+            units.exact.tobytes(),
+            units.loose.tobytes(),
+            (units.stop - units.start).tobytes(),
+        )
+        if content not in self._savings:
+            self._savings[content] = self._fold(units)[1]
+        return self._savings[content]
+
+    def _find(self, units: Units) -> tuple[list[list[int]], int]:
+        """Iteration bounds (unit indices) of the groups of one pass, and the rows
+        they save."""
         by_function = self.options.match == "function"
         runs = find_runs(units.loose if by_function else units.exact)
         if self.options.near and not by_function:
             runs += find_runs(units.loose)
         if not runs:
-            return []
+            return [], 0
         candidates = [list(range(s, s + p * r + 1, p)) for s, p, r in runs]
-        cumulative = np.concatenate(([0], np.cumsum(units.weight)))
         if self.options.near:
-            keys = units.loose.tolist()
-            candidates += grow(keys, candidates)
+            candidates += grow(units.loose.tolist(), candidates)
+        cumulative = np.concatenate(([0], np.cumsum(units.weight)))
+        signature = self._signature(units)
 
         def weight(lo: int, hi: int) -> int:
             return int(cumulative[hi] - cumulative[lo])
 
-        def score(bounds: list[int]) -> float:
-            covered = weight(bounds[0], bounds[-1])
-            if by_function and not self.options.near:
-                return covered - weight(bounds[0], bounds[1]) - 1
-            firsts = _iteration_variants(units.exact, bounds)[1]
+        def score(bounds: list[int]) -> tuple[int, int]:
+            """(rows saved, variants): calls covered minus the rows to show the
+            folded template and the other variants' differences."""
+            firsts = _iteration_variants(signature, bounds)[1]
             if len(firsts) > max(4, (len(bounds) - 1) // 4):
-                return 0
-            template = (bounds[firsts[0]], bounds[firsts[0] + 1])
-            shown = weight(*template) + 1
+                return 0, len(firsts)
+            lo, hi = bounds[firsts[0]], bounds[firsts[0] + 1]
+            shown = weight(lo, hi) + 1 - self._saved(units.part(lo, hi))
             for j in firsts[1:]:
-                shown += _difference(units, template, (bounds[j], bounds[j + 1]))
-            return covered - shown
+                shown += _difference(signature, units.weight, (lo, hi), (bounds[j], bounds[j + 1]))
+            return weight(bounds[0], bounds[-1]) - shown, len(firsts)
 
         return select(candidates, len(units), score)
+
+    def _signature(self, units: Units) -> np.ndarray:
+        """What must be equal for two iterations to be the same variant: the units'
+        exact keys, or (``match="function"``) their functions and step counts."""
+        if self.options.match == "function":
+            return np.stack((units.loose, units.stop - units.start), axis=1)
+        return units.exact
 
     def _replace(self, units: Units, groups: list[list[int]]) -> Units:
         """The next pass's units: each group becomes one unit."""
@@ -165,7 +188,7 @@ class Folder:
         )
 
     def _group(self, units: Units, bounds: list[int]) -> LocalGroup:
-        variant_of, firsts = _iteration_variants(units.exact, bounds)
+        variant_of, firsts = _iteration_variants(self._signature(units), bounds)
         template = units.loose[bounds[firsts[0]] : bounds[firsts[0] + 1]]
         near = any(
             not np.array_equal(units.loose[bounds[j] : bounds[j + 1]], template) for j in firsts
@@ -176,7 +199,7 @@ class Folder:
             variants.append(
                 Variant(
                     iterations=np.flatnonzero(variant_of == v).astype(np.int64),
-                    nested=self._fold(units.part(lo, hi)),
+                    nested=self._fold(units.part(lo, hi))[0],
                     steps=int(units.stop[hi - 1] - units.start[lo]),
                     calls=int(units.weight[lo:hi].sum()),
                 )
@@ -187,35 +210,43 @@ class Folder:
             variant_of=variant_of,
             variants=variants,
             near=near,
+            total_calls=int(units.weight[bounds[0] : bounds[-1]].sum()),
         )
 
 
-def _difference(units: Units, template: tuple[int, int], other: tuple[int, int]) -> int:
+def _difference(
+    signature: np.ndarray, weight: np.ndarray, template: tuple[int, int], other: tuple[int, int]
+) -> int:
     """Rows to show a variant as its differences from the template: a header, the
     steps that differ or are extra (with everything below them), one row per
     missing step."""
-    a = units.exact[template[0] : template[1]].tolist()
-    b = units.exact[other[0] : other[1]].tolist()
-    weights = units.weight[other[0] : other[1]].tolist()
+    a, b = _keys(signature, *template), _keys(signature, *other)
+    weights = weight[other[0] : other[1]].tolist()
     matcher = difflib.SequenceMatcher(None, a, b, autojunk=False)
     blocks = matcher.get_matching_blocks()
     kept = {j for block in blocks for j in range(block.b, block.b + block.size)}
     return 1 + (len(a) - len(kept)) + sum(w for j, w in enumerate(weights) if j not in kept)
 
 
-def _iteration_variants(exact: np.ndarray, bounds: list[int]) -> tuple[np.ndarray, list[int]]:
+def _keys(signature: np.ndarray, lo: int, hi: int) -> list:
+    """Hashable signature keys of units ``lo..hi``."""
+    part = signature[lo:hi].tolist()
+    return [tuple(k) for k in part] if signature.ndim == 2 else part
+
+
+def _iteration_variants(signature: np.ndarray, bounds: list[int]) -> tuple[np.ndarray, list[int]]:
     """Variant index of every iteration (0 = most iterations, ties: first seen) and
     the first iteration of each variant, in variant order."""
     reps = len(bounds) - 1
     period = bounds[1] - bounds[0]
     if (np.diff(bounds) == period).all() and np.array_equal(
-        exact[bounds[0] + period : bounds[-1]], exact[bounds[0] : bounds[-1] - period]
+        signature[bounds[0] + period : bounds[-1]], signature[bounds[0] : bounds[-1] - period]
     ):
         return np.zeros(reps, dtype=np.int32), [0]
     seen: dict[bytes, int] = {}
     raw = np.empty(reps, dtype=np.int32)
     for j in range(reps):
-        raw[j] = seen.setdefault(exact[bounds[j] : bounds[j + 1]].tobytes(), len(seen))
+        raw[j] = seen.setdefault(signature[bounds[j] : bounds[j + 1]].tobytes(), len(seen))
     counts = np.bincount(raw)
     order = sorted(range(len(counts)), key=lambda v: (-counts[v], v))
     rank = np.empty(len(counts), dtype=np.int32)

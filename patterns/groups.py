@@ -35,6 +35,7 @@ class LocalGroup:
     variant_of: np.ndarray  # int32 per iteration: index into variants
     variants: list[Variant]  # variants[0] is the template: the shape most iterations have
     near: bool  # iterations differ in their steps (a near-repeat), not only below them
+    total_calls: int  # calls in all iterations, everything below the steps included
 
     @property
     def start(self) -> int:
@@ -47,10 +48,6 @@ class LocalGroup:
     @property
     def repetitions(self) -> int:
         return len(self.bounds) - 1
-
-    @property
-    def total_calls(self) -> int:
-        return sum(v.calls * len(v.iterations) for v in self.variants)
 
     def nested_of(self, iteration: int) -> tuple[list[LocalGroup], int]:
         """Groups inside ``iteration``, and the shift to add to their positions."""

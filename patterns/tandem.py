@@ -96,33 +96,37 @@ def _find_runs_small(keys: list, max_period: int) -> list[Candidate]:
 
 
 def select(
-    candidates: list[list[int]], length: int, score: Callable[[list[int]], float]
-) -> list[list[int]]:
+    candidates: list[list[int]], length: int, score: Callable[[list[int]], tuple[int, int]]
+) -> tuple[list[list[int]], int]:
     """Non-overlapping candidates (iteration bounds: iteration j is
-    ``[bounds[j], bounds[j+1])``), chosen best ``score`` first (ties: shorter first
-    iteration, then earlier start). A candidate that overlaps chosen ones is
-    trimmed to its maximal runs of >= 2 free iterations, which compete again.
-    ``score`` must be positive for a candidate to count."""
+    ``[bounds[j], bounds[j+1])``) and the sum of their values, chosen best first.
+    ``score(bounds)`` gives (value, variants); a candidate counts when its value is
+    positive; ties go to fewer variants, then a shorter first iteration, then the
+    earlier start. A candidate that overlaps chosen ones is trimmed to its maximal
+    runs of >= 2 free iterations, which compete again."""
     heap = []
-    for bounds in candidates:
-        value = score(bounds)
+
+    def push(bounds: list[int]) -> None:
+        value, variants = score(bounds)
         if value > 0:
-            heap.append((-value, bounds[1] - bounds[0], bounds[0], bounds))
-    heapq.heapify(heap)
+            heapq.heappush(heap, (-value, variants, bounds[1] - bounds[0], bounds[0], bounds))
+
+    for bounds in candidates:
+        push(bounds)
     taken = np.zeros(length + 1, dtype=bool)
     chosen: list[list[int]] = []
+    total = 0
     while heap:
-        _, _, start, bounds = heapq.heappop(heap)
+        value, _, _, start, bounds = heapq.heappop(heap)
         if not taken[start : bounds[-1]].any():
             taken[start : bounds[-1]] = True
             chosen.append(bounds)
+            total -= value
             continue
         for part in _free_parts(taken, bounds):
-            value = score(part)
-            if value > 0:
-                heapq.heappush(heap, (-value, part[1] - part[0], part[0], part))
+            push(part)
     chosen.sort()
-    return chosen
+    return chosen, total
 
 
 def _free_parts(taken: np.ndarray, bounds: list[int]) -> list[list[int]]:
