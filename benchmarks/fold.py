@@ -40,8 +40,9 @@ REPO = HERE.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from otel_tracer.model import EXTERNAL, Calls, Function, ThreadInfo, Trace  # noqa: E402
 from run import WORKLOADS, child_env  # noqa: E402  (benchmarks/run.py)
+
+from otel_tracer.model import EXTERNAL, Calls, Function, ThreadInfo, Trace  # noqa: E402
 
 PY = sys.executable
 
@@ -76,8 +77,9 @@ class TraceBuilder:
     most); the trace is ``main`` followed by a sequence of blocks, each a copy of
     one template, assembled with numpy: no Python object per call."""
 
-    def __init__(self, module: str) -> None:
+    def __init__(self, module: str, library: str) -> None:
         self.module = module
+        self.library = library  # module of the external calls
         self.functions: list[Function] = []
         self._ids: dict[str, int] = {}
         self.templates: list[dict[str, np.ndarray]] = []
@@ -89,12 +91,10 @@ class TraceBuilder:
         if label not in self._ids:
             name = label.lstrip("!")
             if label.startswith("!"):
-                function = Function(name, name, "torch", "", 0, True)
+                function = Function(name, name, self.library, "", 0, True)
             else:
                 line = 10 + 7 * len(self.functions)
-                function = Function(
-                    name, name, self.module, f"/src/{self.module}.py", line, False
-                )
+                function = Function(name, name, self.module, f"/src/{self.module}.py", line, False)
             self._ids[label] = len(self.functions)
             self.functions.append(function)
         return self._ids[label]
@@ -209,7 +209,7 @@ def training_trace(calls: int, seed: int = 0) -> Trace:
     linear -> matmul, norm), backward (external), optimizer_step``; about 5% of
     the steps also call ``log_metrics``, 10% take an ``if`` branch in one layer
     (an extra ``apply_mask`` call), the last step runs only LAST_LAYERS layers."""
-    builder = TraceBuilder("train")
+    builder = TraceBuilder("train", "torch")
 
     def step(log: bool, branch_layer: int, layers: int) -> int:
         children: list[Spec] = [
@@ -220,9 +220,7 @@ def training_trace(calls: int, seed: int = 0) -> Trace:
         ]
         if log:
             children.append("log_metrics")
-        return builder.template(
-            ("step", log, branch_layer, layers), [("train_step", children)]
-        )
+        return builder.template(("step", log, branch_layer, layers), [("train_step", children)])
 
     setup = builder.template(
         "setup", [("setup", ["load_config", ("build_model", ["init_layer"] * LAYERS)])]
@@ -242,10 +240,7 @@ def training_trace(calls: int, seed: int = 0) -> Trace:
     save = builder.template("save", ["save_checkpoint"])
     plain = step(False, -1, LAYERS)
     per_step = (
-        builder.size(plain)
-        + LOG_EVERY
-        + BRANCH_SHARE
-        + builder.size(evaluation) / EVAL_EVERY
+        builder.size(plain) + LOG_EVERY + BRANCH_SHARE + builder.size(evaluation) / EVAL_EVERY
     )
     fixed = 1 + builder.size(setup) + builder.size(save)
     steps = max(2, round((calls - fixed) / per_step))
@@ -264,14 +259,14 @@ def training_trace(calls: int, seed: int = 0) -> Trace:
     evals = np.arange(EVAL_EVERY, steps, EVAL_EVERY)
     blocks = np.insert(step_blocks, evals, evaluation)
     blocks = np.concatenate(([setup], blocks, [save])).astype(np.int64)
-    return builder.build(blocks, f"training {calls:.0e}")
+    return builder.build(blocks, f"training {size_label(calls)}")
 
 
 def flat_trace(siblings: int, seed: int = 0) -> Trace:
     """``main`` with about ``siblings`` leaf children: ``read, parse, validate, store``
     repeated, with noise: 2% of the iterations retry after parsing, 1% skip the
     validation, and a ``flush`` follows every FLAT_FLUSH_EVERY-th iteration."""
-    builder = TraceBuilder("etl")
+    builder = TraceBuilder("etl", "requests")
     per_iteration = 4 + FLAT_RETRY - FLAT_SKIP + 1 / FLAT_FLUSH_EVERY
     count = max(2, round(siblings / per_iteration))
     rng = np.random.default_rng(seed)
@@ -287,7 +282,7 @@ def flat_trace(siblings: int, seed: int = 0) -> Trace:
         forest += ["store"]
         forest += ["flush"] if value & 1 else []
         ids[value] = builder.template(value, forest)
-    return builder.build(ids[code], f"flat {siblings:.0e}")
+    return builder.build(ids[code], f"flat {size_label(siblings)}")
 
 
 # --------------------------------------------------------------------------- child process
@@ -388,14 +383,18 @@ def measure(row: Row, memory: bool) -> None:
                 (row.fold_s if op == "fold" else row.annotate_s).append(result["seconds"])
                 if op == "annotate":
                     row.statistics = result["statistics"]
-                progress(f"  {row.name:<22} {op:<8} rep {rep + 1}/{row.repeat}: "
-                         f"{result['seconds']:8.3f} s")
+                progress(
+                    f"  {row.name:<22} {op:<8} rep {rep + 1}/{row.repeat}: "
+                    f"{result['seconds']:8.3f} s"
+                )
         if memory:
             for op in ("fold", "annotate"):
                 result = run_child({"source": row.source, "op": op, "memory": True})
                 setattr(row, f"{op}_peak", result["peak_bytes"])
-                progress(f"  {row.name:<22} {op:<8} memory: "
-                         f"{result['peak_bytes'] / 2**20:8.1f} MiB peak beyond the trace")
+                progress(
+                    f"  {row.name:<22} {op:<8} memory: "
+                    f"{result['peak_bytes'] / 1e6:8.1f} MB peak beyond the trace"
+                )
     except RuntimeError as error:
         row.error = str(error)
         progress(f"  {row.name}: failed: {error}")
@@ -523,6 +522,12 @@ def targets(rows: list[Row], sizes: list[int]) -> list[str]:
     return lines
 
 
+def size_label(n: int) -> str:
+    """``1e6`` for a power of ten, else ``1,500,000``."""
+    digits = len(str(n)) - 1
+    return f"1e{digits}" if n == 10**digits else f"{n:,}"
+
+
 def parse_sizes(text: str) -> list[int]:
     return [int(float(t)) for t in text.split(",") if t.strip()]
 
@@ -542,14 +547,12 @@ def parse_cli(argv: list[str] | None) -> argparse.Namespace:
         "--big-repeat",
         type=int,
         default=1,
-        help=f"timing runs for traces of {BIG:.0e} calls or more (default 1; at most --repeat)",
+        help=f"timing runs for traces of {BIG:,} calls or more (default 1; at most --repeat)",
     )
     parser.add_argument(
         "--real", action="store_true", help="also trace and fold the workloads of run.py"
     )
-    parser.add_argument(
-        "--workloads", default=",".join(WORKLOADS), help="workloads for --real"
-    )
+    parser.add_argument("--workloads", default=",".join(WORKLOADS), help="workloads for --real")
     parser.add_argument("--no-memory", action="store_true", help="skip the tracemalloc runs")
     parser.add_argument("--json", metavar="PATH", help="also save the raw results as JSON")
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -581,13 +584,16 @@ def main(argv: list[str] | None = None) -> int:
         return min(opts.repeat, opts.big_repeat) if calls >= BIG else opts.repeat
 
     rows = [
-        Row(f"training loop {n:.0e}", {"kind": "training", "calls": n}, repeat_for(n))
+        Row(f"training loop {size_label(n)}", {"kind": "training", "calls": n}, repeat_for(n))
         for n in opts.sizes
     ]
     if opts.flat:
         rows.append(
-            Row(f"flat siblings {opts.flat:.0e}", {"kind": "flat", "calls": opts.flat},
-                repeat_for(opts.flat))
+            Row(
+                f"flat siblings {size_label(opts.flat)}",
+                {"kind": "flat", "calls": opts.flat},
+                repeat_for(opts.flat),
+            )
         )
     with tempfile.TemporaryDirectory(prefix="otel-fold-") as tmp:
         if opts.real:

@@ -136,17 +136,19 @@ class Folder:
         def weight(lo: int, hi: int) -> int:
             return int(cumulative[hi] - cumulative[lo])
 
-        def score(bounds: list[int]) -> tuple[int, int]:
-            """(rows saved, variants): calls covered minus the rows to show the
-            folded template and the other variants' differences."""
+        def score(bounds: list[int]) -> tuple[int, int, int]:
+            """(rows saved, calls covered, variants): rows saved is calls covered
+            minus the rows to show the folded template and the other variants'
+            differences."""
             firsts = _iteration_variants(signature, bounds)[1]
+            covered = weight(bounds[0], bounds[-1])
             if len(firsts) > max(4, (len(bounds) - 1) // 4):
-                return 0, len(firsts)
+                return 0, covered, len(firsts)
             lo, hi = bounds[firsts[0]], bounds[firsts[0] + 1]
             shown = weight(lo, hi) + 1 - self._saved(units.part(lo, hi))
             for j in firsts[1:]:
-                shown += _difference(signature, units.weight, (lo, hi), (bounds[j], bounds[j + 1]))
-            return weight(bounds[0], bounds[-1]) - shown, len(firsts)
+                shown += _difference(units, signature, (lo, hi), (bounds[j], bounds[j + 1]))
+            return covered - shown, covered, len(firsts)
 
         return select(candidates, len(units), score)
 
@@ -215,17 +217,29 @@ class Folder:
 
 
 def _difference(
-    signature: np.ndarray, weight: np.ndarray, template: tuple[int, int], other: tuple[int, int]
+    units: Units, signature: np.ndarray, template: tuple[int, int], other: tuple[int, int]
 ) -> int:
-    """Rows to show a variant as its differences from the template: a header, the
-    steps that differ or are extra (with everything below them), one row per
-    missing step."""
-    a, b = _keys(signature, *template), _keys(signature, *other)
-    weights = weight[other[0] : other[1]].tolist()
+    """Rows to show a variant as its differences from the template, as the view
+    does: a header; steps aligned by function, a step that differs below (``~``)
+    or is extra (``+``) with everything below it, one row per missing step."""
+    a, b = (
+        units.loose[template[0] : template[1]].tolist(),
+        units.loose[other[0] : other[1]].tolist(),
+    )
+    same = _keys(signature, *template), _keys(signature, *other)
+    weights = units.weight[other[0] : other[1]].tolist()
+    rows = 1
     matcher = difflib.SequenceMatcher(None, a, b, autojunk=False)
-    blocks = matcher.get_matching_blocks()
-    kept = {j for block in blocks for j in range(block.b, block.b + block.size)}
-    return 1 + (len(a) - len(kept)) + sum(w for j, w in enumerate(weights) if j not in kept)
+    for op, a0, a1, b0, b1 in matcher.get_opcodes():
+        if op == "equal":
+            rows += sum(
+                weights[j]
+                for i, j in zip(range(a0, a1), range(b0, b1), strict=True)
+                if same[0][i] != same[1][j]
+            )
+        else:
+            rows += (a1 - a0) + sum(weights[b0:b1])
+    return rows
 
 
 def _keys(signature: np.ndarray, lo: int, hi: int) -> list:

@@ -50,16 +50,18 @@ def similar(a: Sequence[int], b: Sequence[int], limit: int) -> bool:
 
 def grow(keys: Sequence[int], seeds: list[list[int]]) -> list[list[int]]:
     """Near-repeat candidates grown from each seed (iteration bounds), largest seeds
-    first; a seed inside a region already grown from another is skipped."""
+    first; a seed inside a region already grown from one with the same iteration
+    is skipped."""
     grown: list[list[int]] = []
-    covered: list[tuple[int, int]] = []
+    covered: dict[tuple[int, ...], list[tuple[int, int]]] = {}
     for seed in sorted(seeds, key=lambda b: (b[0] - b[-1], b[0])):
-        if any(lo <= seed[0] and seed[-1] <= hi for lo, hi in covered):
+        regions = covered.setdefault(tuple(keys[seed[0] : seed[1]]), [])
+        if any(lo <= seed[0] and seed[-1] <= hi for lo, hi in regions):
             continue
         (bounds,) = merge_near(keys, [seed])
         if bounds != seed:
             grown.append(bounds)
-            covered.append((bounds[0], bounds[-1]))
+            regions.append((bounds[0], bounds[-1]))
     return grown
 
 
@@ -135,8 +137,6 @@ def _extend_right(
         bounds[-1], unconfirmed = begin, pos
     while begin < ceiling:
         end = _find_anchor(keys, anchor, begin + 1, min(ceiling, begin + window + 1))
-        if end is None and ceiling - begin <= window:
-            end = ceiling
         if end is not None and similar(tuple(keys[begin:end]), template, limit):
             bounds.append(end)
             begin, unconfirmed = end, None

@@ -96,20 +96,23 @@ def _find_runs_small(keys: list, max_period: int) -> list[Candidate]:
 
 
 def select(
-    candidates: list[list[int]], length: int, score: Callable[[list[int]], tuple[int, int]]
+    candidates: list[list[int]],
+    length: int,
+    score: Callable[[list[int]], tuple[int, int, int]],
 ) -> tuple[list[list[int]], int]:
     """Non-overlapping candidates (iteration bounds: iteration j is
     ``[bounds[j], bounds[j+1])``) and the sum of their values, chosen best first.
-    ``score(bounds)`` gives (value, variants); a candidate counts when its value is
-    positive; ties go to fewer variants, then a shorter first iteration, then the
-    earlier start. A candidate that overlaps chosen ones is trimmed to its maximal
-    runs of >= 2 free iterations, which compete again."""
+    ``score(bounds)`` gives (value, covered, variants); a candidate counts when its
+    value is positive; ties go to more covered, then fewer variants, then a shorter
+    first iteration, then the earlier start. A candidate that overlaps chosen ones
+    is trimmed to its maximal runs of >= 2 free iterations, which compete again."""
     heap = []
 
     def push(bounds: list[int]) -> None:
-        value, variants = score(bounds)
+        value, covered, variants = score(bounds)
         if value > 0:
-            heapq.heappush(heap, (-value, variants, bounds[1] - bounds[0], bounds[0], bounds))
+            key = (-value, -covered, variants, bounds[1] - bounds[0], bounds[0])
+            heapq.heappush(heap, (*key, bounds))
 
     for bounds in candidates:
         push(bounds)
@@ -117,7 +120,7 @@ def select(
     chosen: list[list[int]] = []
     total = 0
     while heap:
-        value, _, _, start, bounds = heapq.heappop(heap)
+        value, _, _, _, start, bounds = heapq.heappop(heap)
         if not taken[start : bounds[-1]].any():
             taken[start : bounds[-1]] = True
             chosen.append(bounds)
