@@ -8,7 +8,9 @@ Bad input gives one line on stderr and exit status 2.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from pathlib import Path
 from typing import NoReturn, TextIO
 
 from otel_tracer.model import Trace
@@ -101,6 +103,17 @@ def select_threads(trace: Trace, wanted: list[str] | None) -> list[int] | None:
     return chosen
 
 
+def _check_writable(target: Path) -> None:
+    """Raise ValueError when ``target`` cannot be written."""
+    directory = target.parent
+    if not directory.is_dir():
+        raise ValueError(f"cannot write {target}: directory {directory} does not exist")
+    if target.is_dir():
+        raise ValueError(f"cannot write {target}: it is a directory")
+    if not os.access(directory, os.W_OK):
+        raise ValueError(f"cannot write {target}: directory {directory} is not writable")
+
+
 def summary_line(folding: Folding) -> str:
     """One line: groups, calls covered, rows folded vs unfolded."""
     stats = folding.trace.patterns.section["statistics"]
@@ -133,6 +146,8 @@ def print_statistics(folding: Folding, out: TextIO) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.json not in (None, "-"):
+            _check_writable(Path(args.json))
         trace = load(args.trace)
         threads = select_threads(trace, args.thread)
     except (TraceFormatError, ValueError) as error:

@@ -1,0 +1,170 @@
+"""``python -m patterns`` and the tracer's grouped view, on real traced programs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+from conftest import REPO, run_python, run_tracer, write_files
+
+import otel_tracer
+
+SCHEMA = json.loads((REPO / "otel_tracer/schema/trace-v1.schema.json").read_text())
+
+TRAINING = """
+    import threading
+
+    class Layer:
+        def forward(self, x):
+            return [self.act(v) for v in x]
+        def act(self, v):
+            return max(v, 0.0)
+
+    class Model:
+        def __init__(self, depth):
+            self.layers = [Layer() for _ in range(depth)]
+        def forward(self, x):
+            for layer in self.layers:
+                x = layer.forward(x)
+            return x
+
+    def load_batch(step):
+        return [float(step), -1.0]
+
+    def log_metrics(step, loss):
+        return f"{step}: {loss}"
+
+    def train(steps):
+        model = Model(3)
+        for step in range(steps):
+            x = load_batch(step)
+            loss = sum(model.forward(x))
+            if step % 4 == 1:
+                log_metrics(step, loss)
+        return loss
+
+    worker = threading.Thread(target=train, args=(3,), name="worker")
+    worker.start()
+    worker.join()
+    print(train(12))
+"""
+
+
+@pytest.fixture(scope="module")
+def traced(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("patterns")
+    write_files(root, {"train.py": TRAINING})
+    result = run_tracer(["train.py", "-o", "trace.json", "-o", "plain.json", "--no-patterns"], root)
+    assert result.returncode == 0, result.stderr
+    result = run_tracer(["-q", "train.py", "-o", "trace.json"], root)
+    assert result.returncode == 0, result.stderr
+    return root
+
+
+def patterns_cli(args: list[str], cwd: Path):
+    return run_python(["-m", "patterns", *args], cwd)
+
+
+def test_tracer_prints_the_grouped_view(traced):
+    result = run_tracer(["train.py"], traced)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("11.0\n")  # the program's own output comes first
+    assert "12x repetitions of 14 calls (2 variants)" in result.stdout
+    assert "📋 Pattern template (repeated 9 times):" in result.stdout
+    assert "+ log_metrics [train.py:21]" in result.stdout
+    assert "🔄 Nested Pattern: 3x repetitions of 4 calls" in result.stdout
+    assert "Thread worker" in result.stdout
+    assert "otel-tracer: patterns: " in result.stderr
+
+
+def test_annotated_trace_validates_and_loads(traced):
+    doc = json.loads((traced / "trace.json").read_text())
+    jsonschema.validate(doc, SCHEMA)
+    section = doc["patterns"]
+    assert section["options"] == {"match": "structure", "near": True}
+    loop = max(section["groups"], key=lambda g: g["total_calls"])
+    assert (loop["repetitions"], loop["calls_per_repetition"]) == (12, 14)
+    assert loop["near"] is True and len(loop["variants"]) == 2
+    assert loop["variants"][1]["iterations"] == [1, 5, 9]
+    calls = doc["calls"]
+    inside = [c for c in calls if loop["first"] <= c["id"] <= loop["last"]]
+    assert all("pattern" in c for c in inside)
+    first_step = calls[loop["iterations"][4] - 1]
+    assert first_step["pattern"] == {"id": loop["id"], "iteration": 4, "variant": 0}
+    trace = otel_tracer.load(traced / "trace.json")
+    attributes = trace.patterns.attributes_of(loop["iterations"][1] - 1)
+    assert attributes == {
+        "pattern.id": loop["id"],
+        "pattern.repetitions": 12,
+        "pattern.calls_per_repetition": 14,
+        "pattern.iteration": 1,
+        "pattern.variant": 1,
+    }
+    assert "patterns" not in json.loads((traced / "plain.json").read_text())
+
+
+def test_patterns_command_matches_the_tracer(traced):
+    from_saved = patterns_cli(["trace.json"], traced)
+    assert from_saved.returncode == 0, from_saved.stderr
+    live = run_tracer(["-q", "train.py"], traced)
+
+    def strip(text: str) -> list[str]:  # thread ids and durations differ between runs
+        return [line.split(" (")[0] for line in text.splitlines()]
+
+    assert strip(from_saved.stdout) == strip(live.stdout.split("\n", 1)[1])
+    assert from_saved.stderr.startswith("patterns: ")
+    assert "rows folded vs" in from_saved.stderr
+
+
+def test_patterns_command_options(traced):
+    plain = patterns_cli(["plain.json", "--no-patterns"], traced)
+    assert plain.returncode == 0 and "Repeating Pattern" not in plain.stdout
+    assert plain.stdout.count("log_metrics") == 4
+    limited = patterns_cli(["plain.json", "--max-rows", "5", "-q"], traced)
+    assert limited.stdout.splitlines()[-1] == "… output stopped at 5 rows (--max-rows)"
+    shallow = patterns_cli(["plain.json", "--depth", "1", "-q"], traced)
+    assert "more calls below (--depth)" in shallow.stdout and "Layer" not in shallow.stdout
+    worker = patterns_cli(["plain.json", "--thread", "worker", "-q"], traced)
+    assert worker.stdout.startswith("Thread worker") and "MainThread" not in worker.stdout
+    exact = patterns_cli(["plain.json", "--exact", "-q"], traced)
+    assert "variants" not in exact.stdout and "Repeating Pattern" in exact.stdout
+    stats = patterns_cli(["plain.json", "--stats", "-q"], traced)
+    assert "compression:" in stats.stdout and "largest groups:" in stats.stdout
+
+
+def test_patterns_command_writes_annotated_json(traced):
+    result = patterns_cli(["plain.json", "--json", "again.json.gz", "--match", "function"], traced)
+    assert result.returncode == 0, result.stderr
+    trace = otel_tracer.load(traced / "again.json.gz")
+    assert trace.patterns.section["options"] == {"match": "function", "near": True}
+    assert len(trace.patterns.section["groups"]) == trace.patterns.section["statistics"]["groups"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["missing.json"], "cannot read missing.json"),
+        (["train.py"], "not valid JSON"),
+        (["plain.json", "--thread", "nope"], "no thread 'nope' in the trace"),
+        (["plain.json", "--max-rows", "0"], "needs an integer >= 1"),
+        (["plain.json", "--match", "name"], "invalid choice: 'name'"),
+        (["plain.json", "--json", "no/dir/out.json"], "cannot write no/dir/out.json: directory"),
+        (["plain.json", "--no-patterns", "--stats"], "--no-patterns cannot go with"),
+    ],
+)
+def test_patterns_command_bad_input(traced, args, message):
+    result = patterns_cli(args, traced)
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("patterns: error: "), result.stderr
+    assert message in lines[0]
+
+
+def test_tracer_pattern_options(traced):
+    result = run_tracer(["-q", "train.py", "--exact", "--match", "function"], traced)
+    assert result.returncode == 0 and "variants" not in result.stdout
+    result = run_tracer(["-q", "train.py", "--match", "names"], traced)
+    assert result.returncode == 2
+    assert "option --match must be one of structure, function" in result.stderr
