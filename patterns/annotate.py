@@ -10,7 +10,7 @@ import numpy as np
 from otel_tracer.model import PatternColumns, Trace
 from patterns.engine import Folding, fold_trace
 from patterns.fold import FoldOptions
-from patterns.render import entries_of, grouped_lines
+from patterns.render import count_rows, entries_of
 
 LARGEST = 5
 
@@ -92,8 +92,7 @@ def _group_entry(folding: Folding, index: int) -> dict[str, Any]:
 def statistics(folding: Folding, groups: list[dict[str, Any]]) -> dict[str, Any]:
     """Counts of the folding: groups, calls covered, rows folded vs unfolded."""
     n = len(folding.trace)
-    threads = sum(1 for roots in folding.thread_roots if len(roots))
-    rows = sum(1 for _ in grouped_lines(folding)) - threads
+    rows = count_rows(folding)
     largest = sorted(groups, key=lambda g: (-g["total_calls"], g["id"]))[:LARGEST]
     return {
         "groups": len(groups),

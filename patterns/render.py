@@ -33,8 +33,25 @@ BRANCH, LAST, PIPE, SPACE = "├── ", "└── ", "│   ", "    "
 MAX_LISTED_ITERATIONS = 8
 
 
+def _flatten(lines: Iterator) -> Iterator[str]:
+    """Lines of a tree of generators: the view's methods yield either a line or a
+    generator of further lines, so deep call trees cost no Python recursion."""
+    stack = [lines]
+    while stack:
+        try:
+            item = next(stack[-1])
+        except StopIteration:
+            stack.pop()
+            continue
+        if isinstance(item, str):
+            yield item
+        else:
+            stack.append(item)
+
+
 class _View:
-    """Renders one folding; ``depth`` limits how deep below the roots calls are shown."""
+    """Renders one folding; ``depth`` limits how deep below the roots calls are shown.
+    Its methods yield lines, or generators of lines (see ``_flatten``)."""
 
     def __init__(self, folding: Folding, depth: int | None) -> None:
         self.folding = folding
@@ -53,7 +70,7 @@ class _View:
     ) -> Iterator[str]:
         """The children of ``owner`` (or a thread's roots), folded."""
         groups, steps = self.folding.groups_of(owner)
-        yield from self.items(steps, groups, 0, 0, len(steps), prefix, branches, template, level)
+        yield self.items(steps, groups, 0, 0, len(steps), prefix, branches, template, level)
 
     def items(
         self,
@@ -74,12 +91,10 @@ class _View:
             line_prefix = prefix + ((LAST if last else BRANCH) if branches else "")
             inner = prefix + ((SPACE if last else PIPE) if branches else "")
             if kind == "step":
-                yield from self.step(int(steps[value]), line_prefix, inner, template, level)
+                yield self.step(int(steps[value]), line_prefix, inner, template, level)
             else:
                 group, group_shift = value
-                yield from self.group(
-                    steps, group, group_shift, line_prefix, inner, template, level
-                )
+                yield self.group(steps, group, group_shift, line_prefix, inner, template, level)
 
     def step(self, row: int, line_prefix: str, inner: str, template: bool, level: int):
         """One call and what it calls."""
@@ -95,7 +110,7 @@ class _View:
         if self.depth is not None and level + 1 >= self.depth:
             yield f"{inner}└── {more_below(below)}"
             return
-        yield from self.sequence(row, inner, True, template, level + 1)
+        yield self.sequence(row, inner, True, template, level + 1)
 
     # -- groups ----------------------------------------------------------------------------
 
@@ -119,16 +134,16 @@ class _View:
         if label_prefix is not None:
             times = len(template_variant.iterations)
             yield f"{label_prefix}📋 Pattern template (repeated {times} time{'s' * (times != 1)}):"
-        yield from self.iteration(steps, group, shift, 0, body_prefix, level)
+        yield self.iteration(steps, group, shift, 0, body_prefix, level)
         for v in range(1, len(group.variants)):
-            yield from self.variant(steps, group, shift, v, label_prefix or inner, level)
+            yield self.variant(steps, group, shift, v, label_prefix or inner, level)
 
     def iteration(self, steps, group: LocalGroup, shift: int, v: int, prefix: str, level: int):
         """The steps of the representative iteration of variant ``v``."""
         variant = group.variants[v]
         j = variant.representative
         lo, hi = int(group.bounds[j]) + shift, int(group.bounds[j + 1]) + shift
-        yield from self.items(steps, variant.nested, shift, lo, hi, prefix, True, True, level)
+        yield self.items(steps, variant.nested, shift, lo, hi, prefix, True, True, level)
 
     def variant(self, steps, group: LocalGroup, shift: int, v: int, prefix: str, level: int):
         """A non-template variant, as its differences from the template."""
@@ -139,26 +154,32 @@ class _View:
             f"iteration{'s' * (len(variant.iterations) != 1)} ({listed}), "
             f"{_calls(variant.calls)} each:"
         )
+        lines = self.differences(steps, group, shift, v)
+        body = prefix + "  "
+        for i, (mark, entry) in enumerate(lines):
+            last = i == len(lines) - 1
+            line_prefix = body + (LAST if last else BRANCH) + mark
+            inner = body + (SPACE if last else PIPE) + "  "
+            yield self._entry(steps, entry, line_prefix, inner, level, mark != "- ")
+
+    def differences(self, steps, group: LocalGroup, shift: int, v: int) -> list[tuple[str, tuple]]:
+        """(mark, entry) of each difference of variant ``v`` from the template:
+        ``+ `` extra, ``- `` missing, ``~ `` same function but different calls below."""
         base = self._iteration_entries(steps, group, shift, 0)
         other = self._iteration_entries(steps, group, shift, v)
         matcher = difflib.SequenceMatcher(
             None, [e[0] for e in base], [e[0] for e in other], autojunk=False
         )
-        lines: list[tuple[str, str, object]] = []
+        lines: list[tuple[str, tuple]] = []
         for op, a0, a1, b0, b1 in matcher.get_opcodes():
             if op == "equal":
                 for a, b in zip(range(a0, a1), range(b0, b1), strict=True):
                     if base[a][1] != other[b][1]:
-                        lines.append(("~ ", "item", other[b]))
+                        lines.append(("~ ", other[b]))
             else:
-                lines.extend(("- ", "item", base[a]) for a in range(a0, a1))
-                lines.extend(("+ ", "item", other[b]) for b in range(b0, b1))
-        body = prefix + "  "
-        for i, (mark, _, entry) in enumerate(lines):
-            last = i == len(lines) - 1
-            line_prefix = body + (LAST if last else BRANCH) + mark
-            inner = body + (SPACE if last else PIPE) + "  "
-            yield from self._entry(steps, entry, line_prefix, inner, level, mark != "- ")
+                lines.extend(("- ", base[a]) for a in range(a0, a1))
+                lines.extend(("+ ", other[b]) for b in range(b0, b1))
+        return lines
 
     def _iteration_entries(self, steps, group: LocalGroup, shift: int, v: int) -> list[tuple]:
         """(loose key, exact key, kind, value) of each entry of variant ``v``'s
@@ -178,10 +199,8 @@ class _View:
                 a = int(nested.bounds[first]) + nested_shift
                 b = int(nested.bounds[first + 1]) + nested_shift
                 loose = ("g", tuple(int(function[steps[x]]) for x in range(a, b)))
-                exact = (
-                    nested.repetitions,
-                    tuple(int(shapes.shape[steps[x]]) for x in range(a, b)),
-                )
+                span = steps[nested.start + nested_shift : nested.stop + nested_shift]
+                exact = (nested.bounds.tobytes(), shapes.shape[span].tobytes())
                 out.append((loose, exact, kind, value))
         return out
 
@@ -190,13 +209,13 @@ class _View:
         if kind == "step":
             row = int(steps[value])
             if expand:
-                yield from self.step(row, line_prefix, inner, True, level)
+                yield self.step(row, line_prefix, inner, True, level)
             else:
                 yield line_prefix + call_label(self.trace, row, with_args=False)
         else:
             group, group_shift = value
             if expand:
-                yield from self.group(steps, group, group_shift, line_prefix, inner, True, level)
+                yield self.group(steps, group, group_shift, line_prefix, inner, True, level)
             else:
                 count = f"{group.repetitions}x repetitions of {_calls(group.variants[0].calls)}"
                 yield f"{line_prefix}🔄 Nested Pattern: {count}"
@@ -241,6 +260,78 @@ def _iteration_list(iterations: np.ndarray) -> str:
     )
 
 
+class _RowCounter:
+    """Rows of the grouped view, counted without formatting them: the rows below
+    a call depend only on its shape, so they are counted once per shape, deepest
+    shapes first."""
+
+    def __init__(self, folding: Folding) -> None:
+        self.folding = folding
+        self.view = _View(folding, None)
+        self.shape = folding.shapes.shape
+        self.size = folding.shapes.size
+        self.memo: dict[tuple[int, bool], int] = {}
+
+    def total(self) -> int:
+        """Rows of the whole view, thread headers excluded."""
+        shapes = self.folding.shapes
+        for rows in reversed(shapes.levels):
+            parents = rows[self.size[rows] > 1]
+            _, first = np.unique(self.shape[parents], return_index=True)
+            for row in parents[first].tolist():
+                for template in (False, True):
+                    self.sequence(row, template)
+        return sum(
+            self.sequence(-1 - t, False)
+            for t, roots in enumerate(self.folding.thread_roots)
+            if len(roots)
+        )
+
+    def sequence(self, owner: int, template: bool) -> int:
+        key = (int(self.shape[owner]), template) if owner >= 0 else None
+        if key in self.memo:
+            return self.memo[key]
+        groups, steps = self.folding.groups_of(owner)
+        rows = self.items(steps, groups, 0, 0, len(steps), template)
+        if key is not None:
+            self.memo[key] = rows
+        return rows
+
+    def items(self, steps, groups, shift: int, lo: int, hi: int, template: bool) -> int:
+        rows = 0
+        for kind, value in entries_of(groups, shift, lo, hi):
+            if kind == "step":
+                rows += self.step(int(steps[value]), template)
+            else:
+                rows += self.group(steps, *value, template)
+        return rows
+
+    def step(self, row: int, template: bool) -> int:
+        return 1 + (self.sequence(row, template) if self.size[row] > 1 else 0)
+
+    def group(self, steps, group: LocalGroup, shift: int, template: bool) -> int:
+        rows = 1 if template else 2  # header (and the template label)
+        variant = group.variants[0]
+        j = variant.representative
+        lo, hi = int(group.bounds[j]) + shift, int(group.bounds[j + 1]) + shift
+        rows += self.items(steps, variant.nested, shift, lo, hi, True)
+        for v in range(1, len(group.variants)):
+            rows += 1
+            for mark, (_, _, kind, value) in self.view.differences(steps, group, shift, v):
+                if mark == "- ":
+                    rows += 1
+                elif kind == "step":
+                    rows += self.step(int(steps[value]), True)
+                else:
+                    rows += self.group(steps, *value, True)
+        return rows
+
+
+def count_rows(folding: Folding) -> int:
+    """Rows of the grouped view of the whole trace, thread headers excluded."""
+    return _RowCounter(folding).total()
+
+
 def grouped_lines(
     folding: Folding, depth: int | None = None, threads: list[int] | None = None
 ) -> Iterator[str]:
@@ -252,7 +343,7 @@ def grouped_lines(
             continue
         info = trace.threads[t]
         yield f"Thread {info.name} (id {info.native_id})"
-        yield from view.sequence(-1 - t, "", False, False, 0)
+        yield from _flatten(view.sequence(-1 - t, "", False, False, 0))
 
 
 def render_grouped(
