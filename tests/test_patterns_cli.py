@@ -168,3 +168,15 @@ def test_tracer_pattern_options(traced):
     result = run_tracer(["-q", "train.py", "--match", "names"], traced)
     assert result.returncode == 2
     assert "option --match must be one of structure, function" in result.stderr
+
+
+def test_bundled_loop_example_prints_the_readme_block(tmp_path):
+    result = run_tracer(["-q", str(REPO / "examples/loops/train.py")], tmp_path)
+    assert result.returncode == 0, result.stderr
+    text = result.stdout
+    assert "100x repetitions of 4 calls (3 variants) (calls #3-#411, total: 409 calls)" in text
+    assert "🔀 Variant 2: 10 iterations (iterations 3, 13, 23, 33, 43, 53, 63, 73, … 2 more)" in (
+        text
+    )
+    assert "└── - backward [train.py:16]" in text
+    assert text.split("(calls #3")[1] in (REPO / "README.md").read_text()
