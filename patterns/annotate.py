@@ -29,7 +29,25 @@ def annotate(trace: Trace, options: FoldOptions | None = None) -> Folding:
 
 def section(folding: Folding) -> dict[str, Any]:
     """The ``patterns`` section: options, statistics and every group instance."""
-    groups = [_group_entry(folding, i) for i in range(len(folding.instances))]
+    layouts: dict[tuple[int, int], _Layout] = {}
+    columns = {
+        name: getattr(folding.instances, name).tolist()
+        for name in (
+            "sequence",
+            "placed",
+            "owner",
+            "parent",
+            "parent_call",
+            "thread",
+            "first",
+            "last",
+        )
+    }
+    groups = []
+    for index, key in enumerate(zip(columns["sequence"], columns["placed"], strict=True)):
+        if key not in layouts:
+            layouts[key] = _Layout(folding, *key)
+        groups.append(layouts[key].entry(columns, index))
     for group in groups:
         if group["parent"] is not None:
             groups[group["parent"] - 1]["groups"].append(group["id"])
@@ -40,53 +58,70 @@ def section(folding: Folding) -> dict[str, Any]:
     }
 
 
-def _group_entry(folding: Folding, index: int) -> dict[str, Any]:
-    instances = folding.instances
-    placed, steps = folding.instance(index)
-    sequence = folding.sequences[int(instances.sequence[index])]
-    owner = int(instances.owner[index])
-    group, shift = placed.group, placed.shift
-    first_calls = steps[group.bounds[:-1] + shift] + 1
-    variants = []
-    for variant in group.variants:
-        j = variant.representative
-        lo, hi = int(group.bounds[j]) + shift, int(group.bounds[j + 1]) + shift
-        entries = []
-        for kind, value in entries_of(variant.nested, shift, lo, hi):
-            if kind == "step":
-                entries.append({"call": int(steps[value]) + 1})
-            else:
-                nested, nested_shift = value
-                nested_id = sequence.instance_ids[
-                    owner, sequence.placed_index(nested, nested_shift)
-                ]
-                entries.append({"group": int(nested_id) + 1})
-        variants.append(
+class _Layout:
+    """What every instance of one placed group shares: sibling positions of its
+    iteration starts and template entries, and the nested groups they name."""
+
+    def __init__(self, folding: Folding, sequence_index: int, placed_index: int) -> None:
+        sequence = folding.sequences[sequence_index]
+        placed = sequence.placed[placed_index]
+        group, shift = placed.group, placed.shift
+        self.group = group
+        positions = (group.bounds[:-1] + shift).tolist()
+        nested_placed: list[int] = []
+        self.variants: list[tuple[list[int], list[tuple[str, int]]]] = []
+        for variant in group.variants:
+            j = variant.representative
+            lo, hi = int(group.bounds[j]) + shift, int(group.bounds[j + 1]) + shift
+            entries = []
+            for kind, value in entries_of(variant.nested, shift, lo, hi):
+                if kind == "step":
+                    entries.append(("call", len(positions)))
+                    positions.append(value)
+                else:
+                    entries.append(("group", len(nested_placed)))
+                    nested_placed.append(sequence.placed_index(*value))
+            self.variants.append((variant.iterations.tolist(), entries))
+        self.positions = np.asarray(positions, dtype=np.int64)
+        self.nested = np.asarray(nested_placed, dtype=np.int64)
+        self.sequence = sequence
+
+    def entry(self, instances: dict[str, list[int]], index: int) -> dict[str, Any]:
+        """The group entry of instance ``index`` (``instances``: the instance columns)."""
+        owner = instances["owner"][index]
+        calls = (self.sequence.steps[owner, self.positions] + 1).tolist()
+        nested = (self.sequence.instance_ids[owner, self.nested] + 1).tolist()
+        group = self.group
+        variants = [
             {
-                "iterations": variant.iterations.tolist(),
+                "iterations": iterations,
                 "calls": variant.calls,
                 "steps": variant.steps,
-                "entries": entries,
+                "entries": [
+                    {"call": calls[i]} if kind == "call" else {"group": nested[i]}
+                    for kind, i in entries
+                ],
             }
-        )
-    parent = int(instances.parent[index])
-    parent_call = int(instances.parent_call[index])
-    return {
-        "id": index + 1,
-        "parent": parent + 1 if parent >= 0 else None,
-        "parent_call": parent_call + 1 if parent_call >= 0 else None,
-        "thread": int(instances.thread[index]),
-        "first": int(instances.first[index]) + 1,
-        "last": int(instances.last[index]) + 1,
-        "repetitions": group.repetitions,
-        "calls_per_repetition": group.variants[0].calls,
-        "total_calls": group.total_calls,
-        "near": group.near,
-        "iterations": first_calls.tolist(),
-        "template": variants[0]["entries"],
-        "variants": variants,
-        "groups": [],
-    }
+            for (iterations, entries), variant in zip(self.variants, group.variants, strict=True)
+        ]
+        parent = instances["parent"][index]
+        parent_call = instances["parent_call"][index]
+        return {
+            "id": index + 1,
+            "parent": parent + 1 if parent >= 0 else None,
+            "parent_call": parent_call + 1 if parent_call >= 0 else None,
+            "thread": instances["thread"][index],
+            "first": instances["first"][index] + 1,
+            "last": instances["last"][index] + 1,
+            "repetitions": group.repetitions,
+            "calls_per_repetition": group.variants[0].calls,
+            "total_calls": group.total_calls,
+            "near": group.near,
+            "iterations": calls[: group.repetitions],
+            "template": variants[0]["entries"],
+            "variants": variants,
+            "groups": [],
+        }
 
 
 def statistics(folding: Folding, groups: list[dict[str, Any]]) -> dict[str, Any]:
