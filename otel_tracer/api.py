@@ -44,12 +44,17 @@ class Tracer:
         self.recorder.stop()
         self.trace = self.recorder.build(argv=list(sys.argv), exit_code=None)
 
-    def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the trace as the documented JSON (gzipped for ``.gz`` names)."""
+    def save(self, path: str | os.PathLike[str], patterns: bool = True) -> None:
+        """Write the trace as the documented JSON (gzipped for ``.gz`` names),
+        annotated with its pattern groups unless ``patterns`` is false."""
         from exporters.json_trace import save
 
         if self.trace is None:
             raise RuntimeError("the Tracer has not finished recording yet")
+        if patterns and self.trace.patterns is None:
+            from patterns.annotate import annotate
+
+            annotate(self.trace)
         save(self.trace, path)
 
 

@@ -32,6 +32,19 @@ def test_tracer_context_manager_records_and_saves(tmp_path, core):
     assert json.loads((tmp_path / "t.json").read_text())["metadata"]["exit_code"] is None
 
 
+def test_tracer_save_annotates_patterns(tmp_path):
+    with Tracer(core="python") as tracer:
+        for _ in range(4):
+            helper(1)
+    tracer.save(tmp_path / "plain.json", patterns=False)
+    assert "patterns" not in json.loads((tmp_path / "plain.json").read_text())
+    tracer.save(tmp_path / "t.json")
+    loaded = otel_tracer.load(tmp_path / "t.json")
+    (group,) = loaded.patterns.section["groups"]
+    assert (group["repetitions"], group["calls_per_repetition"]) == (4, 1)
+    assert loaded.patterns.attributes_of(2)["pattern.iteration"] == 2
+
+
 def test_tracer_options(tmp_path):
     with Tracer(scope=[tmp_path], capture_args=False) as tracer:
         compute(2)
