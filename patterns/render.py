@@ -154,45 +154,69 @@ class _View:
             f"iteration{'s' * (len(variant.iterations) != 1)} ({listed}), "
             f"{_calls(variant.calls)} each:"
         )
-        lines = self.differences(steps, group, shift, v)
-        body = prefix + "  "
-        for i, (mark, entry) in enumerate(lines):
-            last = i == len(lines) - 1
-            line_prefix = body + (LAST if last else BRANCH) + mark
-            inner = body + (SPACE if last else PIPE) + "  "
-            yield self._entry(steps, entry, line_prefix, inner, level, mark != "- ")
+        yield self.diff_lines(self.differences(steps, group, shift, v), prefix + "  ", level)
 
-    def differences(self, steps, group: LocalGroup, shift: int, v: int) -> list[tuple[str, tuple]]:
-        """(mark, entry) of each difference of variant ``v`` from the template:
-        ``+ `` extra, ``- `` missing, ``~ `` same function but different calls below."""
+    def differences(self, steps, group: LocalGroup, shift: int, v: int) -> list[tuple]:
+        """The differences of variant ``v``'s iteration from the template's."""
         base = self._iteration_entries(steps, group, shift, 0)
-        other = self._iteration_entries(steps, group, shift, v)
-        matcher = difflib.SequenceMatcher(
-            None, [e[0] for e in base], [e[0] for e in other], autojunk=False
-        )
-        lines: list[tuple[str, tuple]] = []
-        for op, a0, a1, b0, b1 in matcher.get_opcodes():
-            if op == "equal":
-                for a, b in zip(range(a0, a1), range(b0, b1), strict=True):
-                    if base[a][1] != other[b][1]:
-                        lines.append(("~ ", other[b]))
+        return _diff(base, self._iteration_entries(steps, group, shift, v))
+
+    def child_differences(self, base_row: int, other_row: int) -> list[tuple]:
+        """The differences between the (folded) children of two calls."""
+        return _diff(self._children_entries(base_row), self._children_entries(other_row))
+
+    def diff_lines(self, lines: list[tuple], prefix: str, level: int):
+        """Difference lines: ``+`` an extra entry (shown whole), ``-`` a missing one,
+        ``~`` a call of the same function whose own calls differ (shown as their
+        differences, recursively)."""
+        for i, (mark, entry, base) in enumerate(lines):
+            last = i == len(lines) - 1
+            line_prefix = prefix + (LAST if last else BRANCH) + mark
+            inner = prefix + (SPACE if last else PIPE) + "  "
+            _, _, kind, value, steps = entry
+            if mark == "- ":
+                yield line_prefix + self._entry_name(entry)
+            elif kind == "group":
+                yield self.group(steps, *value, line_prefix, inner, True, level)
+            elif mark == "+ ":
+                yield self.step(int(steps[value]), line_prefix, inner, True, level)
             else:
-                lines.extend(("- ", base[a]) for a in range(a0, a1))
-                lines.extend(("+ ", other[b]) for b in range(b0, b1))
-        return lines
+                row = int(steps[value])
+                yield line_prefix + call_label(self.trace, row, with_args=False)
+                if self.depth is not None and level + 1 >= self.depth:
+                    yield f"{inner}└── … differences below (--depth)"
+                else:
+                    base_row = int(base[4][base[3]])
+                    yield self.diff_lines(self.child_differences(base_row, row), inner, level + 1)
+
+    def _entry_name(self, entry: tuple) -> str:
+        _, _, kind, value, steps = entry
+        if kind == "step":
+            return call_label(self.trace, int(steps[value]), with_args=False)
+        group = value[0]
+        count = _calls(group.variants[0].calls)
+        return f"🔄 Nested Pattern: {group.repetitions}x repetitions of {count}"
 
     def _iteration_entries(self, steps, group: LocalGroup, shift: int, v: int) -> list[tuple]:
-        """(loose key, exact key, kind, value) of each entry of variant ``v``'s
-        representative iteration."""
+        """Keyed entries (see ``_keyed``) of variant ``v``'s representative iteration."""
         variant = group.variants[v]
         j = variant.representative
         lo, hi = int(group.bounds[j]) + shift, int(group.bounds[j + 1]) + shift
+        return self._keyed(steps, entries_of(variant.nested, shift, lo, hi))
+
+    def _children_entries(self, row: int) -> list[tuple]:
+        groups, steps = self.folding.groups_of(row)
+        return self._keyed(steps, entries_of(groups, 0, 0, len(steps)))
+
+    def _keyed(self, steps, entries) -> list[tuple]:
+        """(loose key, exact key, kind, value, steps) of each entry: entries compare
+        equal by function (loose) and by structure (exact)."""
         shapes, function = self.folding.shapes, self.trace.calls.function
         out = []
-        for kind, value in entries_of(variant.nested, shift, lo, hi):
+        for kind, value in entries:
             if kind == "step":
                 row = int(steps[value])
-                out.append((("f", int(function[row])), int(shapes.shape[row]), kind, value))
+                out.append((("f", int(function[row])), int(shapes.shape[row]), kind, value, steps))
             else:
                 nested, nested_shift = value
                 first = nested.variants[0].representative
@@ -201,24 +225,27 @@ class _View:
                 loose = ("g", tuple(int(function[steps[x]]) for x in range(a, b)))
                 span = steps[nested.start + nested_shift : nested.stop + nested_shift]
                 exact = (nested.bounds.tobytes(), shapes.shape[span].tobytes())
-                out.append((loose, exact, kind, value))
+                out.append((loose, exact, kind, value, steps))
         return out
 
-    def _entry(self, steps, entry, line_prefix: str, inner: str, level: int, expand: bool):
-        _, _, kind, value = entry
-        if kind == "step":
-            row = int(steps[value])
-            if expand:
-                yield self.step(row, line_prefix, inner, True, level)
-            else:
-                yield line_prefix + call_label(self.trace, row, with_args=False)
+
+def _diff(base: list[tuple], other: list[tuple]) -> list[tuple]:
+    """(mark, entry, base entry) of each difference, entries aligned by function:
+    ``+ `` extra, ``- `` missing (the entry is the base's), ``~ `` same function
+    with different calls below."""
+    matcher = difflib.SequenceMatcher(
+        None, [e[0] for e in base], [e[0] for e in other], autojunk=False
+    )
+    lines: list[tuple] = []
+    for op, a0, a1, b0, b1 in matcher.get_opcodes():
+        if op == "equal":
+            for a, b in zip(range(a0, a1), range(b0, b1), strict=True):
+                if base[a][1] != other[b][1]:
+                    lines.append(("~ ", other[b], base[a]))
         else:
-            group, group_shift = value
-            if expand:
-                yield self.group(steps, group, group_shift, line_prefix, inner, True, level)
-            else:
-                count = f"{group.repetitions}x repetitions of {_calls(group.variants[0].calls)}"
-                yield f"{line_prefix}🔄 Nested Pattern: {count}"
+            lines.extend(("- ", base[a], None) for a in range(a0, a1))
+            lines.extend(("+ ", other[b], None) for b in range(b0, b1))
+    return lines
 
 
 def entries_of(groups: list[LocalGroup], shift: int, lo: int, hi: int) -> list[tuple[str, object]]:
@@ -316,14 +343,21 @@ class _RowCounter:
         lo, hi = int(group.bounds[j]) + shift, int(group.bounds[j + 1]) + shift
         rows += self.items(steps, variant.nested, shift, lo, hi, True)
         for v in range(1, len(group.variants)):
-            rows += 1
-            for mark, (_, _, kind, value) in self.view.differences(steps, group, shift, v):
-                if mark == "- ":
-                    rows += 1
-                elif kind == "step":
-                    rows += self.step(int(steps[value]), True)
-                else:
-                    rows += self.group(steps, *value, True)
+            rows += 1 + self.diff(self.view.differences(steps, group, shift, v))
+        return rows
+
+    def diff(self, lines: list[tuple]) -> int:
+        rows = 0
+        for mark, (_, _, kind, value, steps), base in lines:
+            if mark == "- ":
+                rows += 1
+            elif kind == "group":
+                rows += self.group(steps, *value, True)
+            elif mark == "+ ":
+                rows += self.step(int(steps[value]), True)
+            else:
+                base_row = int(base[4][base[3]])
+                rows += 1 + self.diff(self.view.child_differences(base_row, int(steps[value])))
         return rows
 
 

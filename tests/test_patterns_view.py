@@ -9,7 +9,7 @@ from trace_builder import build_trace
 
 from patterns.engine import fold_trace
 from patterns.fold import FoldOptions
-from patterns.render import render_grouped
+from patterns.render import count_rows, render_grouped
 
 SDPA = "packed_attention_monkey_patch.py:14:scaled_dot_product_attention"
 GET = "expert_context.py:25:get"
@@ -139,8 +139,9 @@ def test_variant_whose_step_differs_below():
                         └── layer [mod.py:1]
               🔀 Variant 2: 1 iteration (iteration 5), 4 calls each:
                 └── ~ forward [mod.py:1]
-                      ├── layer [mod.py:1]
-                      └── layer [mod.py:1]
+                      ├── - 🔄 Nested Pattern: 4x repetitions of 1 call
+                      ├── + layer [mod.py:1]
+                      └── + layer [mod.py:1]
         """
     )
 
@@ -232,3 +233,19 @@ def test_max_rows_and_depth():
     render_grouped(fold_trace(trace), out, depth=2)
     assert "└── step [mod.py:1]\n            └── … 4 more calls below (--depth)" in out.getvalue()
     assert "layer" not in out.getvalue()
+
+
+def test_variant_differences_are_shown_where_they_are():
+    """An extra call deep inside a step shows as that call, under ``~`` lines."""
+    plain = ("step", ["load", ("forward", ["layer"] * 3)])
+    logged = ("step", ["load", ("forward", ["layer"] * 3), "log_metrics"])
+    trace = build_trace([("main", [plain, plain, logged, plain, plain, plain])])
+    text = view(trace)
+    assert "6x repetitions of 5 calls (2 variants)" in text
+    assert text.endswith(
+        "      🔀 Variant 2: 1 iteration (iteration 2), 6 calls each:\n"
+        "        └── ~ step [mod.py:1]\n"
+        "              └── + log_metrics [mod.py:1]\n"
+    )
+    folding = fold_trace(trace)
+    assert count_rows(folding) == len(text.splitlines()) - 1
