@@ -241,9 +241,9 @@ def test_variant_differences_are_shown_where_they_are():
     logged = ("step", ["load", ("forward", ["layer"] * 3), "log_metrics"])
     trace = build_trace([("main", [plain, plain, logged, plain, plain, plain])])
     text = view(trace)
-    assert "6x repetitions of 5 calls (2 variants)" in text
+    assert "6x repetitions of 6 calls (2 variants)" in text
     assert text.endswith(
-        "      🔀 Variant 2: 1 iteration (iteration 2), 6 calls each:\n"
+        "      🔀 Variant 2: 1 iteration (iteration 2), 7 calls each:\n"
         "        └── ~ step [mod.py:1]\n"
         "              └── + log_metrics [mod.py:1]\n"
     )
