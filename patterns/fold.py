@@ -32,6 +32,7 @@ from patterns.near import grow
 from patterns.tandem import find_runs, select
 
 GROUP_KEY_BASE = 1 << 40  # keys of group units; step keys are smaller
+SAVED_MAX_UNITS = 256  # templates longer than this are scored as if nothing folds inside
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,10 @@ class Folder:
         return [node for node in units.node if node is not None], saved
 
     def _saved(self, units: Units) -> int:
-        """Rows that folding saves inside ``units`` (memoised by content)."""
+        """Rows that folding saves inside ``units`` (memoised by content); 0 for
+        sequences longer than SAVED_MAX_UNITS, which are not worth folding twice."""
+        if len(units) > SAVED_MAX_UNITS:
+            return 0
         content = (
             units.exact.tobytes(),
             units.loose.tobytes(),
@@ -136,7 +140,15 @@ class Folder:
         def weight(lo: int, hi: int) -> int:
             return int(cumulative[hi] - cumulative[lo])
 
+        scores: dict[tuple[int, int, int], tuple[int, int, int]] = {}
+
         def score(bounds: list[int]) -> tuple[int, int, int]:
+            key = (bounds[0], bounds[-1], len(bounds))
+            if key not in scores:
+                scores[key] = evaluate(bounds)
+            return scores[key]
+
+        def evaluate(bounds: list[int]) -> tuple[int, int, int]:
             """(rows saved, calls covered, variants): rows saved is calls covered
             minus the rows to show the folded template and the other variants'
             differences."""
@@ -150,7 +162,7 @@ class Folder:
                 shown += _difference(units, signature, (lo, hi), (bounds[j], bounds[j + 1]))
             return covered - shown, covered, len(firsts)
 
-        return select(candidates, len(units), score)
+        return select(_uncovered(candidates, len(units), score), len(units), score)
 
     def _signature(self, units: Units) -> np.ndarray:
         """What must be equal for two iterations to be the same variant: the units'
@@ -214,6 +226,22 @@ class Folder:
             near=near,
             total_calls=int(units.weight[bounds[0] : bounds[-1]].sum()),
         )
+
+
+def _uncovered(candidates: list[list[int]], length: int, score) -> list[list[int]]:
+    """The candidates, without duplicates and without those lying entirely inside
+    longer candidates that fold (these are found again inside the templates, or
+    in the next pass)."""
+    unique = {(b[0], b[-1], len(b)): b for b in candidates}.values()
+    covered = np.zeros(length + 1, dtype=bool)
+    kept = []
+    for bounds in sorted(unique, key=lambda b: (b[0] - b[-1], b[1] - b[0])):
+        if covered[bounds[0] : bounds[-1]].all():
+            continue
+        kept.append(bounds)
+        if score(bounds)[0] > 0:
+            covered[bounds[0] : bounds[-1]] = True
+    return kept
 
 
 def _difference(

@@ -20,6 +20,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
+
+MAX_TEMPLATE = 64  # longer loop bodies only fold as exact repeats
+
 
 def budget(length: int) -> int:
     """Edits tolerated in an iteration of a template of ``length`` steps."""
@@ -50,18 +54,23 @@ def similar(a: Sequence[int], b: Sequence[int], limit: int) -> bool:
 
 def grow(keys: Sequence[int], seeds: list[list[int]]) -> list[list[int]]:
     """Near-repeat candidates grown from each seed (iteration bounds), largest seeds
-    first; a seed inside a region already grown from one with the same iteration
-    is skipped."""
+    first; a seed inside a region already grown from one with the same iteration,
+    or a rotation of it (the same loop seen from another step), is skipped."""
     grown: list[list[int]] = []
-    covered: dict[tuple[int, ...], list[tuple[int, int]]] = {}
+    covered: dict[tuple[int, ...], np.ndarray] = {}
     for seed in sorted(seeds, key=lambda b: (b[0] - b[-1], b[0])):
-        regions = covered.setdefault(tuple(keys[seed[0] : seed[1]]), [])
-        if any(lo <= seed[0] and seed[-1] <= hi for lo, hi in regions):
+        if seed[1] - seed[0] > MAX_TEMPLATE:
+            continue
+        kind = tuple(sorted(keys[seed[0] : seed[1]]))
+        regions = covered.get(kind)
+        if regions is not None and regions[seed[0] : seed[-1]].all():
             continue
         (bounds,) = merge_near(keys, [seed])
         if bounds != seed:
             grown.append(bounds)
-            regions.append((bounds[0], bounds[-1]))
+            if regions is None:
+                regions = covered[kind] = np.zeros(len(keys) + 1, dtype=bool)
+            regions[bounds[0] : bounds[-1]] = True
     return grown
 
 
@@ -153,10 +162,16 @@ def _extend_right(
 def _best_prefix(keys, begin: int, longest: int, template, limit: int) -> int:
     """Length of the prefix of ``keys[begin:]`` closest to the template (ties: the
     length nearest the template's), or 0 when none is similar enough."""
-    best = (limit + 1, 0, 0)
-    for size in range(1, longest + 1):
-        d = distance(tuple(keys[begin : begin + size]), template, limit)
-        best = min(best, (d, abs(size - len(template)), size))
+    piece = keys[begin : begin + longest]
+    previous = list(range(len(piece) + 1))  # row i: distance(template[:i], piece[:j])
+    for i, step in enumerate(template, 1):
+        current = [i]
+        for j, key in enumerate(piece, 1):
+            current.append(
+                min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (key != step))
+            )
+        previous = current
+    best = min((d, abs(size - len(template)), size) for size, d in enumerate(previous) if size)
     return best[2] if best[0] <= limit else 0
 
 

@@ -134,17 +134,13 @@ def select(
 
 def _free_parts(taken: np.ndarray, bounds: list[int]) -> list[list[int]]:
     """Maximal runs of >= 2 consecutive iterations that are still free."""
-    parts = []
-    run: list[int] = []
-    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
-        if taken[lo:hi].any():
-            if len(run) >= 3:
-                parts.append(run)
-            run = []
-        elif run:
-            run.append(hi)
-        else:
-            run = [lo, hi]
-    if len(run) >= 3:
-        parts.append(run)
-    return parts
+    edges = np.asarray(bounds, dtype=np.int64)
+    busy = np.maximum.reduceat(taken[: edges[-1]].view(np.uint8), edges[:-1]).astype(bool)
+    flags = np.concatenate(([True], busy, [True]))
+    starts = np.flatnonzero(flags[:-1] & ~flags[1:])  # first free iteration of a run
+    stops = np.flatnonzero(~flags[:-1] & flags[1:])  # one past its last
+    return [
+        bounds[a : b + 1]
+        for a, b in zip(starts.tolist(), stops.tolist(), strict=True)
+        if b - a >= 2
+    ]
