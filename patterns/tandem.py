@@ -33,6 +33,13 @@ def find_runs(keys: np.ndarray, max_period: int = MAX_PERIOD) -> list[Candidate]
     if n < _NUMPY_FROM:
         return _find_runs_small(keys.tolist(), max_period)
     runs: list[Candidate] = []
+    matches: dict[int, np.ndarray] = {}  # d -> prefix counts of keys[i] == keys[i + d]
+
+    def matching(d: int) -> np.ndarray:
+        if d not in matches:
+            matches[d] = np.concatenate(([0], np.cumsum(keys[d:] == keys[:-d])))
+        return matches[d]
+
     for period in _periods(keys, max_period):
         eq = np.empty(n - period + 2, dtype=np.int8)
         eq[0] = eq[-1] = 0
@@ -40,12 +47,16 @@ def find_runs(keys: np.ndarray, max_period: int = MAX_PERIOD) -> list[Candidate]
         edges = np.diff(eq)
         starts = np.flatnonzero(edges == 1)
         lengths = np.flatnonzero(edges == -1) - starts
-        long_enough = lengths >= period
-        for start, length in zip(
-            starts[long_enough].tolist(), lengths[long_enough].tolist(), strict=True
-        ):
-            runs.append((start, period, (length + period) // period))
-    return [r for r in runs if _primitive(keys, r[0], r[1])]
+        keep = lengths >= period
+        starts, lengths = starts[keep], lengths[keep]
+        for d in range(1, period // 2 + 1):  # drop blocks that repeat a shorter block
+            if period % d == 0 and len(starts):
+                counts = matching(d)
+                shorter = counts[starts + period - d] - counts[starts] == period - d
+                starts, lengths = starts[~shorter], lengths[~shorter]
+        reps = (lengths + period) // period
+        runs.extend(zip(starts.tolist(), [period] * len(starts), reps.tolist(), strict=True))
+    return runs
 
 
 def _periods(keys: np.ndarray, max_period: int) -> list[int]:
