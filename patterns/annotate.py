@@ -67,6 +67,15 @@ class _Layout:
         placed = sequence.placed[placed_index]
         group, shift = placed.group, placed.shift
         self.group = group
+        self.span = (group.start + shift, group.stop + shift)
+        self.ranges = [
+            (
+                int(group.bounds[v.representative]) + shift,
+                int(group.bounds[v.representative + 1]) + shift,
+            )
+            for v in group.variants
+        ]
+        self.shapes = folding.shapes
         positions = (group.bounds[:-1] + shift).tolist()
         nested_placed: list[int] = []
         self.variants: list[tuple[list[int], list[tuple[str, int]]]] = []
@@ -92,17 +101,20 @@ class _Layout:
         calls = (self.sequence.steps[owner, self.positions] + 1).tolist()
         nested = (self.sequence.instance_ids[owner, self.nested] + 1).tolist()
         group = self.group
+        per_variant = [self.sequence.calls_between(self.shapes, owner, *r) for r in self.ranges]
         variants = [
             {
                 "iterations": iterations,
-                "calls": variant.calls,
+                "calls": calls_in_variant,
                 "steps": variant.steps,
                 "entries": [
                     {"call": calls[i]} if kind == "call" else {"group": nested[i]}
                     for kind, i in entries
                 ],
             }
-            for (iterations, entries), variant in zip(self.variants, group.variants, strict=True)
+            for (iterations, entries), variant, calls_in_variant in zip(
+                self.variants, group.variants, per_variant, strict=True
+            )
         ]
         parent = instances["parent"][index]
         parent_call = instances["parent_call"][index]
@@ -114,8 +126,8 @@ class _Layout:
             "first": instances["first"][index] + 1,
             "last": instances["last"][index] + 1,
             "repetitions": group.repetitions,
-            "calls_per_repetition": group.variants[0].calls,
-            "total_calls": group.total_calls,
+            "calls_per_repetition": per_variant[0],
+            "total_calls": self.sequence.calls_between(self.shapes, owner, *self.span),
             "near": group.near,
             "iterations": calls[: group.repetitions],
             "template": variants[0]["entries"],

@@ -39,6 +39,18 @@ class Sequence:
     steps: np.ndarray  # int64 [len(owners), length]: the step rows of each owner
     instance_ids: np.ndarray | None = None  # int64 [len(owners), len(placed)]
     _index: dict[tuple[int, int], int] | None = field(default=None, repr=False)
+    _cumulative: np.ndarray | None = field(default=None, repr=False)
+
+    def calls_between(self, shapes: Shapes, owner: int, lo: int, hi: int) -> int:
+        """Calls in the subtrees of steps ``lo..hi`` of owner row ``owner`` (an index
+        into ``owners``): a group's calls differ between owners when steps compare
+        by function only."""
+        if self._cumulative is None:
+            sizes = shapes.size[self.steps]
+            self._cumulative = np.concatenate(
+                (np.zeros((len(sizes), 1), dtype=np.int64), np.cumsum(sizes, axis=1)), axis=1
+            )
+        return int(self._cumulative[owner, hi] - self._cumulative[owner, lo])
 
     def placed_index(self, group: LocalGroup, shift: int) -> int:
         """Index in ``placed`` of a group at a shift."""

@@ -16,8 +16,11 @@ Matching rules (``FoldOptions``):
   identical, unless near-repeats are on, in which case they may also differ
   (each distinct iteration is a variant).
 * ``match="function"``: two steps are the same when they ran the same function;
-  iterations of a group may differ below the steps (variants).
-* ``near=False`` (``--exact``): no near-repeat growing.
+  iterations of a group may differ below the steps. Iterations are variants of
+  each other when their steps' functions or nested loops differ.
+* ``near=False`` (``--exact``): no near-repeat growing, and every repetition
+  has the same steps (with ``match="function"``: the same functions, nested
+  loops with the same counts).
 """
 
 from __future__ import annotations
@@ -53,6 +56,8 @@ class Units:
     start: np.ndarray  # int64: first step position covered
     stop: np.ndarray  # int64: position after the last step covered
     node: list[LocalGroup | None]
+    layout: np.ndarray  # int64: function of a step; for a group, its steps' functions and nesting
+    functions: np.ndarray  # int64: the function of every step of the whole sequence (shared)
 
     def __len__(self) -> int:
         return len(self.exact)
@@ -65,7 +70,13 @@ class Units:
             self.start[lo:hi],
             self.stop[lo:hi],
             self.node[lo:hi],
+            self.layout[lo:hi],
+            self.functions,
         )
+
+    def step_functions(self, lo: int, hi: int) -> np.ndarray:
+        """Functions of the steps covered by units ``lo..hi``."""
+        return self.functions[self.start[lo] : self.stop[hi - 1]]
 
 
 class Folder:
@@ -83,13 +94,16 @@ class Folder:
         if n < 2:
             return []
         positions = np.arange(n, dtype=np.int64)
+        loose = np.asarray(loose, dtype=np.int64)
         units = Units(
             np.asarray(exact, dtype=np.int64),
-            np.asarray(loose, dtype=np.int64),
+            loose,
             np.asarray(weight, dtype=np.int64),
             positions,
             positions + 1,
             [None] * n,
+            loose,
+            loose,
         )
         return self._fold(units)[0]
 
@@ -126,9 +140,12 @@ class Folder:
         """Iteration bounds (unit indices) of the groups of one pass, and the rows
         they save."""
         by_function = self.options.match == "function"
-        runs = find_runs(units.loose if by_function else units.exact)
-        if self.options.near and not by_function:
-            runs += find_runs(units.loose)
+        if by_function:  # --exact: steps must match, nested loops included
+            runs = find_runs(units.loose if self.options.near else units.layout)
+        else:
+            runs = find_runs(units.exact)
+            if self.options.near:
+                runs += find_runs(units.loose)
         if not runs:
             return [], 0
         candidates = [list(range(s, s + p * r + 1, p)) for s, p, r in runs]
@@ -166,16 +183,17 @@ class Folder:
 
     def _signature(self, units: Units) -> np.ndarray:
         """What must be equal for two iterations to be the same variant: the units'
-        exact keys, or (``match="function"``) their functions and step counts."""
+        exact keys, or (``match="function"``) the functions of their steps and how
+        they nest in groups, so that iterations of one variant share nested groups."""
         if self.options.match == "function":
-            return np.stack((units.loose, units.stop - units.start), axis=1)
+            return np.stack((units.layout, units.stop - units.start), axis=1)
         return units.exact
 
     def _replace(self, units: Units, groups: list[list[int]]) -> Units:
         """The next pass's units: each group becomes one unit."""
         keep = np.ones(len(units), dtype=bool)
         exact, loose, weight = units.exact.copy(), units.loose.copy(), units.weight.copy()
-        stop, node = units.stop.copy(), list(units.node)
+        stop, node, layout = units.stop.copy(), list(units.node), units.layout.copy()
         for bounds in groups:
             lo, hi = bounds[0], bounds[-1]
             group = self._group(units, bounds)
@@ -187,6 +205,8 @@ class Folder:
                 content = ("G", units.exact[lo:hi].tobytes(), relative.tobytes())
             exact[lo] = self._key(content)
             loose[lo] = self._key(("g", first.loose.tobytes()))
+            relative = (np.asarray(bounds, dtype=np.int64) - lo).tobytes()
+            layout[lo] = self._key(("L", units.layout[lo:hi].tobytes(), relative))
             weight[lo] = int(units.weight[lo:hi].sum())
             stop[lo] = units.stop[hi - 1]
             node[lo] = group
@@ -199,13 +219,16 @@ class Folder:
             units.start[index],
             stop[index],
             [node[i] for i in index.tolist()],
+            layout[index],
+            units.functions,
         )
 
     def _group(self, units: Units, bounds: list[int]) -> LocalGroup:
         variant_of, firsts = _iteration_variants(self._signature(units), bounds)
-        template = units.loose[bounds[firsts[0]] : bounds[firsts[0] + 1]]
+        template = units.step_functions(bounds[firsts[0]], bounds[firsts[0] + 1])
         near = any(
-            not np.array_equal(units.loose[bounds[j] : bounds[j + 1]], template) for j in firsts
+            not np.array_equal(units.step_functions(bounds[j], bounds[j + 1]), template)
+            for j in firsts
         )
         variants = []
         for v, first in enumerate(firsts):
@@ -224,7 +247,6 @@ class Folder:
             variant_of=variant_of,
             variants=variants,
             near=near,
-            total_calls=int(units.weight[bounds[0] : bounds[-1]].sum()),
         )
 
 

@@ -19,7 +19,7 @@ class Variant:
     iterations: np.ndarray  # int64: indices of the iterations of this shape, ascending
     nested: list[LocalGroup]  # groups inside the first of those iterations
     steps: int  # sibling steps in one such iteration
-    calls: int  # calls in one such iteration, everything nested included
+    calls: int  # calls in the representative iteration, everything below its steps included
 
     @property
     def representative(self) -> int:
@@ -35,7 +35,6 @@ class LocalGroup:
     variant_of: np.ndarray  # int32 per iteration: index into variants
     variants: list[Variant]  # variants[0] is the template: the shape most iterations have
     near: bool  # iterations differ in their steps (a near-repeat), not only below them
-    total_calls: int  # calls in all iterations, everything below the steps included
 
     @property
     def start(self) -> int:

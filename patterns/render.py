@@ -117,7 +117,8 @@ class _View:
     def group(self, steps, group: LocalGroup, shift: int, line_prefix, inner, template, level):
         """A group: its header, its template and its other variants."""
         template_variant = group.variants[0]
-        count = f"{group.repetitions}x repetitions of {_calls(template_variant.calls)}"
+        per_repetition = self._calls(steps, group, shift, 0)
+        count = f"{group.repetitions}x repetitions of {_calls(per_repetition)}"
         if len(group.variants) > 1:
             count += f" ({len(group.variants)} variants)"
         if template:
@@ -126,9 +127,10 @@ class _View:
         else:
             first = int(steps[group.start + shift]) + 1
             last = int(self.folding.shapes.last[steps[group.stop + shift - 1]]) + 1
+            total = self._span_calls(steps, group.start + shift, group.stop + shift)
             yield (
                 f"{line_prefix}🔄 Repeating Pattern: {count} "
-                f"(calls #{first}-#{last}, total: {_calls(group.total_calls)})"
+                f"(calls #{first}-#{last}, total: {_calls(total)})"
             )
             label_prefix, body_prefix = inner + "  ", inner + "    "
         if label_prefix is not None:
@@ -152,9 +154,20 @@ class _View:
         yield (
             f"{prefix}🔀 Variant {v + 1}: {len(variant.iterations)} "
             f"iteration{'s' * (len(variant.iterations) != 1)} ({listed}), "
-            f"{_calls(variant.calls)} each:"
+            f"{_calls(self._calls(steps, group, shift, v))} each:"
         )
         yield self.diff_lines(self.differences(steps, group, shift, v), prefix + "  ", level)
+
+    def _span_calls(self, steps, lo: int, hi: int) -> int:
+        """Calls in the subtrees of steps ``lo..hi``."""
+        return int(self.folding.shapes.size[steps[lo:hi]].sum())
+
+    def _calls(self, steps, group: LocalGroup, shift: int, v: int) -> int:
+        """Calls in the shown iteration of variant ``v``."""
+        j = group.variants[v].representative
+        return self._span_calls(
+            steps, int(group.bounds[j]) + shift, int(group.bounds[j + 1]) + shift
+        )
 
     def differences(self, steps, group: LocalGroup, shift: int, v: int) -> list[tuple]:
         """The differences of variant ``v``'s iteration from the template's."""
@@ -193,8 +206,8 @@ class _View:
         _, _, kind, value, steps = entry
         if kind == "step":
             return call_label(self.trace, int(steps[value]), with_args=False)
-        group = value[0]
-        count = _calls(group.variants[0].calls)
+        group, shift = value
+        count = _calls(self._calls(steps, group, shift, 0))
         return f"🔄 Nested Pattern: {group.repetitions}x repetitions of {count}"
 
     def _iteration_entries(self, steps, group: LocalGroup, shift: int, v: int) -> list[tuple]:
@@ -224,7 +237,8 @@ class _View:
                 b = int(nested.bounds[first + 1]) + nested_shift
                 loose = ("g", tuple(int(function[steps[x]]) for x in range(a, b)))
                 span = steps[nested.start + nested_shift : nested.stop + nested_shift]
-                exact = (nested.bounds.tobytes(), shapes.shape[span].tobytes())
+                relative = nested.bounds - nested.bounds[0]
+                exact = (relative.tobytes(), shapes.shape[span].tobytes())
                 out.append((loose, exact, kind, value, steps))
         return out
 
