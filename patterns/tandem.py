@@ -77,14 +77,11 @@ def _periods(keys: np.ndarray, max_period: int) -> list[int]:
     return sorted(periods)
 
 
-def _primitive(keys, start: int, period: int) -> bool:
+def _primitive(keys: list, start: int, period: int) -> bool:
     """True when ``keys[start : start + period]`` is not a repeat of a shorter block."""
-    if period == 1:
-        return True
     block = keys[start : start + period]
-    same = np.array_equal if isinstance(block, np.ndarray) else (lambda a, b: a == b)
     return not any(
-        period % d == 0 and same(block[d:], block[: period - d]) for d in range(1, period // 2 + 1)
+        period % d == 0 and block[d:] == block[: period - d] for d in range(1, period // 2 + 1)
     )
 
 
