@@ -1,13 +1,13 @@
 """Benchmark the pattern folding (``patterns/``): time and extra memory of
 ``fold_trace`` and ``annotate`` on generated and on real traces.
 
-    python benchmarks/fold.py                         # 1e5, 1e6, 1e7 calls + flat 1e6, 3 repeats
-    python benchmarks/fold.py --sizes 1e5,1e6 --repeat 5
-    python benchmarks/fold.py --real                  # also the traced workloads of run.py
+    python benchmarks/fold.py                  # training loop 1e5, 1e6, 1e7; flat 1e5, 1e6
+    python benchmarks/fold.py --sizes 1e5,1e6 --flat 0 --repeat 5
+    python benchmarks/fold.py --real           # also the traced workloads of run.py
 
 Generated traces are built directly as numpy columns (see ``training_trace`` and
 ``flat_trace``): a training loop with noise, sized to about the requested number
-of calls, and one very long flat sibling list. Every measurement runs in a fresh
+of calls, and a very long flat sibling list. Every measurement runs in a fresh
 process (``--child``), which builds (or unpickles) the trace, collects garbage and
 times one ``fold_trace`` or one ``annotate`` call; the median over the repetitions
 is reported. Memory is measured in separate runs with ``tracemalloc`` (numpy
@@ -51,6 +51,8 @@ FOLD_SECONDS = {1_000_000: 2.0, 10_000_000: 20.0}  # calls -> max fold_trace sec
 MAX_LINEARITY = 1.25  # (time ratio) / (calls ratio), 10^6 -> 10^7: 1.0 is linear
 MAX_BYTES_PER_CALL = 100.0  # peak memory beyond the trace, per call
 BIG = 5_000_000  # traces at least this large use --big-repeat repetitions
+OPS = ("fold", "annotate")
+SLOW_S = 60.0  # a trace whose first run takes longer is also run --big-repeat times
 
 # Shape of the generated training loop.
 LAYERS = 16  # layers per forward pass
@@ -305,6 +307,8 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
     from patterns.engine import fold_trace
 
     trace = make_trace(spec["source"])
+    trace.__dict__.pop("children", None)  # a cached_property: folding computes it
+    trace.patterns = None
     columns = trace.calls
     trace_bytes = sum(getattr(columns, k).nbytes for k in columns.__dataclass_fields__)
     gc.collect()
@@ -349,36 +353,70 @@ class Row:
     fold_peak: int | None = None
     annotate_peak: int | None = None
     statistics: dict[str, Any] = field(default_factory=dict)
+    timed_out: set[str] = field(default_factory=set)  # operations that ran past --timeout
+    memory_note: dict[str, str] = field(default_factory=dict)  # op -> why no memory figure
     error: str = ""
+
+    def median(self, op: str) -> float | None:
+        """Median seconds of ``op`` (fold or annotate), None when never measured."""
+        samples = self.fold_s if op == "fold" else self.annotate_s
+        return statistics.median(samples) if samples else None
 
     @property
     def fold(self) -> float | None:
-        return statistics.median(self.fold_s) if self.fold_s else None
-
-    @property
-    def annotate(self) -> float | None:
-        return statistics.median(self.annotate_s) if self.annotate_s else None
+        return self.median("fold")
 
     def per_call(self, value: float | None, scale: float = 1.0) -> float | None:
         return None if value is None or not self.calls else value * scale / self.calls
 
 
-def run_child(spec: dict[str, Any]) -> dict[str, Any]:
+class TimedOut(Exception):
+    """A measurement ran past --timeout."""
+
+
+def run_child(spec: dict[str, Any], timeout: float) -> dict[str, Any]:
     """Run one measurement in a fresh process; its result (raises on failure)."""
     argv = [PY, str(Path(__file__).resolve()), "--child", json.dumps(spec)]
-    done = subprocess.run(argv, cwd=REPO, env=child_env(), capture_output=True, text=True)
+    try:
+        done = subprocess.run(
+            argv, cwd=REPO, env=child_env(), capture_output=True, text=True, timeout=timeout
+        )
+    except subprocess.TimeoutExpired:
+        raise TimedOut from None
     if done.returncode != 0:
         tail = done.stderr.strip().splitlines()[-3:]
         raise RuntimeError(f"exit {done.returncode}: {' / '.join(tail)}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def measure(row: Row, memory: bool) -> None:
-    """The timing repetitions (fold and annotate interleaved), then the memory runs."""
+def measure(row: Row, memory: bool, timeout: float, big_repeat: int) -> None:
+    """The timing repetitions (fold and annotate interleaved), then the memory runs.
+    An operation that runs past ``timeout`` is not run again (nor ``annotate``,
+    which folds first, when ``fold`` timed out); when a first run takes over
+    SLOW_S seconds, the trace is only run ``big_repeat`` times."""
+    ops = list(OPS)
+
+    def timed_out(op: str, what: str) -> None:
+        progress(f"  {row.name:<22} {op:<8} {what}: killed after {timeout:.0f} s (--timeout)")
+        for late in ops[ops.index(op) :] if op == "fold" else [op]:
+            row.timed_out.add(late)
+
     try:
-        for rep in range(row.repeat):
-            for op in ("fold", "annotate") if rep % 2 == 0 else ("annotate", "fold"):
-                result = run_child({"source": row.source, "op": op, "memory": False})
+        rep = 0
+        while rep < row.repeat:
+            if rep == 1 and max(row.fold_s + row.annotate_s, default=0.0) > SLOW_S:
+                row.repeat = min(row.repeat, big_repeat)  # too slow to repeat
+                if rep >= row.repeat:
+                    progress(f"  {row.name}: runs take over {SLOW_S:.0f} s; not repeated")
+                    break
+            for op in ops if rep % 2 == 0 else ops[::-1]:
+                if op in row.timed_out:
+                    continue
+                try:
+                    result = run_child({"source": row.source, "op": op, "memory": False}, timeout)
+                except TimedOut:
+                    timed_out(op, f"rep {rep + 1}/{row.repeat}")
+                    continue
                 row.calls, row.trace_bytes = result["calls"], result["trace_bytes"]
                 (row.fold_s if op == "fold" else row.annotate_s).append(result["seconds"])
                 if op == "annotate":
@@ -387,14 +425,25 @@ def measure(row: Row, memory: bool) -> None:
                     f"  {row.name:<22} {op:<8} rep {rep + 1}/{row.repeat}: "
                     f"{result['seconds']:8.3f} s"
                 )
-        if memory:
-            for op in ("fold", "annotate"):
-                result = run_child({"source": row.source, "op": op, "memory": True})
-                setattr(row, f"{op}_peak", result["peak_bytes"])
-                progress(
-                    f"  {row.name:<22} {op:<8} memory: "
-                    f"{result['peak_bytes'] / 1e6:8.1f} MB peak beyond the trace"
-                )
+            rep += 1
+        for op in ops if memory else []:
+            if op in row.timed_out:
+                continue
+            if (row.median(op) or 0.0) > SLOW_S:
+                row.memory_note[op] = "skipped ²"
+                progress(f"  {row.name:<22} {op:<8} memory: skipped (over {SLOW_S:.0f} s a run)")
+                continue
+            try:
+                result = run_child({"source": row.source, "op": op, "memory": True}, timeout)
+            except TimedOut:
+                row.memory_note[op] = f"> {timeout:.0f} s"
+                progress(f"  {row.name:<22} {op:<8} memory: killed after {timeout:.0f} s")
+                continue
+            setattr(row, f"{op}_peak", result["peak_bytes"])
+            progress(
+                f"  {row.name:<22} {op:<8} memory: "
+                f"{result['peak_bytes'] / 1e6:8.1f} MB peak beyond the trace"
+            )
     except RuntimeError as error:
         row.error = str(error)
         progress(f"  {row.name}: failed: {error}")
@@ -449,7 +498,7 @@ def fmt(value: float | int | None, spec: str, suffix: str = "") -> str:
     return "-" if value is None else f"{value:{spec}}{suffix}"
 
 
-def table(rows: list[Row]) -> str:
+def table(rows: list[Row], timeout: float) -> str:
     """All rows as one markdown table."""
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "|".join("---" for _ in COLUMNS) + "|"]
     for row in rows:
@@ -458,18 +507,25 @@ def table(rows: list[Row]) -> str:
             cells += ["-"] * (len(COLUMNS) - len(cells))
         else:
             stats = row.statistics
-            mb = 1e6
+            calls = fmt(row.calls, ",")
+            if row.calls is None and "calls" in row.source:
+                calls = f"~{int(row.source['calls']):,}"
+            peaks = [row.fold_peak, row.annotate_peak]
+            notes = [row.memory_note.get(op) for op in OPS]
             cells = [
                 row.name + (" ¹" if row.repeat == 1 else ""),
-                fmt(row.calls, ","),
-                fmt(row.fold, ".3f"),
-                fmt(row.annotate, ".3f"),
-                f"{fmt(row.per_call(row.fold, 1e9), ',.0f')} / "
-                f"{fmt(row.per_call(row.annotate, 1e9), ',.0f')}",
-                f"{fmt(row.fold_peak and row.fold_peak / mb, ',.1f')} / "
-                f"{fmt(row.annotate_peak and row.annotate_peak / mb, ',.1f')}",
-                f"{fmt(row.per_call(row.fold_peak), ',.0f')} / "
-                f"{fmt(row.per_call(row.annotate_peak), ',.0f')}",
+                calls,
+                time_cell(row, "fold", timeout),
+                time_cell(row, "annotate", timeout),
+                " / ".join(fmt(row.per_call(row.median(op), 1e9), ",.0f") for op in OPS),
+                " / ".join(
+                    note or fmt(None if p is None else p / 1e6, ",.1f")
+                    for p, note in zip(peaks, notes, strict=True)
+                ),
+                " / ".join(
+                    note or fmt(row.per_call(p), ",.0f")
+                    for p, note in zip(peaks, notes, strict=True)
+                ),
                 fmt(stats.get("groups"), ","),
                 fmt(stats.get("rows_folded"), ","),
                 fmt(stats.get("compression"), ".1f", "x"),
@@ -478,47 +534,95 @@ def table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
+def time_cell(row: Row, op: str, timeout: float) -> str:
+    """Median seconds, or ``> timeout`` when the operation never finished in time."""
+    value = row.median(op)
+    if value is None and op in row.timed_out:
+        return f"> {timeout:.0f}"
+    return fmt(value, ".3f")
+
+
 def verdict(passed: bool | None) -> str:
     return {True: "PASS", False: "MISS", None: "n/a "}[passed]
 
 
-def targets(rows: list[Row], sizes: list[int]) -> list[str]:
+def targets(rows: list[Row], timeout: float) -> list[str]:
     """PASS / MISS lines."""
     lines = []
-    generated = {int(r.source["calls"]): r for r in rows if r.source["kind"] == "training"}
-    flat = [r for r in rows if r.source["kind"] == "flat"]
+    training = {int(r.source["calls"]): r for r in rows if r.source["kind"] == "training"}
+    flat = {int(r.source["calls"]): r for r in rows if r.source["kind"] == "flat"}
     for calls, limit in FOLD_SECONDS.items():
-        candidates = [r for r in (generated.get(calls), *flat) if r is not None]
-        candidates = [r for r in candidates if int(r.source["calls"]) == calls]
-        for row in candidates:
+        for row in (training.get(calls), flat.get(calls)):
+            if row is None or row.error:
+                continue
             value = row.fold
+            if value is None and "fold" in row.timed_out:
+                passed, text = False, f"> {timeout:.0f} s (killed by --timeout)"
+            else:
+                passed = None if value is None else value < limit
+                text = fmt(value, ".2f", " s")
             lines.append(
-                f"- {verdict(None if value is None else value < limit)}  fold_trace time "
-                f"[{row.name}]: {fmt(value, '.2f', ' s')} (target < {limit:.0f} s)"
+                f"- {verdict(passed)}  fold_trace time [{row.name}]: {text} "
+                f"(target < {limit:.0f} s)"
             )
-    small, big = generated.get(1_000_000), generated.get(10_000_000)
-    if small and big and small.calls and big.calls:
-        calls_ratio = big.calls / small.calls
-        for op in ("fold", "annotate"):
-            a, b = getattr(small, op), getattr(big, op)
-            if a is None or b is None:
-                continue
-            ratio = b / a
-            lines.append(
-                f"- {verdict(ratio / calls_ratio <= MAX_LINEARITY)}  growth of {op} time "
-                f"10^6 -> 10^7: {ratio:.1f}x the time for {calls_ratio:.2f}x the calls "
-                f"= {ratio / calls_ratio:.2f}x linear (target <= {MAX_LINEARITY}x linear)"
-            )
+    for kind in (training, flat):
+        sizes = sorted(kind)
+        for small, big in zip(sizes, sizes[1:], strict=False):
+            lines += growth(kind[small], kind[big], timeout)
     for row in rows:
-        for op in ("fold", "annotate"):
-            per_call = row.per_call(getattr(row, f"{op}_peak"))
-            if per_call is None:
-                continue
-            lines.append(
-                f"- {verdict(per_call < MAX_BYTES_PER_CALL)}  peak memory beyond the trace, "
-                f"{op} [{row.name}]: {per_call:,.0f} B/call "
-                f"(target < {MAX_BYTES_PER_CALL:.0f} B/call)"
-            )
+        per_call = {op: row.per_call(getattr(row, f"{op}_peak")) for op in OPS}
+        measured = {op: value for op, value in per_call.items() if value is not None}
+        if not measured:
+            continue
+        figures = ", ".join(f"{op} {value:,.0f}" for op, value in measured.items())
+        passed = all(value < MAX_BYTES_PER_CALL for value in measured.values())
+        lines.append(
+            f"- {verdict(passed)}  peak memory beyond the trace [{row.name}]: {figures} B/call "
+            f"(target < {MAX_BYTES_PER_CALL:.0f} B/call)"
+        )
+    return lines
+
+
+def git_head() -> str | None:
+    """The repository's short HEAD commit, when git is there, with a note when the
+    measured code (patterns/, otel_tracer/) has uncommitted changes."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "patterns", "otel_tracer"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    except OSError:
+        return None
+    if head and dirty:
+        head += " + uncommitted changes in patterns/ or otel_tracer/"
+    return head or None
+
+
+def growth(small: Row, big: Row, timeout: float) -> list[str]:
+    """Time ratio between two sizes of the same shape, against linear growth."""
+    lines = []
+    for op in OPS:
+        a, b = small.median(op), big.median(op)
+        if a is None or not small.calls:
+            continue
+        more = ""
+        if b is None and op in big.timed_out:
+            b, more = timeout, ">"  # a lower bound
+        if b is None:
+            continue
+        calls_ratio = (big.calls or int(big.source["calls"])) / small.calls
+        linear = (b / a) / calls_ratio
+        lines.append(
+            f"- {verdict(linear <= MAX_LINEARITY)}  growth of {op} time "
+            f"[{small.name} -> {size_label(int(big.source['calls']))}]: {more}{b / a:.1f}x "
+            f"the time for {calls_ratio:.2f}x the calls = {more}{linear:.2f}x linear "
+            f"(target <= {MAX_LINEARITY}x linear)"
+        )
     return lines
 
 
@@ -538,7 +642,7 @@ def parse_cli(argv: list[str] | None) -> argparse.Namespace:
         "--sizes", default="1e5,1e6,1e7", help="calls of the generated training-loop traces"
     )
     parser.add_argument(
-        "--flat", default="1e6", help="siblings of the flat trace (0: no flat trace)"
+        "--flat", default="1e5,1e6", help="siblings of the flat traces (0: no flat trace)"
     )
     parser.add_argument(
         "--repeat", type=int, default=3, help="timing runs per trace; the median is reported"
@@ -547,20 +651,27 @@ def parse_cli(argv: list[str] | None) -> argparse.Namespace:
         "--big-repeat",
         type=int,
         default=1,
-        help=f"timing runs for traces of {BIG:,} calls or more (default 1; at most --repeat)",
+        help=f"timing runs for traces of {BIG:,} calls or more, or whose first run takes "
+        f"over {SLOW_S:.0f} s (default 1; at most --repeat)",
     )
     parser.add_argument(
         "--real", action="store_true", help="also trace and fold the workloads of run.py"
     )
     parser.add_argument("--workloads", default=",".join(WORKLOADS), help="workloads for --real")
     parser.add_argument("--no-memory", action="store_true", help="skip the tracemalloc runs")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=600.0,
+        help="seconds before one run is killed and reported as '> TIMEOUT' (default 600)",
+    )
     parser.add_argument("--json", metavar="PATH", help="also save the raw results as JSON")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     opts = parser.parse_args(argv)
     if opts.repeat < 1 or opts.big_repeat < 1:
         parser.error("--repeat and --big-repeat must be >= 1")
     opts.sizes = parse_sizes(opts.sizes)
-    opts.flat = int(float(opts.flat))
+    opts.flat = [n for n in parse_sizes(opts.flat) if n > 0]
     opts.workloads = [w.strip() for w in opts.workloads.split(",") if w.strip()]
     unknown = [w for w in opts.workloads if w not in WORKLOADS]
     if unknown:
@@ -573,10 +684,12 @@ def main(argv: list[str] | None = None) -> int:
     if opts.child:
         print(json.dumps(child(json.loads(opts.child))))
         return 0
+    head = git_head()
     print(
         f"python {platform.python_version()}, numpy {np.__version__} on "
-        f"{platform.platform()}, {os.cpu_count()} CPUs; repeat {opts.repeat} "
-        f"({opts.big_repeat} for traces of {BIG:,} calls or more)",
+        f"{platform.platform()}, {os.cpu_count()} CPUs; git {head or '?'}; "
+        f"repeat {opts.repeat} ({min(opts.repeat, opts.big_repeat)} for traces of {BIG:,} "
+        f"calls or more); timeout {opts.timeout:.0f} s per run",
         flush=True,
     )
 
@@ -587,14 +700,10 @@ def main(argv: list[str] | None = None) -> int:
         Row(f"training loop {size_label(n)}", {"kind": "training", "calls": n}, repeat_for(n))
         for n in opts.sizes
     ]
-    if opts.flat:
-        rows.append(
-            Row(
-                f"flat siblings {size_label(opts.flat)}",
-                {"kind": "flat", "calls": opts.flat},
-                repeat_for(opts.flat),
-            )
-        )
+    rows += [
+        Row(f"flat siblings {size_label(n)}", {"kind": "flat", "calls": n}, repeat_for(n))
+        for n in opts.flat
+    ]
     with tempfile.TemporaryDirectory(prefix="otel-fold-") as tmp:
         if opts.real:
             for name, path in trace_workloads(opts.workloads, Path(tmp)):
@@ -606,22 +715,34 @@ def main(argv: list[str] | None = None) -> int:
             if row.error:
                 continue
             progress(row.name)
-            measure(row, not opts.no_memory)
+            measure(row, not opts.no_memory, opts.timeout, opts.big_repeat)
     print()
-    print(table(rows))
+    print(table(rows, opts.timeout))
     if any(r.repeat == 1 for r in rows):
         print(
-            f"\n¹ a single timing run (traces of {BIG:,} calls or more run --big-repeat "
-            f"{opts.big_repeat} times): the time is one sample, not a median."
+            f"\n¹ one timing run: the time is a single sample, not a median (traces of "
+            f"{BIG:,} calls or more, and traces whose first run took over {SLOW_S:.0f} s, "
+            f"run min(--repeat, --big-repeat) = {min(opts.repeat, opts.big_repeat)} time(s))."
         )
+    if any(r.timed_out for r in rows):
+        print(
+            f"\n> {opts.timeout:.0f}: the run was killed after --timeout {opts.timeout:.0f} s "
+            "and not repeated (annotate folds first, so it is not run when fold timed out)."
+        )
+    if any(note.startswith("skipped") for r in rows for note in r.memory_note.values()):
+        print(
+            f"\n² no memory run: the timing runs took over {SLOW_S:.0f} s, and tracemalloc "
+            "slows the Python-heavy folding several-fold (8x measured on the flat trace)."
+        )
+    own = [r.trace_bytes / r.calls for r in rows if r.trace_bytes and r.calls]
     print(
         "\nns / call: median seconds / calls. Peak beyond trace: tracemalloc peak during the "
-        "call minus the memory in use before it (the trace's columns are not counted; "
-        "one run). groups, rows folded, compression: trace.patterns.section['statistics'] "
-        "after annotate."
+        "call minus the memory in use before it, one run; the trace's own columns "
+        f"({statistics.median(own) if own else 0:.0f} B/call) are not counted. groups, "
+        "rows folded, compression: trace.patterns.section['statistics'] after annotate."
     )
     print("\nTargets:")
-    for line in targets(rows, opts.sizes):
+    for line in targets(rows, opts.timeout):
         print(line)
     if opts.json:
         payload = {
@@ -629,8 +750,10 @@ def main(argv: list[str] | None = None) -> int:
             "numpy": np.__version__,
             "platform": platform.platform(),
             "cpu_count": os.cpu_count(),
+            "git_head": head,
             "repeat": opts.repeat,
             "big_repeat": opts.big_repeat,
+            "timeout_s": opts.timeout,
             "rows": [
                 {
                     "name": r.name,
@@ -642,6 +765,7 @@ def main(argv: list[str] | None = None) -> int:
                     "fold_peak_bytes": r.fold_peak,
                     "annotate_peak_bytes": r.annotate_peak,
                     "statistics": r.statistics,
+                    "timed_out": sorted(r.timed_out),
                     "error": r.error,
                 }
                 for r in rows

@@ -24,11 +24,12 @@ _BASES = (0x100000001B3, 0xFF51AFD7ED558CCD)
 class Shapes:
     """Structure columns of a trace, one entry per call row."""
 
-    size: np.ndarray  # int64: calls in the subtree, the call included
-    last: np.ndarray  # int64: the last row (in start order) inside the subtree
-    shape: np.ndarray  # int64: dense structural key
-    position: np.ndarray  # int64: index of the call among its siblings
+    size: np.ndarray  # calls in the subtree, the call included
+    last: np.ndarray  # the last row (in start order) inside the subtree
+    shape: np.ndarray  # dense structural key
     levels: list[np.ndarray]  # rows at each depth, depth 0 first
+
+    # int32 columns while the trace has fewer than 2**31 calls, else int64
 
 
 def _mix(x: np.ndarray, seed: int) -> np.ndarray:
@@ -60,26 +61,30 @@ def depth_levels(trace: Trace) -> list[np.ndarray]:
     depth = trace.calls.depth
     if not len(depth):
         return []
-    order = np.argsort(depth, kind="stable")
+    order = np.argsort(depth, kind="stable").astype(_index_type(len(depth)))
     bounds = np.searchsorted(depth[order], np.arange(int(depth.max()) + 2))
     return [order[bounds[d] : bounds[d + 1]] for d in range(len(bounds) - 1)]
 
 
+def _index_type(n: int) -> type:
+    return np.int32 if n < 2**31 else np.int64
+
+
 def compute_shapes(trace: Trace) -> Shapes:
-    """Subtree sizes, last rows, structural keys and sibling positions."""
+    """Subtree sizes, last rows and structural keys."""
     calls = trace.calls
     n = len(calls)
+    index = _index_type(n)
     parent = calls.parent
     offsets, order = trace.children
-    position = np.empty(n, dtype=np.int64)
+    position = np.empty(n, dtype=index)  # of each call among its siblings
     counts = np.diff(offsets)
-    position[order] = np.arange(n, dtype=np.int64) - np.repeat(offsets[:-1], counts)
+    position[order] = np.arange(n, dtype=index) - np.repeat(offsets[:-1], counts)
     levels = depth_levels(trace)
-    size = np.ones(n, dtype=np.int64)
-    last = np.arange(n, dtype=np.int64)
+    size = np.ones(n, dtype=index)
+    last = np.arange(n, dtype=index)
     child_count = counts[1:] if n else counts
-    function = calls.function.astype(np.uint64)
-    hashes = [_mix(function, seed) for seed in _SEEDS]
+    hashes = [_mix(calls.function.astype(np.uint64), seed) for seed in _SEEDS]
     powers = [_powers(base, int(position.max()) + 1 if n else 1) for base in _BASES]
     sequence = [np.zeros(n, dtype=np.uint64) for _ in _SEEDS]
     with np.errstate(over="ignore"):
@@ -95,14 +100,15 @@ def compute_shapes(trace: Trace) -> Shapes:
             np.maximum.at(last, up, last[children])
             for h, seq, pw in zip(hashes, sequence, powers, strict=True):
                 np.add.at(seq, up, h[children] * pw[position[children]])
-    return Shapes(size, last, _dense_ids(*hashes), position, levels)
+    del sequence, position
+    return Shapes(size, last, _dense_ids(*hashes).astype(index), levels)
 
 
 def _dense_ids(first: np.ndarray, second: np.ndarray) -> np.ndarray:
     """Dense ids of the (first, second) hash pairs; the fast path numbers by
     ``first`` alone when no two pairs share it with different ``second``."""
-    keys, ids = np.unique(first, return_inverse=True)
-    ids = ids.reshape(-1)
+    keys = np.unique(first)
+    ids = np.searchsorted(keys, first)
     seen = np.zeros(len(keys), dtype=np.uint64)
     seen[ids] = second
     if np.array_equal(seen[ids], second):

@@ -35,10 +35,17 @@ def find_runs(keys: np.ndarray, max_period: int = MAX_PERIOD) -> list[Candidate]
     runs: list[Candidate] = []
     matches: dict[int, np.ndarray] = {}  # d -> prefix counts of keys[i] == keys[i + d]
 
-    def matching(d: int) -> np.ndarray:
-        if d not in matches:
-            matches[d] = np.concatenate(([0], np.cumsum(keys[d:] == keys[:-d])))
-        return matches[d]
+    def repeats(starts: np.ndarray, period: int, d: int) -> np.ndarray:
+        """Which blocks ``keys[s : s + period]`` repeat with period ``d``."""
+        if d <= SMALL_PERIODS:  # shared by many periods: prefix counts, kept
+            if d not in matches:
+                matches[d] = np.concatenate(([0], np.cumsum(keys[d:] == keys[:-d])))
+            counts = matches[d]
+            return counts[starts + period - d] - counts[starts] == period - d
+        return np.array(
+            [np.array_equal(keys[s + d : s + period], keys[s : s + period - d]) for s in starts],
+            dtype=bool,
+        )
 
     for period in _periods(keys, max_period):
         eq = np.empty(n - period + 2, dtype=np.int8)
@@ -51,8 +58,7 @@ def find_runs(keys: np.ndarray, max_period: int = MAX_PERIOD) -> list[Candidate]
         starts, lengths = starts[keep], lengths[keep]
         for d in range(1, period // 2 + 1):  # drop blocks that repeat a shorter block
             if period % d == 0 and len(starts):
-                counts = matching(d)
-                shorter = counts[starts + period - d] - counts[starts] == period - d
+                shorter = repeats(starts, period, d)
                 starts, lengths = starts[~shorter], lengths[~shorter]
         reps = (lengths + period) // period
         runs.extend(zip(starts.tolist(), [period] * len(starts), reps.tolist(), strict=True))
