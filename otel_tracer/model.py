@@ -68,8 +68,8 @@ class PatternColumns:
     contains each call, the repetition and the variant, plus the ``patterns``
     section of the JSON trace (docs/trace-format.md)."""
 
-    group: np.ndarray  # int64 per call: 0-based index into section["groups"], -1 when none
-    iteration: np.ndarray  # int64 per call: 0-based repetition of that group, -1 when none
+    group: np.ndarray  # int per call: 0-based index into section["groups"], -1 when none
+    iteration: np.ndarray  # int per call: 0-based repetition of that group, -1 when none
     variant: np.ndarray  # int32 per call: 0-based variant of that repetition, -1 when none
     section: dict[str, Any]  # "options", "statistics", "groups"
 

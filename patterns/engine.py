@@ -86,8 +86,8 @@ class Folding:
     sequences: list[Sequence]
     sequence_of_owner: dict[int, tuple[int, int]]  # owner -> (sequence, owner row)
     instances: Instances
-    group: np.ndarray  # int64 per call: innermost instance containing it, -1
-    iteration: np.ndarray  # int64 per call: iteration of that instance
+    group: np.ndarray  # int32 per call (int64 past 2**31 calls): innermost instance, -1
+    iteration: np.ndarray  # int32 per call (int64 past 2**31 calls): iteration of it
     variant: np.ndarray  # int32 per call: variant of that iteration
     thread_roots: list[np.ndarray] = field(default_factory=list)
 
@@ -184,8 +184,9 @@ def _flatten(groups: list[LocalGroup]) -> list[Placed]:
 def _annotate(trace: Trace, shapes: Shapes, sequences: list[Sequence]):
     """Number the instances and give every call its innermost group."""
     n = len(trace)
+    small = np.int32 if n < 2**31 else np.int64
     own = np.full(n, -1, dtype=np.int64)
-    own_iteration = np.full(n, -1, dtype=np.int64)
+    own_iteration = np.full(n, -1, dtype=small)
     own_variant = np.full(n, -1, dtype=np.int32)
     columns: dict[str, list[np.ndarray]] = {k: [] for k in ("sequence", "placed", "owner", "local")}
     base = 0
@@ -270,4 +271,4 @@ def _annotate(trace: Trace, shapes: Shapes, sequences: list[Sequence]):
         parent_call=np.where(owner_row >= 0, owner_row, -1)[ordering],
         thread=thread[ordering],
     )
-    return instances, remap[group], iteration, variant
+    return instances, remap[group].astype(small), iteration, variant

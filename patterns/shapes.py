@@ -84,7 +84,8 @@ def compute_shapes(trace: Trace) -> Shapes:
     size = np.ones(n, dtype=index)
     last = np.arange(n, dtype=index)
     child_count = counts[1:] if n else counts
-    hashes = [_mix(calls.function.astype(np.uint64), seed) for seed in _SEEDS]
+    kinds = int(calls.function.max()) + 1 if n else 1  # hash per function, then gather
+    hashes = [_mix(np.arange(kinds, dtype=np.uint64), seed)[calls.function] for seed in _SEEDS]
     powers = [_powers(base, int(position.max()) + 1 if n else 1) for base in _BASES]
     sequence = [np.zeros(n, dtype=np.uint64) for _ in _SEEDS]
     with np.errstate(over="ignore"):
