@@ -155,8 +155,17 @@ def main(argv: list[str] | None = None) -> int:
         from patterns.cli import summary_line
         from patterns.fold import FoldOptions
 
-        folding = annotate(trace, FoldOptions(match=opts.match, near=opts.near))
-        status(f"patterns: {summary_line(folding)}")
+        try:
+            folding = annotate(trace, FoldOptions(match=opts.match, near=opts.near))
+        except Exception as error:  # a bug in folding must not cost the user the trace
+            trace.patterns = None
+            print(
+                f"otel-tracer: warning: pattern folding failed ({type(error).__name__}: "
+                f"{error}); writing the trace without pattern groups",
+                file=sys.stderr,
+            )
+        else:
+            status(f"patterns: {summary_line(folding)}")
     written = _write_outputs(trace, folding, outputs, status)
     if written:
         dropped = trace.meta["dropped_calls"]

@@ -702,3 +702,24 @@ def test_signal_handlers_raising_during_recording_keep_the_tree_sound(tmp_path, 
             assert parent in parents[name], (name, parent)
     assert counts["work"] >= 20000
     assert counts["leaf"] >= 2 * 20000 - counts.get("on_alarm", 0)
+
+
+def test_a_folding_failure_still_writes_the_trace(tmp_path, monkeypatch, capsys):
+    import importlib
+
+    from cli import main as cli_main
+
+    annotate_module = importlib.import_module("patterns.annotate")  # the module, not the function
+
+    write_files(tmp_path, {"prog.py": "def f():\n    return 1\nf()\nf()\nf()\n"})
+
+    def broken(trace, options=None):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(annotate_module, "annotate", broken)
+    out = tmp_path / "t.json"
+    assert cli_main.main(["-q", "--core", "python", str(tmp_path / "prog.py"), "-o", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "pattern folding failed (RuntimeError: boom)" in err
+    assert len(otel_tracer.load(out)) == 4  # <module> and 3 calls of f
+    assert "patterns" not in json.loads(out.read_text())
