@@ -17,6 +17,7 @@ from cli.args import (
     VersionRequested,
     parse_args,
 )
+from exporters.json_trace import output_problem
 from otel_tracer.options import RecordOptions
 from otel_tracer.recorder import CoreUnavailable, Recorder, tool_version
 from otel_tracer.runner import ProgramNotFound, module_origin, run_module, run_script
@@ -83,13 +84,9 @@ def check_inputs(opts: Options) -> tuple[str, list[str], list[Output]]:
     for out in outputs:
         if out.path == "-":
             continue
-        directory = Path(out.path).parent.resolve()
-        if not directory.is_dir():
-            raise BadInput(f"cannot write {out.path}: directory {directory} does not exist")
-        if not os.access(directory, os.W_OK):
-            raise BadInput(f"cannot write {out.path}: directory {directory} is not writable")
-        if Path(out.path).is_dir():
-            raise BadInput(f"cannot write {out.path}: it is a directory")
+        problem = output_problem(out.path)
+        if problem is not None:
+            raise BadInput(problem)
     return program, scope, outputs
 
 

@@ -190,6 +190,18 @@ def save(trace: Trace, path: str | os.PathLike[str], compress: bool | None = Non
             out.writelines(pieces)
 
 
+def output_problem(path: str) -> str | None:
+    """Why ``path`` cannot be written (one line), or None when it can."""
+    directory = Path(path).parent.resolve()
+    if not directory.is_dir():
+        return f"cannot write {path}: directory {directory} does not exist"
+    if not os.access(directory, os.W_OK):
+        return f"cannot write {path}: directory {directory} is not writable"
+    if Path(path).is_dir():
+        return f"cannot write {path}: it is a directory"
+    return None
+
+
 @contextmanager
 def atomic_output(target: Path) -> Iterator[BinaryIO]:
     """A binary file that replaces ``target`` only once it is completely written:

@@ -8,11 +8,10 @@ Bad input gives one line on stderr and exit status 2.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-from pathlib import Path
 from typing import NoReturn, TextIO
 
+from exporters.json_trace import output_problem, save
 from otel_tracer.model import Trace
 from otel_tracer.trace_format import TraceFormatError, load
 from otel_tracer.tree import render_tree
@@ -103,17 +102,6 @@ def select_threads(trace: Trace, wanted: list[str] | None) -> list[int] | None:
     return chosen
 
 
-def _check_writable(target: Path) -> None:
-    """Raise ValueError when ``target`` cannot be written."""
-    directory = target.parent
-    if not directory.is_dir():
-        raise ValueError(f"cannot write {target}: directory {directory} does not exist")
-    if target.is_dir():
-        raise ValueError(f"cannot write {target}: it is a directory")
-    if not os.access(directory, os.W_OK):
-        raise ValueError(f"cannot write {target}: directory {directory} is not writable")
-
-
 def summary_line(folding: Folding) -> str:
     """One line: groups, calls covered, rows folded vs unfolded."""
     stats = folding.trace.patterns.section["statistics"]
@@ -146,8 +134,9 @@ def print_statistics(folding: Folding, out: TextIO) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        if args.json not in (None, "-"):
-            _check_writable(Path(args.json))
+        problem = output_problem(args.json) if args.json not in (None, "-") else None
+        if problem is not None:
+            raise ValueError(problem)
         trace = load(args.trace)
         threads = select_threads(trace, args.thread)
     except (TraceFormatError, ValueError) as error:
@@ -166,8 +155,6 @@ def main(argv: list[str] | None = None) -> int:
     if not args.quiet:
         print(f"patterns: {summary_line(folding)}", file=sys.stderr)
     if args.json is not None:
-        from exporters.json_trace import save
-
         try:
             save(trace, args.json)
         except OSError as error:
