@@ -23,10 +23,10 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from trace_builder import build_trace
+from trace_builder import build_trace, trace_from_columns
 
 from exporters.json_trace import dumps
-from otel_tracer.model import Calls, Function, ThreadInfo, Trace
+from otel_tracer.model import Calls, Function, Trace
 from otel_tracer.trace_format import from_document
 from patterns.annotate import annotate
 from patterns.engine import Folding, fold_trace
@@ -698,28 +698,18 @@ def flat_trace(child_functions: np.ndarray) -> Trace:
     start = np.arange(n, dtype=np.int64) * 10
     end = start + 5
     end[0] = n * 10
-    return Trace(
-        meta={"call_count": n},
-        functions=[
-            Function(f"f{i}", f"f{i}", "mod", "/src/mod.py", i + 1, False) for i in range(count)
-        ],
-        threads=[ThreadInfo(100, 200, "MainThread")],
-        strings=[],
-        arg_tuples=[],
-        exceptions=[],
-        calls=Calls(
-            parent=parent,
-            depth=depth,
-            function=function,
-            thread=np.zeros(n, dtype=np.int32),
-            start=start,
-            end=end,
-            args=np.full(n, -1, dtype=np.int32),
-            value=np.full(n, -1, dtype=np.int32),
-            exception=np.full(n, -1, dtype=np.int32),
-            flags=np.zeros(n, dtype=np.uint8),
-            span_id=np.arange(1, n + 1, dtype=np.uint64),
-        ),
+    functions = [
+        Function(f"f{i}", f"f{i}", "mod", "/src/mod.py", i + 1, False) for i in range(count)
+    ]
+    return trace_from_columns(
+        functions,
+        parent=parent,
+        depth=depth,
+        function=function,
+        thread=np.zeros(n, dtype=np.int32),
+        start=start,
+        end=end,
+        flags=np.zeros(n, dtype=np.uint8),
     )
 
 

@@ -59,28 +59,53 @@ def build_trace(*threads: list[Spec]) -> Trace:
     for t, roots in enumerate(threads):
         for root in roots:
             visit(root, -1, 0, t)
-    n = len(flags)
+    return trace_from_columns(
+        functions,
+        parent=np.array(rows["parent"], dtype=np.int64),
+        depth=np.array(rows["depth"], dtype=np.int32),
+        function=np.array(rows["function"], dtype=np.int32),
+        thread=np.array(rows["thread"], dtype=np.int32),
+        start=np.array(starts, dtype=np.int64),
+        end=np.array(ends, dtype=np.int64),
+        flags=np.array(flags, dtype=np.uint8),
+        threads=len(threads),
+    )
+
+
+def trace_from_columns(
+    functions: list[Function],
+    parent: np.ndarray,
+    depth: np.ndarray,
+    function: np.ndarray,
+    thread: np.ndarray,
+    start: np.ndarray,
+    end: np.ndarray,
+    flags: np.ndarray,
+    threads: int = 1,
+) -> Trace:
+    """A trace from its structural columns; no arguments, values or exceptions."""
+    n = len(parent)
     return Trace(
         meta={"call_count": n},
         functions=functions,
         threads=[
             ThreadInfo(100 + t, 200 + t, "MainThread" if t == 0 else f"T{t}")
-            for t in range(len(threads))
+            for t in range(threads)
         ],
         strings=[],
         arg_tuples=[],
         exceptions=[],
         calls=Calls(
-            parent=np.array(rows["parent"], dtype=np.int64),
-            depth=np.array(rows["depth"], dtype=np.int32),
-            function=np.array(rows["function"], dtype=np.int32),
-            thread=np.array(rows["thread"], dtype=np.int32),
-            start=np.array(starts, dtype=np.int64),
-            end=np.array(ends, dtype=np.int64),
+            parent=parent,
+            depth=depth,
+            function=function,
+            thread=thread,
+            start=start,
+            end=end,
             args=np.full(n, -1, dtype=np.int32),
             value=np.full(n, -1, dtype=np.int32),
             exception=np.full(n, -1, dtype=np.int32),
-            flags=np.array(flags, dtype=np.uint8),
+            flags=flags,
             span_id=np.arange(1, n + 1, dtype=np.uint64),
         ),
     )
