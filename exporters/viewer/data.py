@@ -1,0 +1,232 @@
+"""The viewer's data: a trace (and its folding) in the compact form the page loads.
+
+The page loads three gzip-compressed blobs (docs/viewer.md):
+
+* ``meta.json``: run metadata, the function and thread tables, the statistics and
+  the folded structure (one entry per distinct child sequence, see ``_group``);
+* ``calls.bin``: one little-endian column per call field, back to back, laid out
+  as ``meta["columns"]`` says (start and duration in ns as float64 first, so the
+  float64 views are aligned, then int32 columns, then the uint8 flags);
+* ``details.json``: arguments, values, exceptions and span ids, loaded only when
+  a call's details are first shown.
+
+The page builds the children lists, subtree sizes and everything else it needs
+from these, so nothing per call is sent twice.
+"""
+
+from __future__ import annotations
+
+import os
+import zlib
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+
+from otel_tracer.model import EXTERNAL, Trace
+from patterns.engine import Folding
+from patterns.groups import LocalGroup
+from patterns.render import count_rows
+
+TOP_FUNCTIONS = 25
+COMPRESS_LEVEL = 6
+
+# name, numpy dtype: the columns of calls.bin, in order
+COLUMNS = (
+    ("start", "<f8"),
+    ("duration", "<f8"),
+    ("parent", "<i4"),
+    ("function", "<i4"),
+    ("thread", "<i4"),
+    ("sequence", "<i4"),
+    ("flags", "u1"),
+)
+
+
+@dataclass
+class ViewerData:
+    """The gzip-compressed blobs of one trace, by name."""
+
+    blobs: dict[str, bytes]
+    calls: int
+
+
+def _gzip(data: bytes) -> bytes:
+    compressor = zlib.compressobj(COMPRESS_LEVEL, zlib.DEFLATED, 31)  # 31: gzip container
+    return compressor.compress(data) + compressor.flush()
+
+
+def build_data(trace: Trace, folding: Folding | None) -> ViewerData:
+    """The viewer blobs of ``trace``; ``folding`` is None for the unfolded view."""
+    calls_blob, layout = _calls_blob(trace, folding)
+    meta = _meta(trace, folding, layout)
+    blobs = {
+        "meta.json": _gzip(orjson.dumps(meta)),
+        "calls.bin": _gzip(calls_blob),
+        "details.json": _gzip(orjson.dumps(_details(trace))),
+    }
+    return ViewerData(blobs=blobs, calls=len(trace))
+
+
+def _calls_blob(trace: Trace, folding: Folding | None) -> tuple[bytes, list[dict[str, Any]]]:
+    calls = trace.calls
+    n = len(trace)
+    origin = int(calls.start.min()) if n else 0
+    sequence = np.full(n, -1, dtype=np.int32)
+    if folding is not None:
+        for s, seq in enumerate(folding.sequences):
+            owners = seq.owners[seq.owners >= 0]
+            sequence[owners] = s
+    values = {
+        "start": (calls.start - origin).astype("<f8"),
+        "duration": (calls.end - calls.start).astype("<f8"),
+        "parent": calls.parent.astype("<i4"),
+        "function": calls.function.astype("<i4"),
+        "thread": calls.thread.astype("<i4"),
+        "sequence": sequence.astype("<i4"),
+        "flags": calls.flags.astype("u1"),
+    }
+    layout, pieces, offset = [], [], 0
+    for name, dtype in COLUMNS:
+        data = np.ascontiguousarray(values[name], dtype=dtype).tobytes()
+        layout.append({"name": name, "type": dtype, "offset": offset, "length": n})
+        pieces.append(data)
+        offset += len(data)
+    return b"".join(pieces), layout
+
+
+def _meta(trace: Trace, folding: Folding | None, layout: list[dict[str, Any]]) -> dict[str, Any]:
+    calls = trace.calls
+    n = len(trace)
+    origin = int(calls.start.min()) if n else 0
+    thread_sequences = [-1] * len(trace.threads)
+    sequences: list[dict[str, Any]] = []
+    if folding is not None:
+        for s, seq in enumerate(folding.sequences):
+            sequences.append({"groups": [_group(g) for g in seq.groups]})
+            for owner in seq.owners[seq.owners < 0].tolist():
+                thread_sequences[-1 - owner] = s
+    return {
+        "calls": n,
+        "origin_ns": origin,
+        "metadata": trace.meta,
+        "columns": layout,
+        "functions": [
+            {
+                "name": f.name,
+                "qualname": f.qualname,
+                "module": f.module,
+                "file": f.file,
+                "basename": os.path.basename(f.file),
+                "line": f.line,
+                "external": f.external,
+                "argnames": list(f.argnames),
+            }
+            for f in trace.functions
+        ],
+        "threads": [
+            {"id": t.id, "native_id": t.native_id, "name": t.name, "sequence": thread_sequences[i]}
+            for i, t in enumerate(trace.threads)
+        ],
+        "patterns": None
+        if folding is None
+        else {"options": {"match": folding.options.match, "near": folding.options.near}},
+        "sequences": sequences,
+        "statistics": statistics(trace, folding),
+    }
+
+
+def _group(group: LocalGroup) -> dict[str, Any]:
+    """A group by sibling positions: iteration bounds (``start``/``period`` when all
+    iterations have the same length), the variant of each iteration (omitted when
+    there is one variant) and each variant's iterations and nested groups."""
+    lengths = np.diff(group.bounds)
+    entry: dict[str, Any] = {"start": group.start, "repetitions": group.repetitions}
+    if np.all(lengths == lengths[0]):
+        entry["period"] = int(lengths[0])
+    else:
+        entry["bounds"] = group.bounds.tolist()
+    if len(group.variants) > 1:
+        entry["variant_of"] = group.variant_of.tolist()
+    entry["near"] = group.near
+    entry["variants"] = [
+        {
+            "iterations": v.iterations.tolist() if len(group.variants) > 1 else None,
+            "representative": v.representative,
+            "nested": [_group(g) for g in v.nested],
+        }
+        for v in group.variants
+    ]
+    return entry
+
+
+def _details(trace: Trace) -> dict[str, Any]:
+    calls = trace.calls
+    return {
+        "strings": trace.strings,
+        "arg_tuples": trace.arg_tuples,
+        "exceptions": trace.exceptions,
+        "args": calls.args.tolist(),
+        "value": calls.value.tolist(),
+        "exception": calls.exception.tolist(),
+        "span_id": [f"{int(s):016x}" for s in calls.span_id.tolist()],
+    }
+
+
+def statistics(trace: Trace, folding: Folding | None) -> dict[str, Any]:
+    """The statistics panel: counts, duration, pattern groups and top functions.
+
+    A function's total time counts a call only when its parent is not a call of
+    the same function, so direct recursion is not counted twice; self time is a
+    call's duration minus its children's."""
+    calls = trace.calls
+    n = len(trace)
+    functions = len(trace.functions)
+    duration = (calls.end - calls.start).astype(np.int64)
+    parent = calls.parent
+    has_parent = parent >= 0
+    child_time = np.bincount(parent[has_parent], weights=duration[has_parent], minlength=n)
+    self_time = duration - child_time[:n] if n else duration
+    same_as_parent = np.zeros(n, dtype=bool)
+    same_as_parent[has_parent] = calls.function[parent[has_parent]] == calls.function[has_parent]
+    count = np.bincount(calls.function, minlength=functions)
+    total = np.bincount(calls.function[~same_as_parent], duration[~same_as_parent], functions)
+    own = np.bincount(calls.function, weights=self_time, minlength=functions)
+
+    def top(values: np.ndarray) -> list[dict[str, Any]]:
+        order = np.lexsort((np.arange(functions), -values))[:TOP_FUNCTIONS]
+        return [
+            {
+                "function": int(f),
+                "count": int(count[f]),
+                "total_ns": int(total[f]),
+                "self_ns": int(own[f]),
+            }
+            for f in order
+            if count[f]
+        ]
+
+    stats: dict[str, Any] = {
+        "calls": n,
+        "functions": int(np.count_nonzero(count)),
+        "external_calls": int(np.count_nonzero(calls.flags & EXTERNAL)),
+        "max_depth": int(calls.depth.max()) + 1 if n else 0,
+        "threads": len(trace.threads),
+        "duration_ns": int(calls.end.max() - calls.start.min()) if n else 0,
+        "top_by_count": top(count.astype(np.float64)),
+        "top_by_total": top(total),
+        "top_by_self": top(own),
+    }
+    if folding is not None:
+        instances = folding.instances
+        rows = count_rows(folding) if n else 0
+        stats["patterns"] = {
+            "groups": len(instances),
+            "top_level_groups": int(np.count_nonzero(instances.parent < 0)),
+            "calls_in_groups": int(np.count_nonzero(folding.group >= 0)),
+            "rows_unfolded": n,
+            "rows_folded": rows,
+            "rows_saved": n - rows,
+        }
+    return stats
