@@ -117,8 +117,9 @@ OPTIONS: tuple[OptionSpec, ...] = (
         ("-o", "--output"),
         "outputs",
         "write the trace to FILE; repeatable. '.json': JSON trace (annotated with its "
-        "pattern groups), '.json.gz': gzipped JSON, '.txt': the grouped view as text, '-': "
-        "JSON to stdout. Without -o the grouped view is printed to stdout after the script ends",
+        "pattern groups), '.json.gz': gzipped JSON, '.txt': the grouped view as text, '.html': "
+        "the viewer as one standalone page (opens from disk, no server), '-': JSON to stdout. "
+        "Without -o the grouped view is printed to stdout after the script ends",
         metavar="FILE",
         repeat=True,
     ),
@@ -162,7 +163,7 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec(
         ("--format",),
         "format",
-        "force the output format: json, json.gz or text (default: from the file name)",
+        "force the output format: json, json.gz, text or html (default: from the file name)",
         metavar="FMT",
     ),
     OptionSpec(

@@ -23,8 +23,14 @@ from otel_tracer.recorder import CoreUnavailable, Recorder, tool_version
 from otel_tracer.runner import ProgramNotFound, module_origin, run_module, run_script
 from otel_tracer.scope import Scope, default_scope
 
-FORMATS = ("json", "json.gz", "text")
-_SUFFIX_FORMATS = ((".json.gz", "json.gz"), (".json", "json"), (".txt", "text"))
+FORMATS = ("json", "json.gz", "text", "html")
+_SUFFIX_FORMATS = (
+    (".json.gz", "json.gz"),
+    (".json", "json"),
+    (".txt", "text"),
+    (".html", "html"),
+    (".htm", "html"),
+)
 
 
 class BadInput(Exception):
@@ -50,7 +56,7 @@ def output_format(path: str, forced: str | None) -> str:
             return fmt
     raise BadInput(
         f"cannot tell the output format of {path!r} from its name "
-        f"(use .json, .json.gz or .txt, or --format {{{','.join(FORMATS)}}})"
+        f"(use .json, .json.gz, .txt or .html, or --format {{{','.join(FORMATS)}}})"
     )
 
 
@@ -83,6 +89,8 @@ def check_inputs(opts: Options) -> tuple[str, list[str], list[Output]]:
     outputs = [Output(path, output_format(path, opts.format)) for path in opts.outputs]
     for out in outputs:
         if out.path == "-":
+            if out.format == "html":
+                raise BadInput("the HTML viewer needs a file name: -o trace.html")
             continue
         problem = output_problem(out.path)
         if problem is not None:
@@ -204,7 +212,11 @@ def _write_outputs(trace, folding, outputs: list[Output], status) -> bool:
         return False
     for out in outputs:
         try:
-            if out.format == "text":
+            if out.format == "html":
+                from exporters.viewer import write_standalone
+
+                write_standalone(trace, folding, out.path)
+            elif out.format == "text":
                 if out.path == "-":
                     _render_text(trace, folding, sys.stdout)
                 else:

@@ -15,11 +15,15 @@ from patterns.engine import Folding, fold_trace
 from patterns.fold import FoldOptions
 
 
-def fold_for_viewer(trace: Trace, patterns: bool = True) -> Folding | None:
-    """The folding the viewer shows: with the options the trace was annotated with
-    (when it was), or the defaults; None without patterns."""
+def fold_for_viewer(
+    trace: Trace, patterns: bool = True, options: FoldOptions | None = None
+) -> Folding | None:
+    """The folding the viewer shows: with ``options``, else the options the trace
+    was annotated with (when it was), else the defaults; None without patterns."""
     if not patterns:
         return None
+    if options is not None:
+        return fold_trace(trace, options)
     options = FoldOptions()
     if trace.patterns is not None:
         saved = trace.patterns.section.get("options", {})
