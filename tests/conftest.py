@@ -63,3 +63,37 @@ def core(request: pytest.FixtureRequest) -> str:
             pytest.skip("C core not built (OTEL_TRACER_ALLOW_NO_C=1)")
         pytest.fail("the C recording core is not built: run pip install -e .")
     return request.param
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """One headless Chromium for the session (see tests/browser.py)."""
+    from browser import FLAGS, chromium_path
+
+    executable = chromium_path()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        instance = playwright.chromium.launch(executable_path=executable, args=FLAGS)
+        yield instance
+        instance.close()
+
+
+@pytest.fixture
+def page(browser):
+    """A fresh page (1400x900); fails the test on any JavaScript error or console error."""
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(f"page error: {error}"))
+    page.on(
+        "console",
+        lambda message: (
+            errors.append(f"console {message.type}: {message.text}")
+            if message.type == "error"
+            else None
+        ),
+    )
+    yield page
+    context.close()
+    assert not errors, errors
