@@ -11,6 +11,28 @@
 /** Kinds that open only when the user opens them (never by "expand all"). */
 const EXPLICIT_KINDS = new Set(["variant", "reps", "rep"]);
 
+/** A call row; the most numerous node, so its key is only built when asked for. */
+class CallNode {
+  constructor(row, depth, rails, ctx, expandable) {
+    this.kind = "call";
+    this.row = row;
+    this.depth = depth;
+    this.rails = rails;
+    this.ctx = ctx;
+    this.expandable = expandable;
+    this.mark = "";
+  }
+  get key() {
+    return this.ctx + "c" + this.row;
+  }
+}
+
+/** Whether ``node`` is the node with key ``key`` (cheaply, for call nodes). */
+function hasKey(node, key, row) {
+  if (node.kind === "call") return node.row === row && node.key === key;
+  return node.key === key;
+}
+
 class TreeState {
   constructor(model) {
     this.model = model;
@@ -133,7 +155,8 @@ class TreeState {
         out.push(items[k++]);
         i++;
       } else if (k < b.length && (i >= a.length || lcs[i * width + k + 1] >= lcs[(i + 1) * width + k])) {
-        out.push({ ...items[k++], mark: "+" });
+        items[k].mark = "+";
+        out.push(items[k++]);
       } else {
         const missing = base[i++];
         out.push({ kind: "missing", key: `${node.key}m${i}`, depth: missing.depth, rails: missing.rails, of: missing, mark: "-", expandable: false });
@@ -169,7 +192,7 @@ class TreeState {
 
   pushCall(out, row, depth, rails, ctx) {
     if (this.hideExternal && this.model.isExternal(row)) return;
-    out.push({ kind: "call", key: ctx + "c" + row, depth, rails, ctx, row, expandable: this.model.size[row] > 1 });
+    out.push(new CallNode(row, depth, rails, ctx, this.model.size[row] > 1));
   }
 
   // -- flattening -----------------------------------------------------------------------
@@ -199,14 +222,26 @@ class TreeState {
       const next = [];
       for (const node of level) {
         if (!node.expandable || EXPLICIT_KINDS.has(node.kind)) continue;
-        const children = this.children(node);
-        if (visible + children.length > budget && visible > 0 && node.kind !== "thread") return;
+        const count = this.childCount(node);
+        if (visible + count > budget && visible > 0 && node.kind !== "thread") return;
         this.setOpen(node, true);
-        visible += children.length;
-        next.push(...children.slice(0, budget));
+        visible += count;
+        if (next.length < budget) next.push(...this.children(node).slice(0, budget));
       }
       level = next;
     }
+  }
+
+  /** How many rows opening ``node`` adds at the next level (without building
+   * them for the common case of a call or thread with no groups). */
+  childCount(node) {
+    if (node.kind === "call" || node.kind === "thread") {
+      const owner = node.kind === "call" ? node.row : -1 - node.t;
+      if (!this.hideExternal && !(this.patterns && this.model.groupsOf(owner).length)) {
+        return this.model.childrenOf(owner).length;
+      }
+    }
+    return this.children(node).length;
   }
 
   // -- revealing a call -------------------------------------------------------------------

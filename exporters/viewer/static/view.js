@@ -102,10 +102,16 @@ class Viewer {
     this.rows = this.state.flatten(this.state.threadNodes());
     this.layout();
     if (this.selectedKey !== null) {
-      const index = this.rows.findIndex((node) => node.key === this.selectedKey);
-      this.selected = index;
+      this.selected = this.indexOfKey(this.selectedKey);
     }
     this.render();
+  }
+
+  /** Row index of the node with ``key`` (-1 when not visible). */
+  indexOfKey(key) {
+    const match = /^(?:.*\/)?c(\d+)$/.exec(key);
+    const row = match ? Number(match[1]) : -1;
+    return this.rows.findIndex((node) => hasKey(node, key, row));
   }
 
   layout() {
@@ -178,7 +184,6 @@ class Viewer {
     const m = this.model;
     element.dataset.index = index;
     element.dataset.kind = node.kind;
-    element.dataset.key = node.key;
     const [boxes, twisty, icon, label, loc, badges, right] = element.children;
     const indent = 8 + node.depth * INDENT;
     twisty.style.marginLeft = indent + "px";
@@ -371,7 +376,7 @@ class Viewer {
     $("external").checked = !this.state.hideExternal;
     this.selectedKey = key;
     this.rebuild();
-    const index = this.rows.findIndex((node) => node.key === key);
+    const index = this.indexOfKey(key);
     if (index >= 0) this.select(index);
   }
 
