@@ -27,7 +27,7 @@ from viewer_helpers import (
 
 import otel_tracer
 from exporters.viewer.server import ViewerServer
-from exporters.viewer.site import fold_for_viewer, write_served
+from exporters.viewer.site import fold_for_viewer, write_served, write_standalone
 from otel_tracer.model import Function
 
 NESTED = """
@@ -482,15 +482,19 @@ def test_a_million_calls_open_and_fold(page, tmp_path):
         ]
         reps = index_of(page, f"All {steps:,} iterations, one by one")
         page.evaluate("i => viewer.toggle(i, true)", reps)
-        assert page.evaluate("viewer.rows.length") > steps
-        page.evaluate("viewer.viewport.scrollTop = viewer.viewport.scrollHeight / 2")
-        page.wait_for_timeout(200)
-        middle = [label for label in shown_labels(page) if label.startswith("Iteration ")]
-        assert middle and 90_000 < int(middle[0].split()[1].replace(",", "")) < 110_000
+        ranges = labels(page, "range")
+        assert len(ranges) == 200 and ranges[0] == "iterations 0-999 of 200,000"
+        page.evaluate("i => viewer.toggle(i, true)", index_of(page, ranges[100]))
+        assert "Iteration 100000 (calls #500002-#500006, 5 calls)" in labels(page, "rep")
         page.evaluate("i => viewer.toggle(i, false)", reps)
         page.uncheck("#patterns")
         page.click("#expand-all")
-        assert page.evaluate("viewer.rows.length") == n + 1
+        assert page.evaluate("viewer.rows.length") == n + 1 + 200  # + thread row and ranges
+        page.evaluate("viewer.viewport.scrollTop = viewer.viewport.scrollHeight / 2")
+        page.wait_for_timeout(200)
+        top = page.locator("#layer .row:not([hidden])").first.get_attribute("data-index")
+        assert 0.45 * n < int(top) < 0.55 * n
+        assert set(shown_labels(page)) <= {"step", "forward", "backward", "update", "log"}
         page.check("#patterns")
         page.fill("#search", "update")
         page.press("#search", "Enter")
@@ -500,3 +504,46 @@ def test_a_million_calls_open_and_fold(page, tmp_path):
     finally:
         server.httpd.shutdown()
         server.httpd.server_close()
+
+
+def test_long_sibling_lists_open_in_ranges(page, tmp_path):
+    """12,000 plain siblings show as 12 ranges of 1,000; search reveals inside them."""
+    functions = [Function("main", "main", "m", "/src/m.py", 1, False)] + [
+        Function(f"f{i}", f"f{i}", "m", "/src/m.py", 10 + i, False) for i in range(7)
+    ]
+    n = 12_001
+    parent = np.zeros(n, dtype=np.int64)
+    parent[0] = -1
+    depth = np.ones(n, dtype=np.int32)
+    depth[0] = 0
+    function = np.zeros(n, dtype=np.int32)
+    function[1:] = 1 + (np.arange(n - 1) * 7919 + (np.arange(n - 1) // 5)) % 6
+    function[9_500] = 7  # f6 once, in the tenth range
+    start = np.arange(n, dtype=np.int64) * 10
+    end = start + 5
+    end[0] = start[-1] + 10
+    trace = trace_from_columns(
+        functions,
+        parent,
+        depth,
+        function,
+        np.zeros(n, dtype=np.int32),
+        start,
+        end,
+        np.zeros(n, dtype=np.uint8),
+    )
+    write_standalone(trace, fold_for_viewer(trace, patterns=False), tmp_path / "t.html")
+    open_viewer(page, (tmp_path / "t.html").as_uri())
+    main = index_of(page, "main")
+    page.evaluate("i => viewer.toggle(i, true)", main)
+    ranges = labels(page, "range")
+    assert len(ranges) == 12
+    assert ranges[0] == "calls 1-1,000 of 12,000" and ranges[-1] == "calls 11,001-12,000 of 12,000"
+    page.fill("#search", "f6")
+    page.press("#search", "Enter")
+    wait_for_matches(page)
+    assert page.inner_text("#match-count") == "1 of 1"
+    selected = page.evaluate("viewer.rows[viewer.selected]")
+    assert selected["row"] == 9_500
+    parent_index = page.evaluate("viewer.parentIndex(viewer.selected)")
+    assert labels(page)[parent_index] == "calls 9,001-10,000 of 12,000"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import signal
 import socket
 import sys
 import tempfile
@@ -109,6 +110,22 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         print(f"{PROG}: wrote {args.output} ({len(trace)} calls); open it in a browser")
         return 0
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # stop on SIGTERM as on Ctrl-C
+    try:
+        return _serve(args, trace, folding)
+    except KeyboardInterrupt:
+        print(f"{PROG}: stopped", flush=True)
+        return 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def _serve(args, trace, folding) -> int:
+    """Build the viewer in a private temporary directory and serve it until Ctrl-C."""
     name = page_name(args.trace)
     with tempfile.TemporaryDirectory(prefix="otel-tracer-viewer-") as directory:
         write_served(trace, folding, Path(directory), name)

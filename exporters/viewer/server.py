@@ -8,8 +8,6 @@ server binds to 127.0.0.1 unless told otherwise (an SSH tunnel needs nothing mor
 from __future__ import annotations
 
 import errno
-import signal
-import threading
 from functools import partial
 from http import HTTPStatus
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -70,19 +68,12 @@ class ViewerServer:
         return self.httpd.server_address[1]
 
     def serve_until_stopped(self) -> None:
-        """Serve until Ctrl-C or SIGTERM, then close the socket."""
-        stop = threading.Event()
-
-        def on_signal(signum, frame) -> None:
-            stop.set()
-            threading.Thread(target=self.httpd.shutdown, daemon=True).start()
-
-        previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        """Serve until Ctrl-C (KeyboardInterrupt), then close the socket."""
         try:
             self.httpd.serve_forever(poll_interval=0.2)
+        except KeyboardInterrupt:
+            pass
         finally:
-            for s, handler in previous.items():
-                signal.signal(s, handler)
             self.httpd.server_close()
 
 

@@ -8,6 +8,9 @@
 // Every node has a key that is stable across rebuilds, so the open/closed state
 // survives switching patterns or filters.
 
+/** Sibling lists longer than RANGE_LIMIT are shown in ranges of RANGE_SIZE. */
+const RANGE_LIMIT = 5000, RANGE_SIZE = 1000;
+
 /** Kinds that open only when the user opens them (never by "expand all"). */
 const EXPLICIT_KINDS = new Set(["variant", "reps", "rep"]);
 
@@ -82,7 +85,7 @@ class TreeState {
     const nodes = [];
     this.model.threads.forEach((info, t) => {
       if (this.model.threadRoots[t].length) {
-        nodes.push({ kind: "thread", key: "t" + t, depth: 0, rails: [], t, expandable: true });
+        nodes.push({ kind: "thread", key: "t" + t, depth: 0, rails: [], ctx: "", t, expandable: true });
       }
     });
     return nodes;
@@ -93,9 +96,11 @@ class TreeState {
     const depth = node.depth + 1;
     switch (node.kind) {
       case "thread":
-        return this.sequence(-1 - node.t, depth, node.rails, "");
+        return this.sequence(-1 - node.t, node);
       case "call":
-        return this.sequence(node.row, depth, node.rails, node.ctx);
+        return this.sequence(node.row, node);
+      case "range":
+        return this.rangeChildren(node);
       case "group": {
         const { g, shift, steps, ctx } = node;
         const rails = node.rails.concat([node.depth]);
@@ -110,11 +115,13 @@ class TreeState {
       case "variant":
         return this.markDifferences(node, this.iterationItems(node, 0), this.iterationItems(node, node.v));
       case "reps": {
+        const reps = node.g.repetitions;
+        const ranged = reps > RANGE_LIMIT;
         const out = [];
-        for (let j = 0; j < node.g.repetitions; j++) {
-          out.push({ ...node, kind: "rep", key: node.key.slice(0, -1) + "r" + j, depth, j });
+        for (let j = 0; j < reps; j++) {
+          out.push({ ...node, kind: "rep", key: node.key.slice(0, -1) + "r" + j, depth: depth + (ranged ? 1 : 0), j });
         }
-        return out;
+        return ranged ? this.ranges(node, { items: out }, reps) : out;
       }
       case "rep": {
         const { g, shift, steps, j } = node;
@@ -165,33 +172,81 @@ class TreeState {
     return out;
   }
 
-  /** The children of a call (or a thread's roots), folded when patterns are on. */
-  sequence(owner, depth, rails, ctx) {
+  /** The children of a call (or a thread's roots, ``owner`` -1 - thread), folded
+   * when patterns are on; in ranges when there are very many. */
+  sequence(owner, parent) {
     const steps = this.model.childrenOf(owner);
     const groups = this.patterns ? this.model.groupsOf(owner) : [];
-    return this.items(steps, groups, 0, 0, steps.length, depth, rails, ctx);
+    const depth = parent.depth + 1;
+    if (!groups.length) {
+      if (steps.length > RANGE_LIMIT) return this.ranges(parent, { steps }, steps.length);
+      return this.items(steps, groups, 0, 0, steps.length, depth, parent.rails, parent.ctx);
+    }
+    const all = this.items(steps, groups, 0, 0, steps.length, depth, parent.rails, parent.ctx, true);
+    if (all.length <= RANGE_LIMIT) return this.visible(all);
+    for (const item of all) item.depth++;
+    return this.ranges(parent, { items: all }, all.length);
   }
 
-  /** Steps lo..hi of a sequence with ``groups`` (positions + shift) folded. */
-  items(steps, groups, shift, lo, hi, depth, rails, ctx) {
+  /** Range nodes over ``source`` (``{steps}``: call rows built on demand, or
+   * ``{items}``: nodes already built one level deeper). */
+  ranges(parent, source, total) {
+    const out = [];
+    for (let lo = 0; lo < total; lo += RANGE_SIZE) {
+      out.push({
+        kind: "range", key: `${parent.key}~${lo}`, depth: parent.depth + 1, rails: parent.rails,
+        ctx: parent.ctx, lo, hi: Math.min(lo + RANGE_SIZE, total), total, ...source, expandable: true,
+      });
+    }
+    return out;
+  }
+
+  rangeChildren(node) {
+    if (node.items) return this.visible(node.items.slice(node.lo, node.hi));
+    return this.items(node.steps, [], 0, node.lo, node.hi, node.depth + 1, node.rails, node.ctx);
+  }
+
+  /** The range (its ``lo``) holding position ``pos`` of the children of ``owner``,
+   * or -1 when they are not shown in ranges. */
+  rangeOf(owner, pos) {
+    const steps = this.model.childrenOf(owner);
+    const groups = this.patterns ? this.model.groupsOf(owner) : [];
+    let index = pos, count = steps.length;
+    for (const g of groups) {
+      count -= g.stop - g.start - 1;
+      if (g.stop <= pos) index -= g.stop - g.start - 1;
+      else if (g.start <= pos) index -= pos - g.start;
+    }
+    return count > RANGE_LIMIT ? index - (index % RANGE_SIZE) : -1;
+  }
+
+  /** ``nodes`` without external calls when those are hidden. */
+  visible(nodes) {
+    if (!this.hideExternal) return nodes;
+    return nodes.filter((node) => node.kind !== "call" || !this.model.isExternal(node.row));
+  }
+
+  /** Steps lo..hi of a sequence with ``groups`` (positions + shift) folded;
+   * external calls included even when hidden if ``all``. */
+  items(steps, groups, shift, lo, hi, depth, rails, ctx, all = false) {
     const out = [];
     let pos = lo;
     for (const g of groups) {
       const start = g.start + shift, stop = g.stop + shift;
       if (stop <= lo || start >= hi) continue;
-      for (; pos < start; pos++) this.pushCall(out, steps[pos], depth, rails, ctx);
+      for (; pos < start; pos++) this.pushCall(out, steps[pos], depth, rails, ctx, all);
       out.push({
         kind: "group", key: `${ctx}g${steps[start]}_${stop}`, depth, rails, ctx,
         g, shift, steps, expandable: true,
       });
       pos = stop;
     }
-    for (; pos < hi; pos++) this.pushCall(out, steps[pos], depth, rails, ctx);
+    for (; pos < hi; pos++) this.pushCall(out, steps[pos], depth, rails, ctx, all);
     return out;
   }
 
-  pushCall(out, row, depth, rails, ctx) {
-    if (this.hideExternal && this.model.isExternal(row)) return;
+  pushCall(out, row, depth, rails, ctx, all) {
+    if (!all && this.hideExternal && this.model.isExternal(row)) return;
     out.push(new CallNode(row, depth, rails, ctx, this.model.size[row] > 1));
   }
 
@@ -256,9 +311,12 @@ class TreeState {
     let owner = -1 - m.thread[chain[0]];
     let ctx = "";
     this.openKey("t" + m.thread[chain[0]]);
+    let ownerKey = "t" + m.thread[chain[0]];
     for (const callRow of chain) {
       const steps = m.childrenOf(owner);
       const pos = lowerBound(steps, callRow);
+      const range = this.rangeOf(owner, pos);
+      if (range >= 0) this.openKey(`${ownerKey}~${range}`);
       let groups = this.patterns ? m.groupsOf(owner) : [];
       let shift = 0;
       for (;;) {
@@ -272,6 +330,7 @@ class TreeState {
           groups = g.variants[0].nested;
         } else {
           this.openKey(groupKey + "R");
+          if (g.repetitions > RANGE_LIMIT) this.openKey(`${groupKey}R~${j - (j % RANGE_SIZE)}`);
           this.openKey(groupKey + "r" + j);
           ctx = groupKey + "r" + j + "/";
           const [nested, extra] = g.nestedOf(j);
@@ -279,7 +338,8 @@ class TreeState {
           shift += extra;
         }
       }
-      if (callRow !== row) this.openKey(ctx + "c" + callRow);
+      ownerKey = ctx + "c" + callRow;
+      if (callRow !== row) this.openKey(ownerKey);
       owner = callRow;
     }
     return ctx + "c" + row;

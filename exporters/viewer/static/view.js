@@ -289,13 +289,21 @@ class Viewer {
         const which = iterationList(variant.iterations);
         return { icon: "🔀", label: `Variant ${node.v + 1}: ${plural(count, "iteration")} (${count === 1 ? "iteration" : "iterations"} ${which}), ${plural(calls, "call")} each`, duration: null };
       }
+      case "range": {
+        const total = formatCount(node.total);
+        if (node.items && node.items[0].kind === "rep") {  // iterations are numbered from 0
+          return { icon: "📑", label: `iterations ${node.lo}-${node.hi - 1} of ${total}`, duration: null };
+        }
+        const what = node.steps ? "calls" : "steps";
+        return { icon: "📑", label: `${what} ${formatCount(node.lo + 1)}-${formatCount(node.hi)} of ${total}`, duration: null };
+      }
       case "reps":
         return { icon: "📚", label: `All ${formatCount(node.g.repetitions)} iterations, one by one`, duration: null };
       case "rep": {
         const { g, shift, steps, j } = node;
         const lo = g.bound(j) + shift, hi = g.bound(j + 1) + shift;
         const first = steps[lo] + 1, last = m.lastBetween(steps, lo, hi) + 1;
-        let label = `Iteration ${formatCount(j)} (calls #${first}-#${last}, ${plural(m.callsBetween(steps, lo, hi), "call")})`;
+        let label = `Iteration ${j} (calls #${first}-#${last}, ${plural(m.callsBetween(steps, lo, hi), "call")})`;
         if (g.variants.length > 1) label += ` · variant ${g.variantIndex(j) + 1}`;
         return { icon: "🔁", label, duration: m.spanBetween(steps, lo, hi) };
       }
