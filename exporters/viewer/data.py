@@ -30,7 +30,7 @@ from patterns.groups import LocalGroup
 from patterns.render import count_rows
 
 TOP_FUNCTIONS = 25
-COMPRESS_LEVEL = 6
+COMPRESS_LEVEL = 1  # 8x faster than 6 on 10^6 calls, 8% bigger
 
 # name, numpy dtype: the columns of calls.bin, in order
 COLUMNS = (
