@@ -547,3 +547,17 @@ def test_long_sibling_lists_open_in_ranges(page, tmp_path):
     assert selected["row"] == 9_500
     parent_index = page.evaluate("viewer.parentIndex(viewer.selected)")
     assert labels(page)[parent_index] == "calls 9,001-10,000 of 12,000"
+
+
+def test_empty_trace(page, tmp_path):
+    trace = trace_from_columns(
+        [],
+        *(np.zeros(0, dtype=dtype) for dtype in (np.int64, np.int32, np.int32, np.int32)),
+        np.zeros(0, dtype=np.int64),
+        np.zeros(0, dtype=np.int64),
+        np.zeros(0, dtype=np.uint8),
+    )
+    write_standalone(trace, fold_for_viewer(trace), tmp_path / "empty.html")
+    open_viewer(page, (tmp_path / "empty.html").as_uri())
+    assert page.is_visible("#empty")
+    assert page.inner_text("#empty") == "No calls were recorded in scope."
