@@ -104,6 +104,7 @@ BENCH_JS = """() => {
       }
       case "reps": return g.repetitions;
       case "rep": return g.bound(node.j + 1) - g.bound(node.j);
+      case "range": return node.hi - node.lo;
     }
     return 0;
   }
@@ -120,6 +121,13 @@ BENCH_JS = """() => {
         return `group (${count(node.g.repetitions, "repetition")}, ${count(n, "call")})`;
       }
       case "reps": return `reps (${count(n, "iteration")})`;
+      case "range": {  // as the viewer labels it: calls and steps from 1, iterations from 0
+        const f = (k) => k.toLocaleString("en-US"), of = `of ${f(node.total)}`;
+        if (node.items && node.items[0].kind === "rep") {
+          return `range (iterations ${f(node.lo)}-${f(node.hi - 1)} ${of})`;
+        }
+        return `range (${node.steps ? "calls" : "steps"} ${f(node.lo + 1)}-${f(node.hi)} ${of})`;
+      }
       default: return `${node.kind} (${count(n, "step")})`;
     }
   }

@@ -48,7 +48,7 @@ class TreeState {
 
   isOpen(node) {
     if (EXPLICIT_KINDS.has(node.kind) || !this.all) return this.open.has(node.key);
-    return !this.closed.has(node.key);
+    return !this.closed.size || !this.closed.has(node.key);
   }
 
   setOpen(node, open) {
