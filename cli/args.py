@@ -42,6 +42,8 @@ class Options:
     patterns: bool = True
     match: str = "structure"
     near: bool = True
+    redact: list[str] = field(default_factory=list)
+    redaction: bool = True
 
 
 class UsageError(Exception):
@@ -186,6 +188,18 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "near",
         "only fold repetitions that have the same steps (no near-repeat groups with variants)",
         const=False,
+    ),
+    OptionSpec(
+        ("--redact",),
+        "redact",
+        "also redact argument values whose names match REGEX (case-insensitive search); "
+        "repeatable. By default values of arguments named like password, secret, token, "
+        "api_key, auth, cookie, credential, ... are replaced by [redacted] in every output",
+        metavar="REGEX",
+        repeat=True,
+    ),
+    OptionSpec(
+        ("--no-redact",), "redaction", "keep every argument value, secrets included", const=False
     ),
     OptionSpec(("-q", "--quiet"), "quiet", "no status lines on stderr"),
     OptionSpec(

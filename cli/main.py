@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sys
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from cli.args import (
 from exporters.json_trace import output_problem
 from otel_tracer.options import RecordOptions
 from otel_tracer.recorder import CoreUnavailable, Recorder, tool_version
+from otel_tracer.redact import redact, secret_pattern
 from otel_tracer.runner import ProgramNotFound, module_origin, run_module, run_script
 from otel_tracer.scope import Scope, default_scope
 
@@ -77,6 +79,12 @@ def check_inputs(opts: Options) -> tuple[str, list[str], list[Output]]:
             raise BadInput(f"not a file: {program}")
         if not os.access(program, os.R_OK):
             raise BadInput(f"script is not readable: {program}")
+    if opts.redact and not opts.redaction:
+        raise BadInput("--redact and --no-redact cannot go together")
+    try:
+        secret_pattern(opts.redact)
+    except re.error as error:
+        raise BadInput(f"--redact: not a valid regular expression ({error})") from None
     for root in opts.scopes:
         if not os.path.isdir(root):
             raise BadInput(f"--scope {root}: no such directory")
@@ -154,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         exit_code=outcome.exit_code,
         uncaught_exception=_describe(outcome.exception),
     )
+    redact(trace, secret_pattern(opts.redact) if opts.redaction else None)
     folding = None
     if opts.patterns:
         from patterns.annotate import annotate

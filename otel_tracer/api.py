@@ -5,12 +5,14 @@ from __future__ import annotations
 import functools
 import os
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 from otel_tracer.model import Trace
 from otel_tracer.options import RecordOptions
 from otel_tracer.recorder import Recorder
+from otel_tracer.redact import redact as redact_secrets
+from otel_tracer.redact import secret_pattern
 from otel_tracer.scope import Scope
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -21,13 +23,15 @@ class Tracer:
 
     ``scope`` defaults to the directory of the file that creates the Tracer.
     After the block, ``tracer.trace`` is the Trace and ``tracer.save(path)``
-    writes it (``.json`` or ``.json.gz``)."""
+    writes it (``.json`` or ``.json.gz``). Argument values named like secrets
+    are redacted (``redact``: False for none, or extra name patterns)."""
 
     def __init__(
         self,
         scope: Iterable[str | os.PathLike[str]] | None = None,
         options: RecordOptions | None = None,
         core: str = "auto",
+        redact: bool | Sequence[str] = True,
         **option_values: Any,
     ) -> None:
         if scope is None:
@@ -35,6 +39,8 @@ class Tracer:
         self.options = options or RecordOptions(**option_values)
         self.recorder = Recorder(Scope(os.fspath(s) for s in scope), self.options, core=core)
         self.trace: Trace | None = None
+        extra = () if isinstance(redact, bool) else tuple(redact)
+        self.secrets = secret_pattern(extra) if redact is not False else None
 
     def __enter__(self) -> Tracer:
         self.recorder.start()
@@ -43,6 +49,7 @@ class Tracer:
     def __exit__(self, *exc_info: object) -> None:
         self.recorder.stop()
         self.trace = self.recorder.build(argv=list(sys.argv), exit_code=None)
+        redact_secrets(self.trace, self.secrets)
 
     def save(self, path: str | os.PathLike[str], patterns: bool = True) -> None:
         """Write the trace as the documented JSON (gzipped for ``.gz`` names),

@@ -316,7 +316,7 @@ def test_details_panel(page, nested_trace):
         assert facts["module"] == "__main__"
         assert facts["file"] == f"{trace.function_of(train).file}:{trace.function_of(train).line}"
         assert facts["span id"] == f"{int(trace.calls.span_id[train]):016x}"
-        assert facts["arguments"].split("\n") == ["steps = 6", "password = 'hunter2'"]
+        assert facts["arguments"].split("\n") == ["steps = 6", "password = [redacted]"]
         assert facts["returned"] == "'done'"
         assert facts["thread"].startswith("MainThread")
         duration = int(trace.calls.end[train] - trace.calls.start[train])
