@@ -583,15 +583,15 @@ def targets(rows: list[Row], timeout: float) -> list[str]:
     return lines
 
 
-def git_head() -> str | None:
+def git_head(measured: tuple[str, ...] = ("patterns", "otel_tracer")) -> str | None:
     """The repository's short HEAD commit, when git is there, with a note when the
-    measured code (patterns/, otel_tracer/) has uncommitted changes."""
+    measured code (the folders ``measured``) has uncommitted changes."""
     try:
         head = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", "patterns", "otel_tracer"],
+            ["git", "status", "--porcelain", "--", *measured],
             cwd=REPO,
             capture_output=True,
             text=True,
@@ -599,7 +599,8 @@ def git_head() -> str | None:
     except OSError:
         return None
     if head and dirty:
-        head += " + uncommitted changes in patterns/ or otel_tracer/"
+        folders = ", ".join(f"{m}/" for m in measured)
+        head += f" + uncommitted changes in {folders}"
     return head or None
 
 

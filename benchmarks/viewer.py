@@ -45,6 +45,7 @@ for _path in (HERE, REPO):
 from fold import (  # noqa: E402  (benchmarks/fold.py)
     WORKLOADS,
     flat_trace,
+    git_head,
     parse_sizes,
     size_label,
     trace_workloads,
@@ -732,25 +733,6 @@ def targets(scenarios: list[Scenario]) -> list[str]:
     return lines
 
 
-def git_head() -> str | None:
-    """The short HEAD commit, noting uncommitted changes in the measured code."""
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", "exporters", "patterns", "otel_tracer"],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-    except OSError:
-        return None
-    if head and dirty:
-        head += " + uncommitted changes in exporters/, patterns/ or otel_tracer/"
-    return head or None
-
-
 def chromium_version(executable: str) -> str:
     try:
         done = subprocess.run([executable, "--version"], capture_output=True, text=True)
@@ -851,7 +833,7 @@ def run_benchmark(opts: argparse.Namespace, workdir: Path) -> list[Scenario]:
 
 def main(argv: list[str] | None = None) -> int:
     opts = parse_cli(argv)
-    head = git_head()
+    head = git_head(("exporters", "patterns", "otel_tracer"))
     print(
         f"python {platform.python_version()} on {platform.platform()}, {os.cpu_count()} CPUs; "
         f"{chromium_version(opts.chromium)} (headless); git {head or '?'}; "

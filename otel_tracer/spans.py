@@ -15,6 +15,7 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
@@ -64,9 +65,8 @@ def _service_name_from_environment() -> bool:
 def root_span_id(trace: Trace) -> int:
     """A span id for the run's root span, derived from the trace id and distinct
     from every call's span id."""
-    taken = set(trace.calls.span_id.tolist()) if len(trace) < 1_000_000 else None
     candidate = int(trace.meta["trace_id"][:16], 16) or 1
-    while taken is not None and candidate in taken:
+    while np.any(trace.calls.span_id == np.uint64(candidate)):
         candidate = (candidate * 6364136223846793005 + 1) % 2**64 or 1
     return candidate
 

@@ -59,8 +59,9 @@ def _gzip(data: bytes) -> bytes:
 
 def build_data(trace: Trace, folding: Folding | None) -> ViewerData:
     """The viewer blobs of ``trace``; ``folding`` is None for the unfolded view."""
-    calls_blob, layout = _calls_blob(trace, folding)
-    meta = _meta(trace, folding, layout)
+    origin = int(trace.calls.start.min()) if len(trace) else 0  # ns; start times are offsets
+    calls_blob, layout = _calls_blob(trace, folding, origin)
+    meta = _meta(trace, folding, layout, origin)
     blobs = {
         "meta.json": _gzip(orjson.dumps(meta)),
         "calls.bin": _gzip(calls_blob),
@@ -69,23 +70,24 @@ def build_data(trace: Trace, folding: Folding | None) -> ViewerData:
     return ViewerData(blobs=blobs, calls=len(trace))
 
 
-def _calls_blob(trace: Trace, folding: Folding | None) -> tuple[bytes, list[dict[str, Any]]]:
+def _calls_blob(
+    trace: Trace, folding: Folding | None, origin: int
+) -> tuple[bytes, list[dict[str, Any]]]:
     calls = trace.calls
     n = len(trace)
-    origin = int(calls.start.min()) if n else 0
     sequence = np.full(n, -1, dtype=np.int32)
     if folding is not None:
         for s, seq in enumerate(folding.sequences):
             owners = seq.owners[seq.owners >= 0]
             sequence[owners] = s
-    values = {
-        "start": (calls.start - origin).astype("<f8"),
-        "duration": (calls.end - calls.start).astype("<f8"),
-        "parent": calls.parent.astype("<i4"),
-        "function": calls.function.astype("<i4"),
-        "thread": calls.thread.astype("<i4"),
-        "sequence": sequence.astype("<i4"),
-        "flags": calls.flags.astype("u1"),
+    values = {  # converted to the COLUMNS types below
+        "start": calls.start - origin,
+        "duration": calls.end - calls.start,
+        "parent": calls.parent,
+        "function": calls.function,
+        "thread": calls.thread,
+        "sequence": sequence,
+        "flags": calls.flags,
     }
     layout, pieces, offset = [], [], 0
     for name, dtype in COLUMNS:
@@ -96,10 +98,10 @@ def _calls_blob(trace: Trace, folding: Folding | None) -> tuple[bytes, list[dict
     return b"".join(pieces), layout
 
 
-def _meta(trace: Trace, folding: Folding | None, layout: list[dict[str, Any]]) -> dict[str, Any]:
-    calls = trace.calls
+def _meta(
+    trace: Trace, folding: Folding | None, layout: list[dict[str, Any]], origin: int
+) -> dict[str, Any]:
     n = len(trace)
-    origin = int(calls.start.min()) if n else 0
     thread_sequences = [-1] * len(trace.threads)
     sequences: list[dict[str, Any]] = []
     if folding is not None:

@@ -92,7 +92,6 @@ class TreeState {
   }
 
   children(node) {
-    const m = this.model;
     const depth = node.depth + 1;
     switch (node.kind) {
       case "thread":

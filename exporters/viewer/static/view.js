@@ -183,7 +183,6 @@ class Viewer {
     const node = this.rows[index];
     const m = this.model;
     element.dataset.index = index;
-    element.dataset.kind = node.kind;
     const [boxes, twisty, icon, label, loc, badges, right] = element.children;
     const indent = 8 + node.depth * INDENT;
     twisty.style.marginLeft = indent + "px";
@@ -248,7 +247,7 @@ class Viewer {
       box.hidden = false;
       box.style.left = 2 + layers[k] * INDENT + "px";
       const opens = node.kind === "group" && k === layers.length - 1;
-      const nextLayers = next ? (next.kind === "group" ? next.rails : next.rails) : [];
+      const nextLayers = next ? next.rails : [];
       const closes = !next || nextLayers.length <= k || nextLayers[k] !== layers[k] ||
         (next.kind === "group" && next.depth === layers[k]);
       box.className = "box level" + (k % 4) + (opens ? " top" : "") + (closes ? " bottom" : "");
