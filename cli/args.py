@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 VERSION_TEXT_PREFIX = "otel-tracer"
 USAGE = "usage: python -m cli.main <script.py | -m module> [options] [script args...]"
 CORES = ("auto", "c", "python", "monitoring")
+OTLP_PROTOCOLS = ("grpc", "http/protobuf")
 MATCHES = ("structure", "function")
 
 
@@ -44,6 +45,9 @@ class Options:
     near: bool = True
     redact: list[str] = field(default_factory=list)
     redaction: bool = True
+    otlp_endpoint: str | None = None
+    otlp_protocol: str | None = None
+    fold_patterns: bool = False
 
 
 class UsageError(Exception):
@@ -120,7 +124,9 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "outputs",
         "write the trace to FILE; repeatable. '.json': JSON trace (annotated with its "
         "pattern groups), '.json.gz': gzipped JSON, '.txt': the grouped view as text, '.html': "
-        "the viewer as one standalone page (opens from disk, no server), '-': JSON to stdout. "
+        "the viewer as one standalone page (opens from disk, no server), '.otlp.json': "
+        "OpenTelemetry spans as OTLP/JSON (Jaeger UI opens it), '.pftrace' or "
+        "'.perfetto-trace': Perfetto trace (ui.perfetto.dev), '-': JSON to stdout. "
         "Without -o the grouped view is printed to stdout after the script ends",
         metavar="FILE",
         repeat=True,
@@ -165,7 +171,8 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec(
         ("--format",),
         "format",
-        "force the output format: json, json.gz, text or html (default: from the file name)",
+        "force the format of every -o: json, json.gz, text, html, otlp-json or perfetto "
+        "(default: from each file name)",
         metavar="FMT",
     ),
     OptionSpec(
@@ -200,6 +207,31 @@ OPTIONS: tuple[OptionSpec, ...] = (
     ),
     OptionSpec(
         ("--no-redact",), "redaction", "keep every argument value, secrets included", const=False
+    ),
+    OptionSpec(
+        ("--otlp-endpoint",),
+        "otlp_endpoint",
+        "also send the spans to this OTLP collector (Jaeger, Tempo, an OpenTelemetry "
+        "Collector), e.g. http://localhost:4317 (gRPC) or http://localhost:4318/v1/traces "
+        "(HTTP). Without it, OTEL_TRACES_EXPORTER=otlp and the OTEL_EXPORTER_OTLP_* "
+        "variables turn the export on. A collector that is down costs a message, never "
+        "the trace files or the program's exit code",
+        metavar="URL",
+    ),
+    OptionSpec(
+        ("--otlp-protocol",),
+        "otlp_protocol",
+        "grpc or http/protobuf (default: OTEL_EXPORTER_OTLP_PROTOCOL, else http/protobuf "
+        "for a URL ending in /v1/traces or on port 4318, else grpc)",
+        metavar="{" + ",".join(OTLP_PROTOCOLS) + "}",
+        convert=_one_of(OTLP_PROTOCOLS),
+    ),
+    OptionSpec(
+        ("--fold-patterns",),
+        "fold_patterns",
+        "in the span outputs (OTLP, .otlp.json), keep only the first repetition of each "
+        "pattern group, under a group span carrying the counts: a million-call training "
+        "loop stays small enough for Jaeger",
     ),
     OptionSpec(("-q", "--quiet"), "quiet", "no status lines on stderr"),
     OptionSpec(

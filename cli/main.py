@@ -8,6 +8,7 @@ import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cli.args import (
     USAGE,
@@ -18,21 +19,22 @@ from cli.args import (
     VersionRequested,
     parse_args,
 )
-from exporters.json_trace import output_problem
+from exporters.outputs import (
+    Output,
+    OutputError,
+    checked_output,
+    render_text,
+    write_output,
+    written_line,
+)
 from otel_tracer.options import RecordOptions
 from otel_tracer.recorder import CoreUnavailable, Recorder, tool_version
 from otel_tracer.redact import redact, secret_pattern
 from otel_tracer.runner import ProgramNotFound, module_origin, run_module, run_script
 from otel_tracer.scope import Scope, default_scope
 
-FORMATS = ("json", "json.gz", "text", "html")
-_SUFFIX_FORMATS = (
-    (".json.gz", "json.gz"),
-    (".json", "json"),
-    (".txt", "text"),
-    (".html", "html"),
-    (".htm", "html"),
-)
+if TYPE_CHECKING:
+    from exporters.otlp import OtlpTarget
 
 
 class BadInput(Exception):
@@ -40,32 +42,24 @@ class BadInput(Exception):
 
 
 @dataclass
-class Output:
-    """One place the trace goes, and in which format."""
+class Plan:
+    """What to run and where its trace goes, checked before the program runs."""
 
-    path: str  # "-" for stdout
-    format: str
-
-
-def output_format(path: str, forced: str | None) -> str:
-    """The format for ``path``: ``--format`` if given, else from the file name."""
-    if forced is not None:
-        return forced
-    if path == "-":
-        return "json"
-    for suffix, fmt in _SUFFIX_FORMATS:
-        if path.endswith(suffix):
-            return fmt
-    raise BadInput(
-        f"cannot tell the output format of {path!r} from its name "
-        f"(use .json, .json.gz, .txt or .html, or --format {{{','.join(FORMATS)}}})"
-    )
+    program: str
+    scope: list[str]
+    outputs: list[Output]
+    otlp: OtlpTarget | None
 
 
-def check_inputs(opts: Options) -> tuple[str, list[str], list[Output]]:
-    """Validate everything before the program runs: (program file, scope, outputs)."""
-    if opts.format is not None and opts.format not in FORMATS:
-        raise BadInput(f"unknown --format {opts.format!r} (choose from {', '.join(FORMATS)})")
+def check_inputs(opts: Options) -> Plan:
+    """Validate everything before the program runs."""
+    try:
+        outputs = [checked_output(path, opts.format) for path in opts.outputs]
+    except OutputError as error:
+        raise BadInput(str(error)) from None
+    otlp = _otlp_target(opts)
+    if opts.fold_patterns and not opts.patterns:
+        raise BadInput("--fold-patterns needs the pattern groups: drop --no-patterns")
     if opts.module is not None:
         try:
             program = module_origin(opts.module)
@@ -94,16 +88,20 @@ def check_inputs(opts: Options) -> tuple[str, list[str], list[Output]]:
         scope = [_package_root(program, opts.module)]
     else:
         scope = default_scope(program)
-    outputs = [Output(path, output_format(path, opts.format)) for path in opts.outputs]
-    for out in outputs:
-        if out.path == "-":
-            if out.format == "html":
-                raise BadInput("the HTML viewer needs a file name: -o trace.html")
-            continue
-        problem = output_problem(out.path)
-        if problem is not None:
-            raise BadInput(problem)
-    return program, scope, outputs
+    return Plan(program, scope, outputs, otlp)
+
+
+def _otlp_target(opts: Options) -> OtlpTarget | None:
+    """Where to send spans, if ``--otlp-endpoint`` or ``OTEL_TRACES_EXPORTER`` asks;
+    the OpenTelemetry SDK is only imported then."""
+    if opts.otlp_endpoint is None and not os.environ.get("OTEL_TRACES_EXPORTER"):
+        return None
+    from exporters.otlp import OtlpConfigError, otlp_target
+
+    try:
+        return otlp_target(opts.otlp_endpoint, opts.otlp_protocol)
+    except OtlpConfigError as error:
+        raise BadInput(str(error)) from None
 
 
 def _package_root(origin: str, module: str) -> str:
@@ -120,9 +118,10 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m cli.main`` and the ``otel-tracer`` command."""
     try:
         opts = parse_args(sys.argv[1:] if argv is None else argv)
-        program, scope_roots, outputs = check_inputs(opts)
+        plan = check_inputs(opts)
+        program = plan.program
         recorder = Recorder(
-            Scope(scope_roots),
+            Scope(plan.scope),
             RecordOptions(
                 external_calls=opts.external_calls,
                 include_builtins=opts.include_builtins,
@@ -180,10 +179,14 @@ def main(argv: list[str] | None = None) -> int:
             )
         else:
             status(f"patterns: {summary_line(folding)}")
-    written = _write_outputs(trace, folding, outputs, status)
+    written = _write_outputs(trace, folding, plan.outputs, opts.fold_patterns, status)
     if written:
         dropped = trace.meta["dropped_calls"]
         status(f"{len(trace)} calls recorded" + (f", {dropped} dropped" if dropped else ""))
+    if plan.otlp is not None:
+        from exporters.collector import export_to_collector
+
+        export_to_collector(trace, plan.otlp, opts.fold_patterns, status)
     if outcome.interrupted:
         _die_of_sigint()
     return outcome.exit_code
@@ -198,48 +201,21 @@ def _describe(error: BaseException | None) -> dict[str, str] | None:
     return {"type": kind, "message": message}
 
 
-def _render_text(trace, folding, stream) -> None:
-    """The grouped view when patterns ran, else the plain call tree."""
-    if folding is not None:
-        from patterns.render import render_grouped
-
-        render_grouped(folding, stream)
-    else:
-        from otel_tracer.tree import render_tree
-
-        render_tree(trace, stream)
-
-
-def _write_outputs(trace, folding, outputs: list[Output], status) -> bool:
+def _write_outputs(trace, folding, outputs: list[Output], fold_patterns: bool, status) -> bool:
     """Write every output (the text view on stdout when there is none); False if
-    nothing was written to a file."""
-    from exporters.json_trace import save
-
+    nothing was written to a file. A failed output costs a message, not the others."""
     if not outputs:
         sys.stdout.flush()
-        _render_text(trace, folding, sys.stdout)
+        render_text(trace, folding, sys.stdout)
         return False
     for out in outputs:
         try:
-            if out.format == "html":
-                from exporters.viewer import write_standalone
-
-                write_standalone(trace, folding, out.path)
-            elif out.format == "text":
-                if out.path == "-":
-                    _render_text(trace, folding, sys.stdout)
-                else:
-                    with open(out.path, "w", encoding="utf-8") as stream:
-                        _render_text(trace, folding, stream)
-            else:
-                save(trace, out.path, compress=out.format == "json.gz")
+            write_output(trace, folding, out, fold_patterns)
         except OSError as error:
             print(f"otel-tracer: error: cannot write {out.path}: {error}", file=sys.stderr)
             continue
         if out.path != "-":
-            size = os.path.getsize(out.path)
-            per_call = f", {size / len(trace):.0f} bytes/call" if len(trace) else ""
-            status(f"trace written to {out.path} ({size} bytes{per_call})")
+            status(written_line(trace, out))
     return True
 
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import NoReturn, TextIO
+from typing import TextIO
 
 from exporters.json_trace import output_problem, save
+from otel_tracer.cli_parser import OneLineParser
 from otel_tracer.model import Trace
 from otel_tracer.trace_format import TraceFormatError, load
 from otel_tracer.tree import render_tree
@@ -21,12 +22,6 @@ from patterns.fold import FoldOptions
 from patterns.render import render_grouped
 
 MATCHES = ("structure", "function")
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        print(f"patterns: error: {message} (see --help)", file=sys.stderr)
-        raise SystemExit(2)
 
 
 def _positive(text: str) -> int:
@@ -40,7 +35,8 @@ def _positive(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = OneLineParser(
+        label="patterns",
         prog="python -m patterns",
         description="Show a saved trace with repeated call sequences folded into pattern "
         "groups (loops within loops), or write the trace annotated with them.",

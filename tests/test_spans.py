@@ -9,7 +9,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import StatusCode
 
 import otel_tracer
-from otel_tracer.spans import resource_of, root_span_id, trace_spans
+from otel_tracer.span_plan import root_span_id
+from otel_tracer.spans import resource_of, trace_spans
 
 PROGRAM = """
     import json

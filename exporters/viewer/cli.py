@@ -12,22 +12,16 @@ import socket
 import sys
 import tempfile
 from pathlib import Path
-from typing import NoReturn
 
 from exporters.json_trace import output_problem
 from exporters.viewer.server import PortBusy, ViewerServer
 from exporters.viewer.site import fold_for_viewer, page_name, write_served, write_standalone
+from otel_tracer.cli_parser import OneLineParser
 from otel_tracer.trace_format import TraceFormatError, load
 from patterns.fold import FoldOptions
 
 DEFAULT_PORT = 8080
 PROG = "serve_visualization"
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        print(f"{PROG}: error: {message} (see --help)", file=sys.stderr)
-        raise SystemExit(2)
 
 
 def _port(text: str) -> int:
@@ -41,7 +35,8 @@ def _port(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = OneLineParser(
+        label=PROG,
         prog="python -m exporters.viewer",
         description="Open a saved trace in the browser: the call tree with repeated call "
         "sequences folded into pattern boxes. Serves the viewer on PORT (default 8080) "

@@ -1,0 +1,381 @@
+"""Send a recorded run's spans to an OTLP collector (gRPC or HTTP/protobuf).
+
+``otlp_target`` reads ``--otlp-endpoint``/``--otlp-protocol`` and the standard
+``OTEL_*`` variables into an ``OtlpTarget`` (see docs/otlp.md); ``send_spans``
+exports spans through the OpenTelemetry SDK's OTLP exporters in size-bounded
+batches, and turns a failure into one line instead of the SDK's log records.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import sys
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
+
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from tqdm import tqdm
+
+GRPC = "grpc"
+HTTP = "http/protobuf"
+PROTOCOLS = (GRPC, HTTP)
+DEFAULT_ENDPOINTS = {GRPC: "http://localhost:4317", HTTP: "http://localhost:4318/v1/traces"}
+TRACES_PATH = "/v1/traces"
+DEFAULT_TIMEOUT_MS = 10_000
+BATCH_SPANS = 2_000  # ~0.9 MB of protobuf for typical call spans
+BATCH_BYTES = 1 << 20  # estimated; collectors and Jaeger refuse gRPC messages over 4 MiB
+PROGRESS_MIN_SPANS = 50_000
+_HEADER_KEY = re.compile(r"[!#$%&'*+.^_`|~0-9a-z-]+")
+
+
+class OtlpConfigError(ValueError):
+    """One-line message for a bad endpoint/protocol/header setting."""
+
+
+@dataclass(frozen=True)
+class OtlpTarget:
+    """Where and how to send spans."""
+
+    endpoint: str  # full URL as given to the SDK exporter
+    protocol: str  # "grpc" or "http/protobuf"
+    headers: tuple[tuple[str, str], ...]
+    timeout: float  # seconds per batch
+
+
+@dataclass
+class SendResult:
+    """How many spans the collector accepted, and why it stopped if it did."""
+
+    sent: int
+    error: str | None  # one line, None on success
+
+
+def otlp_target(
+    endpoint: str | None, protocol: str | None = None, environ: Mapping[str, str] = os.environ
+) -> OtlpTarget | None:
+    """The OTLP target asked for by ``--otlp-endpoint``/``--otlp-protocol`` and the
+    ``OTEL_*`` variables; None when neither an endpoint option nor
+    ``OTEL_TRACES_EXPORTER=otlp`` asks for OTLP. Raises OtlpConfigError."""
+    if endpoint is None and not _exporter_requested(environ):
+        return None
+    source, url = _endpoint_setting(endpoint, environ)
+    if url is not None:
+        _check_url(source, url)
+    chosen = _protocol(protocol, url, environ)
+    return OtlpTarget(
+        endpoint=_signal_url(source, url, chosen),
+        protocol=chosen,
+        headers=_headers(environ),
+        timeout=_timeout(environ),
+    )
+
+
+def _setting(environ: Mapping[str, str], name: str) -> tuple[str, str] | None:
+    """(variable, value) of the signal-specific ``OTEL_EXPORTER_OTLP_TRACES_<name>``,
+    else of ``OTEL_EXPORTER_OTLP_<name>``, else None (empty values count as unset)."""
+    for variable in (f"OTEL_EXPORTER_OTLP_TRACES_{name}", f"OTEL_EXPORTER_OTLP_{name}"):
+        value = environ.get(variable, "").strip()
+        if value:
+            return variable, value
+    return None
+
+
+def _exporter_requested(environ: Mapping[str, str]) -> bool:
+    """Whether the comma list ``OTEL_TRACES_EXPORTER`` names ``otlp``."""
+    names = {name.strip().lower() for name in environ.get("OTEL_TRACES_EXPORTER", "").split(",")}
+    return "otlp" in names
+
+
+def _endpoint_setting(endpoint: str | None, environ: Mapping[str, str]) -> tuple[str, str | None]:
+    """(where it came from, URL) of the endpoint; URL None for the default."""
+    if endpoint is not None:
+        return "--otlp-endpoint", endpoint.strip()
+    return _setting(environ, "ENDPOINT") or ("default", None)
+
+
+def _check_url(source: str, url: str) -> None:
+    """Raise OtlpConfigError unless ``url`` is an http(s) URL with a host and valid port."""
+    try:
+        parts = urlsplit(url)
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname)
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError:
+        valid = False
+    if not valid:
+        raise OtlpConfigError(
+            f"{source}={url!r} is not an OTLP endpoint URL "
+            "(expected http:// or https:// and a host, e.g. http://localhost:4317)"
+        )
+
+
+def _protocol(protocol: str | None, url: str | None, environ: Mapping[str, str]) -> str:
+    """The protocol: the option, else OTEL_EXPORTER_OTLP_(TRACES_)PROTOCOL, else
+    http/protobuf for an endpoint on port 4318 or ending in /v1/traces, else grpc."""
+    setting = ("--otlp-protocol", protocol.strip()) if protocol else _setting(environ, "PROTOCOL")
+    if setting is None:
+        return HTTP if url is not None and _looks_like_http(url) else GRPC
+    source, value = setting
+    if value in PROTOCOLS:
+        return value
+    problem = "is not supported" if value == "http/json" else "is not an OTLP protocol"
+    raise OtlpConfigError(f"{source}={value!r} {problem} (use grpc or http/protobuf)")
+
+
+def _looks_like_http(url: str) -> bool:
+    """An OTLP/HTTP endpoint by convention: port 4318 or a /v1/traces path."""
+    parts = urlsplit(url)
+    return parts.port == 4318 or parts.path.rstrip("/").endswith(TRACES_PATH)
+
+
+def _signal_url(source: str, url: str | None, protocol: str) -> str:
+    """The URL for the SDK exporter: for http/protobuf the generic
+    OTEL_EXPORTER_OTLP_ENDPOINT, or an option URL without a path, gets /v1/traces."""
+    if url is None:
+        return DEFAULT_ENDPOINTS[protocol]
+    if protocol == GRPC or source == "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT":
+        return url
+    if source == "OTEL_EXPORTER_OTLP_ENDPOINT" or urlsplit(url).path in ("", "/"):
+        return url.rstrip("/") + TRACES_PATH
+    return url
+
+
+def _headers(environ: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """OTEL_EXPORTER_OTLP_(TRACES_)HEADERS ``k=v,k2=v2`` with URL-decoded values;
+    keys lower-cased (gRPC metadata keys must be)."""
+    setting = _setting(environ, "HEADERS")
+    if setting is None:
+        return ()
+    variable, value = setting
+    headers = []
+    for item in value.split(","):
+        if not item.strip():
+            continue
+        key, equals, text = item.partition("=")
+        key = unquote(key).strip().lower()
+        if not equals or not _HEADER_KEY.fullmatch(key):
+            raise OtlpConfigError(
+                f"{variable}: {item.strip()!r} is not a header (expected key=value,key2=value2)"
+            )
+        headers.append((key, unquote(text).strip()))
+    return tuple(headers)
+
+
+def _timeout(environ: Mapping[str, str]) -> float:
+    """OTEL_EXPORTER_OTLP_(TRACES_)TIMEOUT in milliseconds (as the specification
+    says) as seconds; 10 s by default."""
+    setting = _setting(environ, "TIMEOUT")
+    if setting is None:
+        return DEFAULT_TIMEOUT_MS / 1000
+    variable, value = setting
+    try:
+        milliseconds = float(value)
+    except ValueError:
+        milliseconds = -1.0
+    if not 0 < milliseconds < float("inf"):
+        raise OtlpConfigError(f"{variable}={value!r} is not a timeout in milliseconds")
+    return milliseconds / 1000
+
+
+def send_spans(
+    spans: Iterable[ReadableSpan], total: int, target: OtlpTarget, *, progress: bool = True
+) -> SendResult:
+    """Export ``spans`` (about ``total`` of them, consumed lazily) to ``target`` in
+    batches; stop at the first batch the collector does not take. A progress bar
+    shows on a terminal for ``progress`` and at least PROGRESS_MIN_SPANS spans."""
+    sent = 0
+    with _sdk_log_records() as records, _progress_bar(total, progress) as bar:
+        try:
+            exporter = _exporter(target)
+        except Exception as error:
+            return SendResult(0, _failure(target, 0, total, _exception_text(error)))
+        try:
+            for batch in _batches(spans):
+                if exporter.export(batch) is not SpanExportResult.SUCCESS:
+                    return SendResult(sent, _failure(target, sent, total, _reason(records, target)))
+                sent += len(batch)
+                bar.update(len(batch))
+        except Exception as error:
+            return SendResult(sent, _failure(target, sent, total, _exception_text(error)))
+        finally:
+            exporter.shutdown()
+    return SendResult(sent, None)
+
+
+def _exporter(target: OtlpTarget) -> SpanExporter:
+    """The SDK's OTLP span exporter for ``target``."""
+    if target.protocol == GRPC:
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+        return OTLPSpanExporter(
+            endpoint=target.endpoint,
+            insecure=urlsplit(target.endpoint).scheme == "http",
+            headers=target.headers,
+            timeout=target.timeout,
+        )
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
+        OTLPSpanExporter as HttpSpanExporter,
+    )
+
+    return HttpSpanExporter(
+        endpoint=target.endpoint, headers=dict(target.headers), timeout=target.timeout
+    )
+
+
+def _batches(spans: Iterable[ReadableSpan]) -> Iterator[list[ReadableSpan]]:
+    """Lists of at most BATCH_SPANS spans and about BATCH_BYTES of encoded size
+    (a span bigger than that goes alone)."""
+    batch: list[ReadableSpan] = []
+    size = 0
+    for span in spans:
+        cost = _approximate_size(span)
+        if batch and (len(batch) == BATCH_SPANS or size + cost > BATCH_BYTES):
+            yield batch
+            batch, size = [], 0
+        batch.append(span)
+        size += cost
+    if batch:
+        yield batch
+
+
+def _approximate_size(span: ReadableSpan) -> int:
+    """A cheap estimate of a span's protobuf size: ids, times and framing, plus
+    its name, attributes and events (stack traces can make it large)."""
+    size = 80 + len(span.name) + _attributes_size(span.attributes)
+    for event in span.events:
+        size += 24 + len(event.name) + _attributes_size(event.attributes)
+    return size
+
+
+def _attributes_size(attributes: Mapping[str, object] | None) -> int:
+    """Estimated encoded size of an attribute map (strings by length, others 12)."""
+    if not attributes:
+        return 0
+    return sum(
+        8 + len(key) + (len(value) if isinstance(value, str) else 12)
+        for key, value in attributes.items()
+    )
+
+
+@contextmanager
+def _sdk_log_records() -> Iterator[list[logging.LogRecord]]:
+    """Collect the warnings and errors the SDK logs meanwhile, instead of letting
+    them reach the terminal or the traced program's logging configuration. The
+    SDK loggers' own filters (one drops a repeat of the last message) are lifted
+    so that every failure is seen."""
+    records: list[logging.LogRecord] = []
+    handler = _ListHandler(records)
+    root = logging.getLogger("opentelemetry")
+    saved = root.level, root.propagate
+    filtered = {
+        logger: logger.filters
+        for name, logger in logging.Logger.manager.loggerDict.items()
+        if name.startswith("opentelemetry.") and isinstance(logger, logging.Logger)
+    }
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING)
+    root.propagate = False
+    for logger in filtered:
+        logger.filters = []
+    try:
+        yield records
+    finally:
+        root.removeHandler(handler)
+        root.level, root.propagate = saved
+        for logger, filters in filtered.items():
+            logger.filters = filters
+
+
+class _ListHandler(logging.Handler):
+    """A logging handler that appends records to a list."""
+
+    def __init__(self, records: list[logging.LogRecord]) -> None:
+        super().__init__(logging.WARNING)
+        self.records = records
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Keep the record."""
+        self.records.append(record)
+
+
+@contextmanager
+def _progress_bar(total: int, progress: bool) -> Iterator[tqdm]:
+    """A tqdm bar on stderr, shown only for a long export to a terminal."""
+    shown = progress and total >= PROGRESS_MIN_SPANS and sys.stderr.isatty()
+    bar = tqdm(
+        total=total,
+        unit="span",
+        unit_scale=True,
+        desc="OTLP export",
+        leave=False,
+        file=sys.stderr,
+        disable=not shown,
+    )
+    try:
+        yield bar
+    finally:
+        bar.close()
+
+
+def _failure(target: OtlpTarget, sent: int, total: int, reason: str) -> str:
+    """The one-line error of a failed export."""
+    return (
+        f"OTLP export to {target.endpoint} ({target.protocol}) failed after "
+        f"{sent} of {total} spans: {reason}"
+    )
+
+
+def _exception_text(error: Exception) -> str:
+    """``Type: message`` of an exception, on one line."""
+    text = _one_line(str(error))
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def _reason(records: list[logging.LogRecord], target: OtlpTarget) -> str:
+    """Why the exporter failed, from the SDK's log records: a refused connection, an
+    unknown host, else the last answer of the collector that is not a timeout (gRPC
+    status or HTTP status), else a timeout, else the SDK's last message."""
+    messages = [record.getMessage() for record in records]
+    text = "\n".join(messages)
+    if re.search(r"connection refused|ECONNREFUSED", text, re.IGNORECASE):
+        return "collector unavailable (connection refused)"
+    if re.search(r"NameResolutionError|Name or service not known|errors resolving", text):
+        return f"collector unavailable (cannot resolve {urlsplit(target.endpoint).hostname})"
+    causes = [cause for cause in map(_cause, messages) if cause is not None]
+    answers = [cause for cause in causes if not _is_timeout(cause)]
+    if answers:
+        return answers[-1]
+    if causes:
+        return f"no answer within {target.timeout:g} s"
+    return _one_line(messages[-1]) if messages else "the exporter reported a failure"
+
+
+def _cause(message: str) -> str | None:
+    """The collector's answer in one SDK log message, if it names one."""
+    grpc_status = re.search(r"StatusCode\.(\w+)\b.*?[Ee]rror details: (.*)", message)
+    if grpc_status:
+        code, details = grpc_status[1], _one_line(grpc_status[2])
+        summary = "collector unavailable" if code == "UNAVAILABLE" else f"collector answered {code}"
+        return f"{summary} ({details})" if details else summary
+    http_status = re.search(r"batch code: (\d+), reason: (.*)", message)
+    if http_status:
+        return f"collector answered HTTP {http_status[1]} {_one_line(http_status[2])}"
+    transient = re.search(r"Transient error (.*?) encountered while exporting", message)
+    if transient:
+        return f"collector unavailable ({_one_line(transient[1])})"
+    return None
+
+
+def _is_timeout(cause: str) -> bool:
+    """Whether a cause is the exporter giving up waiting rather than an answer."""
+    return "DEADLINE_EXCEEDED" in cause or "timed out" in cause.lower()
+
+
+def _one_line(text: str, limit: int = 200) -> str:
+    """The first line of ``text``, stripped and cut to ``limit`` characters."""
+    line = text.strip().split("\n", 1)[0].strip()
+    return line if len(line) <= limit else line[: limit - 3] + "..."

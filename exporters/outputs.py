@@ -1,0 +1,130 @@
+"""The output formats of a trace, chosen by file name or ``--format``, and writing
+one of them; shared by the tracer (``python -m cli.main``) and the converter
+(``python -m exporters``)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, TextIO
+
+from exporters.json_trace import output_problem
+from otel_tracer.model import Trace
+
+if TYPE_CHECKING:
+    from patterns.engine import Folding
+
+FORMATS = ("json", "json.gz", "text", "html", "otlp-json", "perfetto")
+SUFFIXES = (
+    (".otlp.json", "otlp-json"),
+    (".json.gz", "json.gz"),
+    (".json", "json"),
+    (".txt", "text"),
+    (".html", "html"),
+    (".htm", "html"),
+    (".pftrace", "perfetto"),
+    (".perfetto-trace", "perfetto"),
+)
+FILE_ONLY = {  # formats that cannot go to stdout
+    "html": "the HTML viewer needs a file name: -o trace.html",
+    "perfetto": "the Perfetto trace needs a file name: -o trace.pftrace",
+}
+
+
+class OutputError(ValueError):
+    """An output that cannot be written: one line for the user."""
+
+
+@dataclass(frozen=True)
+class Output:
+    """One place the trace goes, and in which format."""
+
+    path: str  # "-" for stdout
+    format: str
+
+
+def output_format(path: str, forced: str | None) -> str:
+    """The format for ``path``: ``forced`` (``--format``) if given, else from the name."""
+    if forced is not None:
+        if forced not in FORMATS:
+            raise OutputError(f"unknown --format {forced!r} (choose from {', '.join(FORMATS)})")
+        return forced
+    if path == "-":
+        return "json"
+    for suffix, fmt in SUFFIXES:
+        if path.endswith(suffix):
+            return fmt
+    names = ", ".join(suffix for suffix, _ in SUFFIXES if suffix != ".htm")
+    raise OutputError(
+        f"cannot tell the output format of {path!r} from its name "
+        f"(use {names}, or --format {{{','.join(FORMATS)}}})"
+    )
+
+
+def checked_output(path: str, forced: str | None) -> Output:
+    """The output for ``-o path``, checked before anything runs."""
+    out = Output(path, output_format(path, forced))
+    if path == "-":
+        if out.format in FILE_ONLY:
+            raise OutputError(FILE_ONLY[out.format])
+        return out
+    problem = output_problem(path)
+    if problem is not None:
+        raise OutputError(problem)
+    return out
+
+
+def render_text(trace: Trace, folding: Folding | None, stream: TextIO) -> None:
+    """The grouped view when patterns ran, else the plain call tree."""
+    if folding is not None:
+        from patterns.render import render_grouped
+
+        render_grouped(folding, stream)
+    else:
+        from otel_tracer.tree import render_tree
+
+        render_tree(trace, stream)
+
+
+def write_output(
+    trace: Trace, folding: Folding | None, out: Output, fold_patterns: bool = False
+) -> None:
+    """Write ``trace`` to ``out`` (raises OSError). ``fold_patterns`` keeps one
+    repetition per pattern group in the span formats (OTLP JSON)."""
+    if out.format == "html":
+        from exporters.viewer import write_standalone
+
+        write_standalone(trace, folding, out.path)
+    elif out.format == "perfetto":
+        from exporters.perfetto import write_perfetto
+
+        write_perfetto(trace, out.path)
+    elif out.format == "otlp-json":
+        from exporters.otlp_json import otlp_json_pieces, write_otlp_json
+        from otel_tracer.span_plan import span_plan
+
+        plan = span_plan(trace, fold_patterns)
+        if out.path == "-":
+            sys.stdout.flush()
+            sys.stdout.buffer.writelines([*otlp_json_pieces(trace, plan), b"\n"])
+            sys.stdout.flush()
+        else:
+            write_otlp_json(trace, out.path, plan)
+    elif out.format == "text":
+        if out.path == "-":
+            render_text(trace, folding, sys.stdout)
+        else:
+            with open(out.path, "w", encoding="utf-8") as stream:
+                render_text(trace, folding, stream)
+    else:
+        from exporters.json_trace import save
+
+        save(trace, out.path, compress=out.format == "json.gz")
+
+
+def written_line(trace: Trace, out: Output) -> str:
+    """``trace written to PATH (N bytes, B bytes/call)`` for the status line."""
+    size = os.path.getsize(out.path)
+    per_call = f", {size / len(trace):.0f} bytes/call" if len(trace) else ""
+    return f"trace written to {out.path} ({size} bytes{per_call})"

@@ -1,0 +1,668 @@
+"""Writing a trace for Perfetto (``-o trace.pftrace`` / ``.perfetto-trace``).
+
+The file is a Perfetto ``Trace`` protobuf built with the ``perfetto`` package's
+``TraceProtoBuilder`` and streamed in chunks of packets (serialized ``Trace``
+messages concatenate into one). Every call is a TrackEvent slice (a BEGIN and
+an END packet) on its thread's track under the process; names, categories,
+annotation names, function names and file paths are interned. Pattern groups
+are slices on a ``patterns`` track under each thread that has any. Timestamps
+are the recorded Unix ns. See docs/perfetto.md.
+
+The per-call work is a lookup of a pre-serialized packet (one per distinct
+thread, function, flags, arguments, value and exception) that is parsed into
+the packet, plus the timestamp and the call id.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from perfetto.protos.perfetto.trace.perfetto_trace_pb2 import (
+    DebugAnnotation,
+    DebugAnnotationName,
+    EventCategory,
+    EventName,
+    InternedData,
+    InternedString,
+    ProcessDescriptor,
+    ThreadDescriptor,
+    TracePacket,
+    TrackDescriptor,
+    TrackEvent,
+)
+from perfetto.trace_builder.proto_builder import TraceProtoBuilder
+
+from exporters.json_trace import atomic_output
+from otel_tracer.model import EXTERNAL, RAISED, RESUMED, UNFINISHED, YIELDED, Trace
+
+CHUNK_PACKETS = 100_000  # packets per serialized chunk
+CALL_SEQUENCE = 1  # trusted_packet_sequence_id of the call slices
+PATTERN_SEQUENCE = 2  # ... of the pattern slices
+SPAN_SEQUENCE = 3  # ... of PerfettoFileExporter's slices
+PROCESS_UUID = 1
+SCOPE, EXTERNAL_CATEGORY = "scope", "external"
+MAX_NAME = 80  # pattern slice names are cut to this many characters
+MAX_STEPS = 6  # template steps shown in a pattern slice name
+CLEARED = TracePacket.SEQ_INCREMENTAL_STATE_CLEARED
+NEEDS_STATE = TracePacket.SEQ_NEEDS_INCREMENTAL_STATE
+BEGIN, END = TrackEvent.TYPE_SLICE_BEGIN, TrackEvent.TYPE_SLICE_END
+CALL_ID = "otel_tracer.call.id"
+FIXED_ANNOTATIONS = (
+    CALL_ID,
+    "code.function.name",
+    "code.file.path",
+    "code.line.number",
+    "otel_tracer.call.external",
+    "otel_tracer.call.resumed",
+    "otel_tracer.call.unfinished",
+    "otel_tracer.return_value",
+    "otel_tracer.yielded_value",
+    "exception.type",
+    "exception.message",
+)
+UNKNOWN_EXCEPTION = ("<unknown>", "")
+
+
+class _Packets:
+    """Packets added to a ``TraceProtoBuilder`` and written out every
+    ``CHUNK_PACKETS`` packets, so memory stays bounded."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self._out = out
+        self._builder = TraceProtoBuilder()
+        self._count = 0
+
+    def add(self) -> TracePacket:
+        """A new packet (the packets before it may have been written already)."""
+        if self._count >= CHUNK_PACKETS:
+            self.flush()
+        self._count += 1
+        return self._builder.add_packet()
+
+    def adder(self, count: int) -> Callable[[], TracePacket]:
+        """A fast ``add`` for the next ``count`` packets, all in one chunk (the
+        builder's ``add_packet`` without its wrapper call)."""
+        if self._count + count > CHUNK_PACKETS:
+            self.flush()
+        self._count += count
+        return self._builder.trace.packet.add
+
+    def flush(self) -> None:
+        """Write the packets added so far."""
+        if self._count:
+            self._out.write(self._builder.serialize())
+            self._builder = TraceProtoBuilder()
+            self._count = 0
+
+
+class _Interner:
+    """Interning tables of one packet sequence: name -> iid per table."""
+
+    def __init__(self) -> None:
+        self.names: dict[str, int] = {}
+        self.categories: dict[str, int] = {}
+        self.keys: dict[str, int] = {}
+        self.strings: dict[str, int] = {}
+
+    @staticmethod
+    def iid(table: dict[str, int], text: str) -> int:
+        """The iid of ``text`` in ``table``, added if new (iids start at 1)."""
+        return table.setdefault(text, len(table) + 1)
+
+    def start(self, packets: _Packets, sequence: int) -> None:
+        """The sequence's first packet: clears the incremental state and carries
+        every interned entry."""
+        packet = packets.add()
+        packet.trusted_packet_sequence_id = sequence
+        packet.sequence_flags = CLEARED | NEEDS_STATE
+        packet.interned_data.CopyFrom(
+            InternedData(
+                event_names=[EventName(iid=i, name=n) for n, i in self.names.items()],
+                event_categories=[EventCategory(iid=i, name=n) for n, i in self.categories.items()],
+                debug_annotation_names=[
+                    DebugAnnotationName(iid=i, name=n) for n, i in self.keys.items()
+                ],
+                debug_annotation_string_values=[
+                    InternedString(iid=i, str=n.encode()) for n, i in self.strings.items()
+                ],
+            )
+        )
+
+
+def _annotation(interner: _Interner, key: str, value: Any) -> DebugAnnotation:
+    """A debug annotation with an interned name; strings are not interned."""
+    annotation = DebugAnnotation(name_iid=interner.iid(interner.keys, key))
+    if isinstance(value, bool):
+        annotation.bool_value = value
+    elif isinstance(value, int):
+        annotation.int_value = value
+    elif isinstance(value, float):
+        annotation.double_value = value
+    else:
+        annotation.string_value = str(value)
+    return annotation
+
+
+# --- tracks ------------------------------------------------------------------
+
+
+def _thread_uuid(thread: int) -> int:
+    return 2 + 2 * thread
+
+
+def _pattern_uuid(thread: int) -> int:
+    return 3 + 2 * thread
+
+
+def _process_descriptor(packets: _Packets, pid: int, name: str, cmdline: list[str]) -> None:
+    packet = packets.add()
+    packet.trusted_packet_sequence_id = CALL_SEQUENCE
+    packet.track_descriptor.CopyFrom(
+        TrackDescriptor(
+            uuid=PROCESS_UUID,
+            process=ProcessDescriptor(pid=pid, process_name=name, cmdline=cmdline),
+        )
+    )
+
+
+def _thread_tids(trace: Trace) -> list[int]:
+    """OS thread ids; made-up distinct ones where the recorded ids are missing or
+    repeated (a thread track needs its own tid)."""
+    tids = [t.native_id for t in trace.threads]
+    if all(tid > 0 for tid in tids) and len(set(tids)) == len(tids):
+        return tids
+    return [(1 << 22) + index for index in range(len(tids))]
+
+
+def _track_descriptors(trace: Trace, packets: _Packets, pid: int) -> None:
+    """The process, one thread track per thread and a pattern track per thread
+    that has pattern groups."""
+    meta = trace.meta
+    argv = [str(a) for a in meta.get("argv") or []]
+    script = str(meta.get("script") or (argv[0] if argv else "python"))
+    _process_descriptor(packets, pid, os.path.basename(script) or script, argv)
+    for index, (thread, tid) in enumerate(zip(trace.threads, _thread_tids(trace), strict=True)):
+        packet = packets.add()
+        packet.trusted_packet_sequence_id = CALL_SEQUENCE
+        packet.track_descriptor.CopyFrom(
+            TrackDescriptor(
+                uuid=_thread_uuid(index),
+                parent_uuid=PROCESS_UUID,
+                thread=ThreadDescriptor(pid=pid, tid=tid, thread_name=thread.name),
+            )
+        )
+    groups = trace.patterns.section["groups"] if trace.patterns is not None else []
+    for index in sorted({int(group["thread"]) for group in groups}):
+        packet = packets.add()
+        packet.trusted_packet_sequence_id = CALL_SEQUENCE
+        packet.track_descriptor.CopyFrom(
+            TrackDescriptor(
+                uuid=_pattern_uuid(index),
+                parent_uuid=_thread_uuid(index),
+                name=f"{trace.threads[index].name} patterns",
+            )
+        )
+
+
+# --- call slices ---------------------------------------------------------------
+
+
+def _subtree_sizes(parent: np.ndarray, depth: np.ndarray) -> np.ndarray:
+    """Number of calls in each call's subtree (itself included), one depth level
+    at a time from the deepest."""
+    size = np.ones(len(parent), dtype=np.int64)
+    if not len(parent):
+        return size
+    order = np.argsort(depth, kind="stable")
+    bounds = np.searchsorted(depth[order], np.arange(int(depth.max()) + 2))
+    for level in range(len(bounds) - 2, 0, -1):
+        rows = order[bounds[level] : bounds[level + 1]]
+        np.add.at(size, parent[rows], size[rows])
+    return size
+
+
+def _event_order(trace: Trace) -> tuple[np.ndarray, np.ndarray]:
+    """The 2n slice events (``2 * row`` begins call ``row``, ``2 * row + 1`` ends
+    it) in writing order, and their timestamps.
+
+    Each thread's events are in nesting order (a call's END after its children's,
+    before its next sibling's BEGIN, even at equal timestamps); each thread's
+    times are made non-decreasing in that order, then the threads are merged by
+    time (stable, so ties keep the nesting order)."""
+    calls = trace.calls
+    n = len(calls)
+    thread = calls.thread.astype(np.int64)
+    depth = calls.depth.astype(np.int64)
+    counts = np.bincount(thread, minlength=len(trace.threads))
+    first_of_thread = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    by_thread = np.argsort(thread, kind="stable")
+    position = np.empty(n, dtype=np.int64)  # rank of a call among its thread's calls
+    position[by_thread] = np.arange(n) - np.repeat(first_of_thread, counts)
+    size = _subtree_sizes(calls.parent.astype(np.int64), depth)
+    offset = 2 * first_of_thread[thread]
+    slot_event = np.empty(2 * n, dtype=np.int64)
+    slot_event[offset + 2 * position - depth] = 2 * np.arange(n)
+    slot_event[offset + 2 * (position + size) - 1 - depth] = 2 * np.arange(n) + 1
+    times = np.empty(2 * n, dtype=np.int64)
+    times[0::2], times[1::2] = calls.start, calls.end
+    slot_time = times[slot_event]
+    for lo, count in zip((2 * first_of_thread).tolist(), (2 * counts).tolist(), strict=True):
+        np.maximum.accumulate(slot_time[lo : lo + count], out=slot_time[lo : lo + count])
+    order = np.argsort(slot_time, kind="stable")
+    return slot_event[order], slot_time[order]
+
+
+def _dense_ids(*columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, the id of its distinct combination of ``columns`` (each >= -1), and
+    the first row of each combination."""
+    ids = np.zeros(len(columns[0]), dtype=np.int64)
+    for column in columns:
+        combined = ids * (int(column.max(initial=0)) + 2) + (column.astype(np.int64) + 1)
+        _, ids = np.unique(combined, return_inverse=True)
+        ids = ids.reshape(-1)
+    _, first = np.unique(ids, return_index=True)
+    return ids, first
+
+
+class _CallPackets:
+    """Serialized BEGIN/END packets of the call sequence (without timestamp and
+    call id), built once per distinct content."""
+
+    def __init__(self, trace: Trace, interner: _Interner) -> None:
+        self.trace = trace
+        self.interner = interner
+        self._heads: dict[tuple[int, int, int], bytes] = {}
+        self._scratch = TracePacket()
+        for key in FIXED_ANNOTATIONS:
+            interner.iid(interner.keys, key)
+        interner.iid(interner.categories, SCOPE)
+        interner.iid(interner.categories, EXTERNAL_CATEGORY)
+        self._value_keys = [
+            interner.keys[key]
+            for key in (
+                "exception.type",
+                "exception.message",
+                "otel_tracer.return_value",
+                "otel_tracer.yielded_value",
+            )
+        ]
+        self._arg_keys = [
+            [interner.iid(interner.keys, f"otel_tracer.args.{name}") for name in f.argnames]
+            for f in trace.functions
+        ]
+
+    def begin(
+        self, thread: int, function: int, flags: int, args: int, value: int, exception: int
+    ) -> bytes:
+        """A whole BEGIN packet: the head, then the annotations of ``annotate``."""
+        packet = self._scratch
+        packet.Clear()
+        packet.MergeFromString(self.head(thread, function, flags))
+        self.annotate(packet.track_event.debug_annotations, function, flags, args, value, exception)
+        return packet.SerializeToString()
+
+    def annotate(
+        self, annotations: Any, function: int, flags: int, args: int, value: int, exception: int
+    ) -> None:
+        """Add the arguments, then the returned or yielded value, or the exception."""
+        trace, add = self.trace, annotations.add
+        if args >= 0:
+            strings = trace.strings
+            for key, string in zip(self._arg_keys[function], trace.arg_tuples[args], strict=False):
+                if string >= 0:
+                    add(name_iid=key, string_value=strings[string])
+        if flags & RAISED:
+            kind, message = trace.exceptions[exception] if exception >= 0 else UNKNOWN_EXCEPTION
+            add(name_iid=self._value_keys[0], string_value=kind)
+            add(name_iid=self._value_keys[1], string_value=message)
+        elif value >= 0:
+            add(
+                name_iid=self._value_keys[3 if flags & YIELDED else 2],
+                string_value=trace.strings[value],
+            )
+
+    def end(self, thread: int) -> bytes:
+        """The END packet on a thread's track."""
+        return _packet_bytes(TrackEvent(type=END, track_uuid=_thread_uuid(thread)))
+
+    def head(self, thread: int, function: int, flags: int) -> bytes:
+        """The part of a BEGIN packet fixed by thread, function and flags."""
+        key = (thread, function, flags)
+        if key not in self._heads:
+            self._heads[key] = self._new_head(thread, function, flags)
+        return self._heads[key]
+
+    def _new_head(self, thread: int, index: int, flags: int) -> bytes:
+        """Track, name, category and the annotations fixed by function and flags."""
+        interner, function = self.interner, self.trace.functions[index]
+        external = bool(flags & EXTERNAL)
+        qualified = (
+            f"{function.module}.{function.qualname}" if function.module else function.qualname
+        )
+        name = qualified if external and function.module else function.qualname
+        annotations = [self._interned_string("code.function.name", qualified)]
+        if function.file:
+            annotations.append(self._interned_string("code.file.path", function.file))
+            annotations.append(_annotation(interner, "code.line.number", function.line))
+        annotations.append(_annotation(interner, "otel_tracer.call.external", external))
+        for bit, key in ((RESUMED, "resumed"), (UNFINISHED, "unfinished")):
+            if flags & bit:
+                annotations.append(_annotation(interner, f"otel_tracer.call.{key}", True))
+        event = TrackEvent(
+            type=BEGIN,
+            track_uuid=_thread_uuid(thread),
+            name_iid=interner.iid(interner.names, name),
+            category_iids=[interner.categories[EXTERNAL_CATEGORY if external else SCOPE]],
+            debug_annotations=annotations,
+        )
+        return _packet_bytes(event)
+
+    def _interned_string(self, key: str, value: str) -> DebugAnnotation:
+        interner = self.interner
+        return DebugAnnotation(
+            name_iid=interner.iid(interner.keys, key),
+            string_value_iid=interner.iid(interner.strings, value),
+        )
+
+
+def _packet_bytes(event: TrackEvent) -> bytes:
+    """A serialized packet of the call sequence holding ``event``."""
+    packet = TracePacket(
+        track_event=event, trusted_packet_sequence_id=CALL_SEQUENCE, sequence_flags=NEEDS_STATE
+    )
+    return packet.SerializeToString()
+
+
+@dataclass
+class _Begins:
+    """The BEGIN packets of the calls: per call, the index of its content. A
+    content used by several calls is a whole packet (``direct`` None); one used
+    once is only its head, and ``direct`` holds what ``annotate`` adds (building
+    a whole packet for one call would cost more than it saves)."""
+
+    packets: list[bytes]
+    direct: list[tuple[int, ...] | None]
+    index: np.ndarray
+
+
+def _begins(trace: Trace, builder: _CallPackets) -> _Begins:
+    """Group the calls by distinct BEGIN content and build the contents."""
+    calls = trace.calls
+    raised = (calls.flags & RAISED) != 0
+    columns = (
+        calls.thread,
+        calls.function,
+        calls.flags,
+        calls.args,
+        np.where(raised, -1, calls.value),
+        np.where(raised, calls.exception, -1),  # -1 also for an unknown one: see flags
+    )
+    index, first_rows = _dense_ids(*columns)
+    shared = (np.bincount(index, minlength=len(first_rows)) > 2).tolist()
+    begins = _Begins([], [], index)
+    keys = zip(*(column[first_rows].tolist() for column in columns), strict=True)
+    for many, key in zip(shared, keys, strict=True):
+        if many:
+            begins.packets.append(builder.begin(*key))
+            begins.direct.append(None)
+        else:
+            begins.packets.append(builder.head(*key[:3]))
+            begins.direct.append(key[1:])
+    return begins
+
+
+def _write_call_events(trace: Trace, packets: _Packets, begins: _Begins, builder: _CallPackets):
+    """Every call's BEGIN and END in time order. Returns each event's (possibly
+    adjusted) timestamp, indexed by event."""
+    events, times = _event_order(trace)
+    rows = events >> 1
+    is_end = (events & 1).astype(bool)
+    contents = begins.packets + [builder.end(t) for t in range(len(trace.threads))]
+    direct = begins.direct + [None] * len(trace.threads)
+    content_of = np.where(
+        is_end, len(begins.packets) + trace.calls.thread[rows], begins.index[rows]
+    )
+    call_ids = np.where(is_end, 0, rows + 1)
+    call_id_key, annotate = builder.interner.keys[CALL_ID], builder.annotate
+    for lo in range(0, len(events), CHUNK_PACKETS):
+        hi = lo + CHUNK_PACKETS
+        add = packets.adder(len(events[lo:hi]))
+        columns = (content_of[lo:hi], times[lo:hi], call_ids[lo:hi])
+        for content, time, call_id in zip(*(c.tolist() for c in columns), strict=True):
+            packet = add()
+            packet.MergeFromString(contents[content])
+            packet.timestamp = time
+            if call_id:
+                annotations = packet.track_event.debug_annotations
+                if direct[content] is not None:
+                    annotate(annotations, *direct[content])
+                annotation = annotations.add()
+                annotation.name_iid = call_id_key
+                annotation.uint_value = call_id
+    event_times = np.empty_like(times)
+    event_times[events] = times
+    return event_times
+
+
+# --- generic slices: pattern groups and OpenTelemetry spans ---------------------
+
+
+@dataclass
+class _Slice:
+    """A slice to place on a track (nested slices on one track must nest in time)."""
+
+    track: int  # track uuid
+    name: str
+    start: int
+    end: int
+    annotations: dict[str, Any]
+
+
+def _nesting_events(slices: Sequence[_Slice]) -> list[tuple[int, int, int, int]]:
+    """(time, track, order, slice index or ~index for its END) for every BEGIN and
+    END, in nesting order per track, sorted by time across tracks."""
+    events: list[tuple[int, int, int, int]] = []
+    stacks: dict[int, list[int]] = {}
+    ranked = sorted(range(len(slices)), key=lambda i: (slices[i].start, -slices[i].end))
+    for index in ranked:
+        item = slices[index]
+        stack = stacks.setdefault(item.track, [])
+        while stack and slices[stack[-1]].end <= item.start:
+            events.append((slices[stack[-1]].end, item.track, len(events), ~stack.pop()))
+        events.append((item.start, item.track, len(events), index))
+        stack.append(index)
+    for track, stack in stacks.items():
+        while stack:
+            events.append((slices[stack[-1]].end, track, len(events), ~stack.pop()))
+    events.sort()
+    return events
+
+
+def _write_slices(packets: _Packets, sequence: int, slices: list[_Slice]) -> None:
+    """One sequence of BEGIN/END slice events with interned names."""
+    interner = _Interner()
+    for item in slices:
+        interner.iid(interner.names, item.name)
+        for key in item.annotations:
+            interner.iid(interner.keys, key)
+    interner.start(packets, sequence)
+    for time, track, _, index in _nesting_events(slices):
+        packet = packets.add()
+        packet.timestamp = time
+        packet.trusted_packet_sequence_id = sequence
+        packet.sequence_flags = NEEDS_STATE
+        event = packet.track_event
+        event.track_uuid = track
+        if index < 0:
+            event.type = END
+            continue
+        item = slices[index]
+        event.type = BEGIN
+        event.name_iid = interner.names[item.name]
+        for key, value in item.annotations.items():
+            event.debug_annotations.append(_annotation(interner, key, value))
+
+
+def _call_name(trace: Trace, row: int) -> str:
+    """The slice name of a call (``module.qualname`` for external calls)."""
+    function = trace.function_of(row)
+    if trace.calls.flags[row] & EXTERNAL and function.module:
+        return f"{function.module}.{function.qualname}"
+    return function.qualname
+
+
+def pattern_name(trace: Trace, group: dict[str, Any], groups: list[dict[str, Any]]) -> str:
+    """``"6x forward/act"``: repetitions, then the template's steps (a nested group
+    as ``(4x ...)``), cut to ``MAX_NAME`` characters."""
+    steps = []
+    for entry in group["template"][:MAX_STEPS]:
+        if "call" in entry:
+            steps.append(_call_name(trace, entry["call"] - 1))
+        else:
+            steps.append(f"({pattern_name(trace, groups[entry['group'] - 1], groups)})")
+    if len(group["template"]) > MAX_STEPS:
+        steps.append("...")
+    name = f"{group['repetitions']}x {'/'.join(steps)}"
+    return name if len(name) <= MAX_NAME else name[: MAX_NAME - 3] + "..."
+
+
+def _pattern_slices(trace: Trace, event_times: np.ndarray) -> list[_Slice]:
+    """One slice per pattern group instance, from the start of its first call to
+    the end of its last, on its thread's pattern track."""
+    if trace.patterns is None:
+        return []
+    groups = trace.patterns.section["groups"]
+    slices = []
+    for group in groups:
+        annotations = {"pattern.id": group["id"]}
+        if group["parent"] is not None:
+            annotations["pattern.parent_id"] = group["parent"]
+        for key in ("repetitions", "calls_per_repetition", "total_calls"):
+            annotations[f"pattern.{key}"] = group[key]
+        annotations["pattern.first_call"] = group["first"]
+        annotations["pattern.last_call"] = group["last"]
+        slices.append(
+            _Slice(
+                track=_pattern_uuid(group["thread"]),
+                name=pattern_name(trace, group, groups),
+                start=int(event_times[2 * (group["first"] - 1)]),
+                end=int(event_times[2 * (group["last"] - 1) + 1]),
+                annotations=annotations,
+            )
+        )
+    return slices
+
+
+def write_perfetto(trace: Trace, path: str | os.PathLike[str]) -> None:
+    """Write ``trace`` as a Perfetto trace, atomically (never a partial file under
+    the final name)."""
+    builder = _CallPackets(trace, _Interner())
+    begins = _begins(trace, builder)
+    with atomic_output(Path(path)) as out:
+        packets = _Packets(out)
+        builder.interner.start(packets, CALL_SEQUENCE)
+        _track_descriptors(trace, packets, int(trace.meta.get("pid") or 1))
+        event_times = _write_call_events(trace, packets, begins, builder)
+        slices = _pattern_slices(trace, event_times)
+        if slices:
+            _write_slices(packets, PATTERN_SEQUENCE, slices)
+        packets.flush()
+
+
+# --- OpenTelemetry SDK exporter ---------------------------------------------------
+
+
+class PerfettoFileExporter(SpanExporter):
+    """A ``SpanExporter`` that collects the finished spans of any OpenTelemetry
+    program and, at ``shutdown()``, writes them to a Perfetto file: one track per
+    ``thread.id`` attribute (one track for spans without), plus extra tracks for
+    spans that overlap without nesting."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._spans: list[ReadableSpan] = []
+        self._written = False
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        """Keep the spans for ``shutdown()``."""
+        self._spans.extend(spans)
+        return SpanExportResult.SUCCESS
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        """Nothing to flush: the file is written at shutdown."""
+        return True
+
+    def shutdown(self) -> None:
+        """Write the collected spans (once)."""
+        if self._written:
+            return
+        self._written = True
+        spans = [s for s in self._spans if s.start_time is not None and s.end_time is not None]
+        resource = spans[0].resource.attributes if spans else {}
+        pid = int(resource.get("process.pid") or os.getpid())
+        with atomic_output(self.path) as out:
+            packets = _Packets(out)
+            _process_descriptor(packets, pid, str(resource.get("service.name", "otel")), [])
+            slices = _span_slices(spans, packets, pid)
+            _write_slices(packets, SPAN_SEQUENCE, slices)
+            packets.flush()
+
+
+def _span_slices(spans: list[ReadableSpan], packets: _Packets, pid: int) -> list[_Slice]:
+    """The spans as slices, one track per thread (per lane where spans overlap
+    without nesting), writing the track descriptors."""
+    threads: dict[Any, list[ReadableSpan]] = {}
+    for span in spans:
+        threads.setdefault((span.attributes or {}).get("thread.id"), []).append(span)
+    slices = []
+    for thread, members in threads.items():
+        name = str((members[0].attributes or {}).get("thread.name", thread or "spans"))
+        for lane, lane_spans in enumerate(_nesting_lanes(members)):
+            uuid = 2 + len(slices) + lane  # distinct: at least one slice per track
+            descriptor = TrackDescriptor(uuid=uuid, parent_uuid=PROCESS_UUID)
+            if isinstance(thread, int) and lane == 0:
+                descriptor.thread.CopyFrom(ThreadDescriptor(pid=pid, tid=thread, thread_name=name))
+            else:
+                descriptor.name = name if lane == 0 else f"{name} ({lane + 1})"
+            packet = packets.add()
+            packet.trusted_packet_sequence_id = SPAN_SEQUENCE
+            packet.track_descriptor.CopyFrom(descriptor)
+            slices += [_span_slice(uuid, span) for span in lane_spans]
+    return slices
+
+
+def _nesting_lanes(spans: list[ReadableSpan]) -> list[list[ReadableSpan]]:
+    """The spans split into lanes in which they nest (the first lane that fits)."""
+    lanes: list[list[ReadableSpan]] = []
+    open_ends: list[list[int]] = []
+    for span in sorted(spans, key=lambda s: (s.start_time, -s.end_time)):
+        for ends in open_ends:
+            while ends and ends[-1] <= span.start_time:
+                ends.pop()
+        fits = (i for i, ends in enumerate(open_ends) if not ends or span.end_time <= ends[-1])
+        lane = next(fits, len(lanes))
+        if lane == len(lanes):
+            lanes.append([])
+            open_ends.append([])
+        lanes[lane].append(span)
+        open_ends[lane].append(span.end_time)
+    return lanes
+
+
+def _span_slice(track: int, span: ReadableSpan) -> _Slice:
+    """A span as a slice: its attributes (non-scalars as text) and ids as annotations."""
+    annotations = {
+        key: value if isinstance(value, (bool, int, float, str)) else str(value)
+        for key, value in (span.attributes or {}).items()
+    }
+    annotations["otel.span_id"] = f"{span.context.span_id:016x}"
+    if span.parent is not None:
+        annotations["otel.parent_span_id"] = f"{span.parent.span_id:016x}"
+    return _Slice(track, span.name, span.start_time, span.end_time, annotations)
