@@ -1,0 +1,143 @@
+"""Real OTLP trace receivers on 127.0.0.1 for the tests: a gRPC one and an HTTP/protobuf
+one, built on the service definitions of ``opentelemetry-proto``.
+
+Each is a context manager that listens on a free port while open, keeps every
+``ExportTraceServiceRequest`` it receives and the request's headers (gRPC metadata),
+and with ``refuse=True`` answers UNAVAILABLE / HTTP 503 instead.
+"""
+
+from __future__ import annotations
+
+import gzip
+import threading
+import zlib
+from concurrent import futures
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import grpc
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+from opentelemetry.proto.resource.v1.resource_pb2 import Resource
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
+
+Request = trace_service_pb2.ExportTraceServiceRequest
+
+
+class OtlpReceiver:
+    """What a receiver got: requests, their headers, and the spans in them."""
+
+    endpoint: str  # the URL to give an exporter
+
+    def __init__(self, refuse: bool = False) -> None:
+        self.refuse = refuse
+        self.requests: list[Request] = []
+        self.headers: list[dict[str, str]] = []
+        self._lock = threading.Lock()
+
+    def _received(self, request: Request, headers: dict[str, str]) -> None:
+        """Record one request and its headers (keys lower-cased)."""
+        with self._lock:
+            self.requests.append(request)
+            self.headers.append({key.lower(): value for key, value in headers.items()})
+
+    def spans(self) -> list[Span]:
+        """Every span received, in arrival order."""
+        return [span for _, span in self.resource_spans()]
+
+    def resource_spans(self) -> list[tuple[Resource, Span]]:
+        """Every span received with its resource."""
+        with self._lock:
+            requests = list(self.requests)
+        return [
+            (resource_spans.resource, span)
+            for request in requests
+            for resource_spans in request.resource_spans
+            for scope_spans in resource_spans.scope_spans
+            for span in scope_spans.spans
+        ]
+
+
+class GrpcReceiver(OtlpReceiver, trace_service_pb2_grpc.TraceServiceServicer):
+    """An OTLP/gRPC TraceService on 127.0.0.1 (default 4 MiB receive limit, like collectors)."""
+
+    def __enter__(self) -> GrpcReceiver:
+        self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(self, self._server)
+        port = self._server.add_insecure_port("127.0.0.1:0")
+        self._server.start()
+        self.endpoint = f"http://127.0.0.1:{port}"
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._server.stop(grace=None)
+
+    def Export(
+        self, request: Request, context: grpc.ServicerContext
+    ) -> trace_service_pb2.ExportTraceServiceResponse:
+        """The TraceService RPC: keep the request, or refuse with UNAVAILABLE."""
+        if self.refuse:
+            context.abort(grpc.StatusCode.UNAVAILABLE, "receiver refuses (test)")
+        self._received(request, dict(context.invocation_metadata()))
+        return trace_service_pb2.ExportTraceServiceResponse()
+
+
+class HttpReceiver(OtlpReceiver):
+    """An OTLP/HTTP receiver on 127.0.0.1: POST /v1/traces with a protobuf body,
+    gzip or deflate ``Content-Encoding`` honoured."""
+
+    def __enter__(self) -> HttpReceiver:
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self._thread.start()
+        self.endpoint = f"http://127.0.0.1:{self._server.server_port}/v1/traces"
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join()
+
+
+def _handler_for(receiver: HttpReceiver) -> type[BaseHTTPRequestHandler]:
+    """A request handler class that reports to ``receiver``."""
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            """Decode an ExportTraceServiceRequest and answer as a collector does."""
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            if self.path != "/v1/traces":
+                self._answer(404, b"not found", "text/plain")
+                return
+            if receiver.refuse:
+                self._answer(503, b"receiver refuses (test)", "text/plain")
+                return
+            request = Request()
+            request.ParseFromString(_decoded(body, self.headers.get("Content-Encoding", "")))
+            receiver._received(request, dict(self.headers.items()))
+            response = trace_service_pb2.ExportTraceServiceResponse().SerializeToString()
+            self._answer(200, response, "application/x-protobuf")
+
+        def _answer(self, status: int, body: bytes, content_type: str) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            """Quiet: no access log on stderr."""
+
+    return Handler
+
+
+def _decoded(body: bytes, encoding: str) -> bytes:
+    """The body without its Content-Encoding."""
+    encoding = encoding.strip().lower()
+    if encoding == "gzip":
+        return gzip.decompress(body)
+    if encoding == "deflate":
+        return zlib.decompress(body)
+    return body
