@@ -13,8 +13,9 @@ and times the export alone: ``json`` (our own trace file, for reference),
 receiver in this process on 127.0.0.1 that decodes and counts the spans), and
 ``otlp-json-folded`` (``--fold-patterns``). Peak memory is the child's peak
 RSS during the export (VmHWM, reset once the trace is loaded) minus its RSS
-then. Medians over ``--repeat`` runs, against the targets: Perfetto and OTLP/JSON files for 10^6 calls in under 15 s,
-OTLP over gRPC at 10^5 spans/s or more. See benchmarks/README.md, "Exporters".
+then. Medians over ``--repeat`` runs, against the targets: Perfetto and
+OTLP/JSON files for 10^6 calls in under 15 s, OTLP over gRPC at 10^5 spans/s
+or more. See benchmarks/README.md, "Exporters".
 """
 
 from __future__ import annotations
