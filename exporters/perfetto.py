@@ -8,9 +8,10 @@ annotation names, function names and file paths are interned. Pattern groups
 are slices on a ``patterns`` track under each thread that has any. Timestamps
 are the recorded Unix ns. See docs/perfetto.md.
 
-The per-call work is a lookup of a pre-serialized packet (one per distinct
-thread, function, flags, arguments, value and exception) that is parsed into
-the packet, plus the timestamp and the call id.
+Speed: the calls' order and timestamps are computed with numpy; per call, the
+BEGIN packet is parsed from bytes serialized once per distinct content (thread,
+function, flags, arguments, value, exception; rare contents are completed per
+call instead), then only the timestamp and the call id are set.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ import numpy as np
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from perfetto.protos.perfetto.trace.perfetto_trace_pb2 import (
-    DebugAnnotation,
     DebugAnnotationName,
     EventCategory,
     EventName,
@@ -50,6 +50,7 @@ PROCESS_UUID = 1
 SCOPE, EXTERNAL_CATEGORY = "scope", "external"
 MAX_NAME = 80  # pattern slice names are cut to this many characters
 MAX_STEPS = 6  # template steps shown in a pattern slice name
+MIN_SHARED = 3  # calls that must share a BEGIN content for it to be pre-serialized
 CLEARED = TracePacket.SEQ_INCREMENTAL_STATE_CLEARED
 NEEDS_STATE = TracePacket.SEQ_NEEDS_INCREMENTAL_STATE
 BEGIN, END = TrackEvent.TYPE_SLICE_BEGIN, TrackEvent.TYPE_SLICE_END
@@ -136,18 +137,18 @@ class _Interner:
         )
 
 
-def _annotation(interner: _Interner, key: str, value: Any) -> DebugAnnotation:
-    """A debug annotation with an interned name; strings are not interned."""
-    annotation = DebugAnnotation(name_iid=interner.iid(interner.keys, key))
+def _annotate(event: TrackEvent, key: int, value: Any) -> None:
+    """Add a debug annotation (name iid ``key``) to ``event``; strings are not
+    interned."""
+    add = event.debug_annotations.add
     if isinstance(value, bool):
-        annotation.bool_value = value
+        add(name_iid=key, bool_value=value)
     elif isinstance(value, int):
-        annotation.int_value = value
+        add(name_iid=key, int_value=value)
     elif isinstance(value, float):
-        annotation.double_value = value
+        add(name_iid=key, double_value=value)
     else:
-        annotation.string_value = str(value)
-    return annotation
+        add(name_iid=key, string_value=str(value))
 
 
 # --- tracks ------------------------------------------------------------------
@@ -161,14 +162,9 @@ def _pattern_uuid(thread: int) -> int:
     return 3 + 2 * thread
 
 
-def _process_descriptor(packets: _Packets, pid: int, name: str, cmdline: list[str]) -> None:
-    packet = packets.add()
-    packet.trusted_packet_sequence_id = CALL_SEQUENCE
-    packet.track_descriptor.CopyFrom(
-        TrackDescriptor(
-            uuid=PROCESS_UUID,
-            process=ProcessDescriptor(pid=pid, process_name=name, cmdline=cmdline),
-        )
+def _process_track(pid: int, name: str, cmdline: list[str]) -> TrackDescriptor:
+    return TrackDescriptor(
+        uuid=PROCESS_UUID, process=ProcessDescriptor(pid=pid, process_name=name, cmdline=cmdline)
     )
 
 
@@ -181,17 +177,15 @@ def _thread_tids(trace: Trace) -> list[int]:
     return [(1 << 22) + index for index in range(len(tids))]
 
 
-def _track_descriptors(trace: Trace, packets: _Packets, pid: int) -> None:
-    """The process, one thread track per thread and a pattern track per thread
-    that has pattern groups."""
+def _call_tracks(trace: Trace, pid: int) -> list[TrackDescriptor]:
+    """The process, one thread track per thread and a pattern track (a child of
+    the thread's) per thread that has pattern groups."""
     meta = trace.meta
     argv = [str(a) for a in meta.get("argv") or []]
     script = str(meta.get("script") or (argv[0] if argv else "python"))
-    _process_descriptor(packets, pid, os.path.basename(script) or script, argv)
+    tracks = [_process_track(pid, os.path.basename(script) or script, argv)]
     for index, (thread, tid) in enumerate(zip(trace.threads, _thread_tids(trace), strict=True)):
-        packet = packets.add()
-        packet.trusted_packet_sequence_id = CALL_SEQUENCE
-        packet.track_descriptor.CopyFrom(
+        tracks.append(
             TrackDescriptor(
                 uuid=_thread_uuid(index),
                 parent_uuid=PROCESS_UUID,
@@ -200,15 +194,21 @@ def _track_descriptors(trace: Trace, packets: _Packets, pid: int) -> None:
         )
     groups = trace.patterns.section["groups"] if trace.patterns is not None else []
     for index in sorted({int(group["thread"]) for group in groups}):
-        packet = packets.add()
-        packet.trusted_packet_sequence_id = CALL_SEQUENCE
-        packet.track_descriptor.CopyFrom(
+        tracks.append(
             TrackDescriptor(
                 uuid=_pattern_uuid(index),
                 parent_uuid=_thread_uuid(index),
                 name=f"{trace.threads[index].name} patterns",
             )
         )
+    return tracks
+
+
+def _write_tracks(packets: _Packets, sequence: int, tracks: Sequence[TrackDescriptor]) -> None:
+    for track in tracks:
+        packet = packets.add()
+        packet.trusted_packet_sequence_id = sequence
+        packet.track_descriptor.CopyFrom(track)
 
 
 # --- call slices ---------------------------------------------------------------
@@ -247,9 +247,11 @@ def _event_order(trace: Trace) -> tuple[np.ndarray, np.ndarray]:
     position[by_thread] = np.arange(n) - np.repeat(first_of_thread, counts)
     size = _subtree_sizes(calls.parent.astype(np.int64), depth)
     offset = 2 * first_of_thread[thread]
-    slot_event = np.empty(2 * n, dtype=np.int64)
+    slot_event = np.full(2 * n, -1, dtype=np.int64)
     slot_event[offset + 2 * position - depth] = 2 * np.arange(n)
     slot_event[offset + 2 * (position + size) - 1 - depth] = 2 * np.arange(n) + 1
+    if n and slot_event.min() < 0:
+        raise ValueError("the calls of a thread are not in nesting order")
     times = np.empty(2 * n, dtype=np.int64)
     times[0::2], times[1::2] = calls.start, calls.end
     slot_time = times[slot_event]
@@ -342,34 +344,30 @@ class _CallPackets:
     def _new_head(self, thread: int, index: int, flags: int) -> bytes:
         """Track, name, category and the annotations fixed by function and flags."""
         interner, function = self.interner, self.trace.functions[index]
+        keys, strings = interner.keys, interner.strings
         external = bool(flags & EXTERNAL)
         qualified = (
             f"{function.module}.{function.qualname}" if function.module else function.qualname
         )
-        name = qualified if external and function.module else function.qualname
-        annotations = [self._interned_string("code.function.name", qualified)]
-        if function.file:
-            annotations.append(self._interned_string("code.file.path", function.file))
-            annotations.append(_annotation(interner, "code.line.number", function.line))
-        annotations.append(_annotation(interner, "otel_tracer.call.external", external))
-        for bit, key in ((RESUMED, "resumed"), (UNFINISHED, "unfinished")):
-            if flags & bit:
-                annotations.append(_annotation(interner, f"otel_tracer.call.{key}", True))
         event = TrackEvent(
             type=BEGIN,
             track_uuid=_thread_uuid(thread),
-            name_iid=interner.iid(interner.names, name),
+            name_iid=interner.iid(interner.names, qualified if external else function.qualname),
             category_iids=[interner.categories[EXTERNAL_CATEGORY if external else SCOPE]],
-            debug_annotations=annotations,
         )
+        add = event.debug_annotations.add
+        add(name_iid=keys["code.function.name"], string_value_iid=interner.iid(strings, qualified))
+        if function.file:
+            add(
+                name_iid=keys["code.file.path"],
+                string_value_iid=interner.iid(strings, function.file),
+            )
+            _annotate(event, keys["code.line.number"], function.line)
+        _annotate(event, keys["otel_tracer.call.external"], external)
+        for bit, key in ((RESUMED, "resumed"), (UNFINISHED, "unfinished")):
+            if flags & bit:
+                _annotate(event, keys[f"otel_tracer.call.{key}"], True)
         return _packet_bytes(event)
-
-    def _interned_string(self, key: str, value: str) -> DebugAnnotation:
-        interner = self.interner
-        return DebugAnnotation(
-            name_iid=interner.iid(interner.keys, key),
-            string_value_iid=interner.iid(interner.strings, value),
-        )
 
 
 def _packet_bytes(event: TrackEvent) -> bytes:
@@ -383,11 +381,12 @@ def _packet_bytes(event: TrackEvent) -> bytes:
 @dataclass
 class _Begins:
     """The BEGIN packets of the calls: per call, the index of its content. A
-    content used by several calls is a whole packet (``direct`` None); one used
-    once is only its head, and ``direct`` holds what ``annotate`` adds (building
-    a whole packet for one call would cost more than it saves)."""
+    content shared by ``MIN_SHARED`` calls or more is a whole serialized packet
+    (``direct`` None); a rarer one is only its head, and ``direct`` holds the
+    arguments of ``annotate`` that completes it per call (pre-serializing a packet
+    costs more than it saves when it is parsed only once or twice)."""
 
-    packets: list[bytes]
+    contents: list[bytes]
     direct: list[tuple[int, ...] | None]
     index: np.ndarray
 
@@ -405,29 +404,31 @@ def _begins(trace: Trace, builder: _CallPackets) -> _Begins:
         np.where(raised, calls.exception, -1),  # -1 also for an unknown one: see flags
     )
     index, first_rows = _dense_ids(*columns)
-    shared = (np.bincount(index, minlength=len(first_rows)) > 2).tolist()
+    shared = (np.bincount(index, minlength=len(first_rows)) >= MIN_SHARED).tolist()
     begins = _Begins([], [], index)
     keys = zip(*(column[first_rows].tolist() for column in columns), strict=True)
     for many, key in zip(shared, keys, strict=True):
         if many:
-            begins.packets.append(builder.begin(*key))
+            begins.contents.append(builder.begin(*key))
             begins.direct.append(None)
         else:
-            begins.packets.append(builder.head(*key[:3]))
+            begins.contents.append(builder.head(*key[:3]))
             begins.direct.append(key[1:])
     return begins
 
 
-def _write_call_events(trace: Trace, packets: _Packets, begins: _Begins, builder: _CallPackets):
+def _write_call_events(
+    trace: Trace, packets: _Packets, begins: _Begins, builder: _CallPackets
+) -> np.ndarray:
     """Every call's BEGIN and END in time order. Returns each event's (possibly
     adjusted) timestamp, indexed by event."""
     events, times = _event_order(trace)
     rows = events >> 1
     is_end = (events & 1).astype(bool)
-    contents = begins.packets + [builder.end(t) for t in range(len(trace.threads))]
+    contents = begins.contents + [builder.end(t) for t in range(len(trace.threads))]
     direct = begins.direct + [None] * len(trace.threads)
     content_of = np.where(
-        is_end, len(begins.packets) + trace.calls.thread[rows], begins.index[rows]
+        is_end, len(begins.contents) + trace.calls.thread[rows], begins.index[rows]
     )
     call_ids = np.where(is_end, 0, rows + 1)
     call_id_key, annotate = builder.interner.keys[CALL_ID], builder.annotate
@@ -485,14 +486,22 @@ def _nesting_events(slices: Sequence[_Slice]) -> list[tuple[int, int, int, int]]
     return events
 
 
-def _write_slices(packets: _Packets, sequence: int, slices: list[_Slice]) -> None:
-    """One sequence of BEGIN/END slice events with interned names."""
+def _write_slices(
+    packets: _Packets,
+    sequence: int,
+    slices: list[_Slice],
+    tracks: Sequence[TrackDescriptor] = (),
+) -> None:
+    """One sequence: its interned names, the ``tracks``, then the slices' BEGIN
+    and END events."""
     interner = _Interner()
     for item in slices:
         interner.iid(interner.names, item.name)
         for key in item.annotations:
             interner.iid(interner.keys, key)
     interner.start(packets, sequence)
+    _write_tracks(packets, sequence, tracks)
+    keys = interner.keys
     for time, track, _, index in _nesting_events(slices):
         packet = packets.add()
         packet.timestamp = time
@@ -506,8 +515,12 @@ def _write_slices(packets: _Packets, sequence: int, slices: list[_Slice]) -> Non
         item = slices[index]
         event.type = BEGIN
         event.name_iid = interner.names[item.name]
+        add = event.debug_annotations.add
         for key, value in item.annotations.items():
-            event.debug_annotations.append(_annotation(interner, key, value))
+            if type(value) is int:  # the common case, without _annotate's dispatch
+                add(name_iid=keys[key], int_value=value)
+            else:
+                _annotate(event, keys[key], value)
 
 
 def _call_name(trace: Trace, row: int) -> str:
@@ -518,7 +531,7 @@ def _call_name(trace: Trace, row: int) -> str:
     return function.qualname
 
 
-def pattern_name(trace: Trace, group: dict[str, Any], groups: list[dict[str, Any]]) -> str:
+def _pattern_name(trace: Trace, group: dict[str, Any], groups: list[dict[str, Any]]) -> str:
     """``"6x forward/act"``: repetitions, then the template's steps (a nested group
     as ``(4x ...)``), cut to ``MAX_NAME`` characters."""
     steps = []
@@ -526,7 +539,7 @@ def pattern_name(trace: Trace, group: dict[str, Any], groups: list[dict[str, Any
         if "call" in entry:
             steps.append(_call_name(trace, entry["call"] - 1))
         else:
-            steps.append(f"({pattern_name(trace, groups[entry['group'] - 1], groups)})")
+            steps.append(f"({_pattern_name(trace, groups[entry['group'] - 1], groups)})")
     if len(group["template"]) > MAX_STEPS:
         steps.append("...")
     name = f"{group['repetitions']}x {'/'.join(steps)}"
@@ -539,24 +552,22 @@ def _pattern_slices(trace: Trace, event_times: np.ndarray) -> list[_Slice]:
     if trace.patterns is None:
         return []
     groups = trace.patterns.section["groups"]
+    first = np.array([group["first"] for group in groups], dtype=np.int64)
+    last = np.array([group["last"] for group in groups], dtype=np.int64)
+    starts = event_times[2 * (first - 1)].tolist()
+    ends = event_times[2 * (last - 1) + 1].tolist()
     slices = []
-    for group in groups:
+    for group, start, end in zip(groups, starts, ends, strict=True):
         annotations = {"pattern.id": group["id"]}
         if group["parent"] is not None:
             annotations["pattern.parent_id"] = group["parent"]
-        for key in ("repetitions", "calls_per_repetition", "total_calls"):
-            annotations[f"pattern.{key}"] = group[key]
+        annotations["pattern.repetitions"] = group["repetitions"]
+        annotations["pattern.calls_per_repetition"] = group["calls_per_repetition"]
+        annotations["pattern.total_calls"] = group["total_calls"]
         annotations["pattern.first_call"] = group["first"]
         annotations["pattern.last_call"] = group["last"]
-        slices.append(
-            _Slice(
-                track=_pattern_uuid(group["thread"]),
-                name=pattern_name(trace, group, groups),
-                start=int(event_times[2 * (group["first"] - 1)]),
-                end=int(event_times[2 * (group["last"] - 1) + 1]),
-                annotations=annotations,
-            )
-        )
+        name = _pattern_name(trace, group, groups)
+        slices.append(_Slice(_pattern_uuid(group["thread"]), name, start, end, annotations))
     return slices
 
 
@@ -568,7 +579,7 @@ def write_perfetto(trace: Trace, path: str | os.PathLike[str]) -> None:
     with atomic_output(Path(path)) as out:
         packets = _Packets(out)
         builder.interner.start(packets, CALL_SEQUENCE)
-        _track_descriptors(trace, packets, int(trace.meta.get("pid") or 1))
+        _write_tracks(packets, CALL_SEQUENCE, _call_tracks(trace, int(trace.meta.get("pid") or 1)))
         event_times = _write_call_events(trace, packets, begins, builder)
         slices = _pattern_slices(trace, event_times)
         if slices:
@@ -607,35 +618,35 @@ class PerfettoFileExporter(SpanExporter):
         spans = [s for s in self._spans if s.start_time is not None and s.end_time is not None]
         resource = spans[0].resource.attributes if spans else {}
         pid = int(resource.get("process.pid") or os.getpid())
+        service = str(resource.get("service.name", "otel"))
+        tracks, slices = _span_tracks(spans, _process_track(pid, service, []))
         with atomic_output(self.path) as out:
             packets = _Packets(out)
-            _process_descriptor(packets, pid, str(resource.get("service.name", "otel")), [])
-            slices = _span_slices(spans, packets, pid)
-            _write_slices(packets, SPAN_SEQUENCE, slices)
+            _write_slices(packets, SPAN_SEQUENCE, slices, tracks)
             packets.flush()
 
 
-def _span_slices(spans: list[ReadableSpan], packets: _Packets, pid: int) -> list[_Slice]:
-    """The spans as slices, one track per thread (per lane where spans overlap
-    without nesting), writing the track descriptors."""
+def _span_tracks(
+    spans: list[ReadableSpan], process: TrackDescriptor
+) -> tuple[list[TrackDescriptor], list[_Slice]]:
+    """The tracks (the process, one per thread, one more per extra lane where
+    spans overlap without nesting) and the spans as slices on them."""
     threads: dict[Any, list[ReadableSpan]] = {}
     for span in spans:
         threads.setdefault((span.attributes or {}).get("thread.id"), []).append(span)
-    slices = []
+    tracks, slices = [process], []
     for thread, members in threads.items():
         name = str((members[0].attributes or {}).get("thread.name", thread or "spans"))
         for lane, lane_spans in enumerate(_nesting_lanes(members)):
-            uuid = 2 + len(slices) + lane  # distinct: at least one slice per track
-            descriptor = TrackDescriptor(uuid=uuid, parent_uuid=PROCESS_UUID)
+            track = TrackDescriptor(uuid=PROCESS_UUID + len(tracks), parent_uuid=PROCESS_UUID)
             if isinstance(thread, int) and lane == 0:
-                descriptor.thread.CopyFrom(ThreadDescriptor(pid=pid, tid=thread, thread_name=name))
+                pid = process.process.pid
+                track.thread.CopyFrom(ThreadDescriptor(pid=pid, tid=thread, thread_name=name))
             else:
-                descriptor.name = name if lane == 0 else f"{name} ({lane + 1})"
-            packet = packets.add()
-            packet.trusted_packet_sequence_id = SPAN_SEQUENCE
-            packet.track_descriptor.CopyFrom(descriptor)
-            slices += [_span_slice(uuid, span) for span in lane_spans]
-    return slices
+                track.name = name if lane == 0 else f"{name} ({lane + 1})"
+            tracks.append(track)
+            slices += [_span_slice(track.uuid, span) for span in lane_spans]
+    return tracks, slices
 
 
 def _nesting_lanes(spans: list[ReadableSpan]) -> list[list[ReadableSpan]]:
