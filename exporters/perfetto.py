@@ -41,6 +41,7 @@ from perfetto.trace_builder.proto_builder import TraceProtoBuilder
 
 from exporters.json_trace import atomic_output
 from otel_tracer.model import EXTERNAL, RAISED, RESUMED, UNFINISHED, YIELDED, Trace
+from otel_tracer.span_plan import group_label
 
 CHUNK_PACKETS = 100_000  # packets per serialized chunk
 CALL_SEQUENCE = 1  # trusted_packet_sequence_id of the call slices
@@ -48,8 +49,6 @@ PATTERN_SEQUENCE = 2  # ... of the pattern slices
 SPAN_SEQUENCE = 3  # ... of PerfettoFileExporter's slices
 PROCESS_UUID = 1
 SCOPE, EXTERNAL_CATEGORY = "scope", "external"
-MAX_NAME = 80  # pattern slice names are cut to this many characters
-MAX_STEPS = 6  # template steps shown in a pattern slice name
 MIN_SHARED = 3  # calls that must share a BEGIN content for it to be pre-serialized
 CLEARED = TracePacket.SEQ_INCREMENTAL_STATE_CLEARED
 NEEDS_STATE = TracePacket.SEQ_NEEDS_INCREMENTAL_STATE
@@ -214,20 +213,6 @@ def _write_tracks(packets: _Packets, sequence: int, tracks: Sequence[TrackDescri
 # --- call slices ---------------------------------------------------------------
 
 
-def _subtree_sizes(parent: np.ndarray, depth: np.ndarray) -> np.ndarray:
-    """Number of calls in each call's subtree (itself included), one depth level
-    at a time from the deepest."""
-    size = np.ones(len(parent), dtype=np.int64)
-    if not len(parent):
-        return size
-    order = np.argsort(depth, kind="stable")
-    bounds = np.searchsorted(depth[order], np.arange(int(depth.max()) + 2))
-    for level in range(len(bounds) - 2, 0, -1):
-        rows = order[bounds[level] : bounds[level + 1]]
-        np.add.at(size, parent[rows], size[rows])
-    return size
-
-
 def _event_order(trace: Trace) -> tuple[np.ndarray, np.ndarray]:
     """The 2n slice events (``2 * row`` begins call ``row``, ``2 * row + 1`` ends
     it) in writing order, and their timestamps.
@@ -245,7 +230,7 @@ def _event_order(trace: Trace) -> tuple[np.ndarray, np.ndarray]:
     by_thread = np.argsort(thread, kind="stable")
     position = np.empty(n, dtype=np.int64)  # rank of a call among its thread's calls
     position[by_thread] = np.arange(n) - np.repeat(first_of_thread, counts)
-    size = _subtree_sizes(calls.parent.astype(np.int64), depth)
+    size = trace.subtree_sizes
     offset = 2 * first_of_thread[thread]
     slot_event = np.full(2 * n, -1, dtype=np.int64)
     slot_event[offset + 2 * position - depth] = 2 * np.arange(n)
@@ -523,29 +508,6 @@ def _write_slices(
                 _annotate(event, keys[key], value)
 
 
-def _call_name(trace: Trace, row: int) -> str:
-    """The slice name of a call (``module.qualname`` for external calls)."""
-    function = trace.function_of(row)
-    if trace.calls.flags[row] & EXTERNAL and function.module:
-        return f"{function.module}.{function.qualname}"
-    return function.qualname
-
-
-def _pattern_name(trace: Trace, group: dict[str, Any], groups: list[dict[str, Any]]) -> str:
-    """``"6x forward/act"``: repetitions, then the template's steps (a nested group
-    as ``(4x ...)``), cut to ``MAX_NAME`` characters."""
-    steps = []
-    for entry in group["template"][:MAX_STEPS]:
-        if "call" in entry:
-            steps.append(_call_name(trace, entry["call"] - 1))
-        else:
-            steps.append(f"({_pattern_name(trace, groups[entry['group'] - 1], groups)})")
-    if len(group["template"]) > MAX_STEPS:
-        steps.append("...")
-    name = f"{group['repetitions']}x {'/'.join(steps)}"
-    return name if len(name) <= MAX_NAME else name[: MAX_NAME - 3] + "..."
-
-
 def _pattern_slices(trace: Trace, event_times: np.ndarray) -> list[_Slice]:
     """One slice per pattern group instance, from the start of its first call to
     the end of its last, on its thread's pattern track."""
@@ -566,7 +528,7 @@ def _pattern_slices(trace: Trace, event_times: np.ndarray) -> list[_Slice]:
         annotations["pattern.total_calls"] = group["total_calls"]
         annotations["pattern.first_call"] = group["first"]
         annotations["pattern.last_call"] = group["last"]
-        name = _pattern_name(trace, group, groups)
+        name = group_label(trace, group, groups)
         slices.append(_Slice(_pattern_uuid(group["thread"]), name, start, end, annotations))
     return slices
 

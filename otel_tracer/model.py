@@ -143,6 +143,20 @@ class Trace:
         offsets = np.concatenate(([0], np.cumsum(counts)))
         return offsets, order
 
+    @cached_property
+    def subtree_sizes(self) -> np.ndarray:
+        """Each call's number of calls in its subtree, itself included (int64)."""
+        calls = self.calls
+        sizes = np.ones(len(calls), dtype=np.int64)
+        if not len(calls):
+            return sizes
+        order = np.argsort(calls.depth, kind="stable")
+        bounds = np.searchsorted(calls.depth[order], np.arange(int(calls.depth.max()) + 2))
+        for level in range(len(bounds) - 2, 0, -1):  # deepest first; a child is one deeper
+            rows = order[bounds[level] : bounds[level + 1]]
+            np.add.at(sizes, calls.parent[rows], sizes[rows])
+        return sizes
+
     def children_of(self, row: int) -> np.ndarray:
         """Child rows of ``row`` (``-1`` for the roots), in start order."""
         offsets, order = self.children

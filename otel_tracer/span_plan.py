@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from otel_tracer.model import Trace
+from otel_tracer.model import EXTERNAL, Trace
 
-MAX_LABEL_STEPS = 4
+MAX_LABEL_STEPS = 6
 MAX_LABEL_LENGTH = 80
 
 
@@ -81,19 +81,27 @@ def _parent_ids(trace: Trace, root_id: int) -> np.ndarray:
 
 
 def group_label(trace: Trace, group: dict[str, Any], groups: list[dict[str, Any]]) -> str:
-    """``6x forward/layer_name``: the repetitions, then the template's steps
-    (nested groups in parentheses), shortened past a few steps."""
-    names = []
-    for entry in group["template"]:
+    """``6x Layer.forward/layer_name``: the repetitions, then the template's steps
+    (a nested group in parentheses, ``(4x a/b)``), at most ``MAX_LABEL_STEPS``
+    steps and ``MAX_LABEL_LENGTH`` characters."""
+    steps = []
+    for entry in group["template"][:MAX_LABEL_STEPS]:
         if "call" in entry:
-            names.append(trace.function_of(entry["call"] - 1).name)
+            steps.append(span_name(trace, entry["call"] - 1))
         else:
-            names.append(f"({groups[entry['group'] - 1]['repetitions']}x ...)")
-    steps = "/".join(names[:MAX_LABEL_STEPS])
-    if len(names) > MAX_LABEL_STEPS:
-        steps += f"/... {len(names)} steps"
-    label = f"{group['repetitions']}x {steps}"
+            steps.append(f"({group_label(trace, groups[entry['group'] - 1], groups)})")
+    if len(group["template"]) > MAX_LABEL_STEPS:
+        steps.append("...")
+    label = f"{group['repetitions']}x {'/'.join(steps)}"
     return label if len(label) <= MAX_LABEL_LENGTH else label[: MAX_LABEL_LENGTH - 3] + "..."
+
+
+def span_name(trace: Trace, row: int) -> str:
+    """``qualname`` for calls in scope, ``module.qualname`` for external ones."""
+    function = trace.function_of(row)
+    if trace.calls.flags[row] & EXTERNAL and function.module:
+        return f"{function.module}.{function.qualname}"
+    return function.qualname
 
 
 def _levels(depth: np.ndarray) -> list[np.ndarray]:
@@ -146,7 +154,7 @@ class _FoldedPlan:
     def plan(self) -> SpanPlan:
         trace, calls = self.trace, self.trace.calls
         drop = self._dropped()
-        sizes = self._subtree_sizes()
+        sizes = trace.subtree_sizes
         kept_groups = sorted(
             (g for g in self.groups if not drop[g["first"] - 1]), key=self._nesting
         )
@@ -194,14 +202,6 @@ class _FoldedPlan:
             depth += 1
             parent = self.groups[parent - 1]["parent"]
         return depth, group["first"]
-
-    def _subtree_sizes(self) -> np.ndarray:
-        """Each call plus everything below it."""
-        calls = self.trace.calls
-        sizes = np.ones(len(calls), dtype=np.int64)
-        for rows in reversed(_levels(calls.depth)[1:]):
-            np.add.at(sizes, calls.parent[rows], sizes[rows])
-        return sizes
 
     @staticmethod
     def _attributes(group: dict[str, Any], shown: int) -> dict[str, Any]:

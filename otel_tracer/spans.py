@@ -22,7 +22,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
 from otel_tracer.model import EXTERNAL, RAISED, RESUMED, UNFINISHED, YIELDED, Function, Trace
-from otel_tracer.span_plan import GroupSpan, SpanPlan, span_plan
+from otel_tracer.span_plan import GroupSpan, SpanPlan, span_name, span_plan
 
 NAMESPACE = "otel_tracer"
 TOOL = "otel-tracer"
@@ -211,14 +211,6 @@ def exception_attributes(trace: Trace, row: int) -> dict[str, str]:
 
 def _context(trace_id: int, span_id: int) -> SpanContext:
     return SpanContext(trace_id, span_id, is_remote=False, trace_flags=TraceFlags(1))
-
-
-def span_name(trace: Trace, row: int) -> str:
-    """``qualname`` for calls in scope, ``module.qualname`` for external ones."""
-    function = trace.function_of(row)
-    if trace.calls.flags[row] & EXTERNAL and function.module:
-        return f"{function.module}.{function.qualname}"
-    return function.qualname
 
 
 class CallAttributes:

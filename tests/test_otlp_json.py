@@ -223,7 +223,7 @@ def test_fold_patterns_keeps_one_repetition_under_a_group_span(traced, tmp_path)
     (first_epoch,) = [s for s in spans if s.get("parentSpanId") == epochs["spanId"]]
     assert first_epoch["name"] == "epoch"
     (layers,) = [s for s in spans if s.get("parentSpanId") == first_epoch["spanId"]]
-    assert layers["name"] == "3x forward/layer_name"
+    assert layers["name"] == "3x Layer.forward/layer_name"
     assert attributes(layers)["pattern.omitted_calls"] == "4"
     steps = [s for s in spans if s.get("parentSpanId") == layers["spanId"]]
     assert [s["name"] for s in steps] == ["Layer.forward", "layer_name"]

@@ -25,7 +25,7 @@ from trace_builder import build_trace, trace_from_columns
 import exporters.perfetto as perfetto
 from exporters.perfetto import PerfettoFileExporter, write_perfetto
 from otel_tracer.model import EXTERNAL, RAISED, RESUMED, YIELDED, Function
-from otel_tracer.spans import span_name
+from otel_tracer.span_plan import MAX_LABEL_LENGTH, group_label, span_name
 from otel_tracer.trace_format import load
 from patterns.annotate import annotate
 
@@ -340,9 +340,9 @@ def test_pattern_names_show_nested_groups_and_are_capped():
         {"id": 2, "repetitions": 4, "template": [{"call": 3}, {"call": 4}]},
         {"id": 3, "repetitions": 2, "template": [{"call": 3}] * 40},
     ]
-    assert perfetto._pattern_name(trace, groups[0], groups) == "5x step/(4x a/b)"
-    long = perfetto._pattern_name(trace, groups[2], groups)
-    assert long.startswith("2x a/a/a/a/a/a/...") and len(long) <= perfetto.MAX_NAME
+    assert group_label(trace, groups[0], groups) == "5x step/(4x a/b)"
+    long = group_label(trace, groups[2], groups)
+    assert long.startswith("2x a/a/a/a/a/a/...") and len(long) <= MAX_LABEL_LENGTH
 
 
 def _columns_trace(parent, thread, start, end, threads=1):
