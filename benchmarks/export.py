@@ -9,7 +9,7 @@ traced once per size with the CLI (patterns on, as by default); the trace is
 pickled. Each export then runs in a fresh child process, which loads the pickle
 and times the export alone: ``json`` (our own trace file, for reference),
 ``otlp-json`` (``write_otlp_json``), ``perfetto`` (``write_perfetto``),
-``otlp-grpc`` and ``otlp-http`` (``send_spans`` of ``trace_spans`` to a sink
+``otlp-grpc`` and ``otlp-http`` (``send_trace``, what the CLI uses, to a sink
 receiver in this process on 127.0.0.1 that decodes and counts the spans), and
 ``otlp-json-folded`` (``--fold-patterns``). Peak memory is the child's peak
 RSS during the export (VmHWM, reset once the trace is loaded) minus its RSS
@@ -150,12 +150,12 @@ def child(fmt: str, pickled: str, endpoint: str | None) -> dict[str, Any]:
 
         write_perfetto(trace, out / "t.pftrace")
     else:
-        from exporters.otlp import otlp_target, send_spans
-        from otel_tracer.spans import trace_spans
+        from exporters.otlp import otlp_target, send_trace
+        from otel_tracer.span_plan import span_plan
 
         protocol = "grpc" if fmt == "otlp-grpc" else "http/protobuf"
         target = otlp_target(endpoint, protocol, {})
-        result = send_spans(trace_spans(trace), spans, target, progress=False)
+        result = send_trace(trace, span_plan(trace), target, progress=False)
         if result.error:
             raise SystemExit(result.error)
     seconds = time.perf_counter() - start

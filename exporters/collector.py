@@ -5,10 +5,9 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
-from exporters.otlp import OtlpTarget, send_spans
+from exporters.otlp import OtlpTarget, send_trace
 from otel_tracer.model import Trace
 from otel_tracer.span_plan import span_plan
-from otel_tracer.spans import trace_spans
 
 
 def export_to_collector(
@@ -21,8 +20,7 @@ def export_to_collector(
     """Send the trace's spans (one repetition per pattern group with
     ``fold_patterns``); a failure is one ``error:`` line on stderr, never an
     exception. True when every span was sent."""
-    plan = span_plan(trace, fold_patterns)
-    result = send_spans(trace_spans(trace, plan=plan), len(plan), target, progress=True)
+    result = send_trace(trace, span_plan(trace, fold_patterns), target, progress=True)
     if result.error is not None:
         print(f"{label}: error: {result.error}", file=sys.stderr, flush=True)
         return False

@@ -1,36 +1,48 @@
 """Send a recorded run's spans to an OTLP collector (gRPC or HTTP/protobuf).
 
 ``otlp_target`` reads ``--otlp-endpoint``/``--otlp-protocol`` and the standard
-``OTEL_*`` variables into an ``OtlpTarget`` (see docs/otlp.md); ``send_spans``
-exports spans through the OpenTelemetry SDK's OTLP exporters in size-bounded
-batches, and turns a failure into one line instead of the SDK's log records.
+``OTEL_*`` variables into an ``OtlpTarget`` (see docs/otlp.md). ``send_trace``
+sends a trace's spans as requests encoded straight from its columns
+(exporters/otlp_proto.py) through the transport of the OpenTelemetry SDK's OTLP
+exporters (their retries, TLS, headers, compression and timeouts); ``send_spans``
+exports any SDK spans through those exporters. Both send size-bounded batches and
+turn a failure into one line instead of the SDK's log records.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
 import sys
-from collections.abc import Iterable, Iterator, Mapping
+import types
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from tqdm import tqdm
 
+from exporters.otlp_proto import BATCH_BYTES, BATCH_SPANS, encode_requests
+from otel_tracer.model import Trace
+from otel_tracer.span_plan import SpanPlan
+from otel_tracer.spans import trace_spans
+
 GRPC = "grpc"
 HTTP = "http/protobuf"
 PROTOCOLS = (GRPC, HTTP)
 DEFAULT_ENDPOINTS = {GRPC: "http://localhost:4317", HTTP: "http://localhost:4318/v1/traces"}
 TRACES_PATH = "/v1/traces"
+TRACE_EXPORT_METHOD = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"  # gRPC
 DEFAULT_TIMEOUT_MS = 10_000
-BATCH_SPANS = 2_000  # ~0.9 MB of protobuf for typical call spans
-BATCH_BYTES = 1 << 20  # estimated; collectors and Jaeger refuse gRPC messages over 4 MiB
 PROGRESS_MIN_SPANS = 50_000
 _HEADER_KEY = re.compile(r"[!#$%&'*+.^_`|~0-9a-z-]+")
+_Batch = TypeVar("_Batch")
 
 
 class OtlpConfigError(ValueError):
@@ -181,24 +193,66 @@ def _timeout(environ: Mapping[str, str]) -> float:
     return milliseconds / 1000
 
 
+def send_trace(
+    trace: Trace, plan: SpanPlan, target: OtlpTarget, *, progress: bool = True
+) -> SendResult:
+    """Send the spans of ``plan`` (``len(plan)`` of them) to ``target`` as requests
+    encoded from the trace's columns, through the SDK exporter's transport; the same
+    spans, batches, failures and progress bar as ``send_spans(trace_spans(trace,
+    plan=plan), ...)``, which it falls back to when the installed SDK lacks the hook
+    that takes an encoded request."""
+    exporter_class = _request_exporter_class(target.protocol)
+    if exporter_class is None:
+        return send_spans(trace_spans(trace, plan=plan), len(plan), target, progress=progress)
+    exporter_for = functools.partial(_exporter, exporter_class=exporter_class)
+    requests = _one_ahead(encode_requests(trace, plan))
+    return _send(target, len(plan), progress, exporter_for, requests, _export_request)
+
+
+def _one_ahead(items: Iterator[_Batch]) -> Iterator[_Batch]:
+    """``items``, the next one made in a worker thread while the caller sends the
+    current one (the exporters wait for the collector's answer with the GIL released,
+    so encoding overlaps the round trip)."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="otlp-encode") as worker:
+        upcoming = worker.submit(next, items, None)
+        while (item := upcoming.result()) is not None:
+            upcoming = worker.submit(next, items, None)
+            yield item
+
+
 def send_spans(
     spans: Iterable[ReadableSpan], total: int, target: OtlpTarget, *, progress: bool = True
 ) -> SendResult:
     """Export ``spans`` (about ``total`` of them, consumed lazily) to ``target`` in
     batches; stop at the first batch the collector does not take. A progress bar
     shows on a terminal for ``progress`` and at least PROGRESS_MIN_SPANS spans."""
+    batches = ((batch, len(batch)) for batch in _batches(spans))
+    return _send(target, total, progress, _exporter, batches, _export_spans)
+
+
+def _send(
+    target: OtlpTarget,
+    total: int,
+    progress: bool,
+    exporter_for: Callable[[OtlpTarget], Any],
+    batches: Iterable[tuple[_Batch, int]],
+    export: Callable[[Any, _Batch, int], bool],
+) -> SendResult:
+    """Export ``batches`` (each with its number of spans) with the exporter made by
+    ``exporter_for``; stop at the first batch that ``export`` says the collector
+    did not take; one line for a failure."""
     sent = 0
     with _sdk_log_records() as records, _progress_bar(total, progress) as bar:
         try:
-            exporter = _exporter(target)
+            exporter = exporter_for(target)
         except Exception as error:
             return SendResult(0, _failure(target, 0, total, _exception_text(error)))
         try:
-            for batch in _batches(spans):
-                if exporter.export(batch) is not SpanExportResult.SUCCESS:
+            for batch, count in batches:
+                if not export(exporter, batch, count):
                     return SendResult(sent, _failure(target, sent, total, _reason(records, target)))
-                sent += len(batch)
-                bar.update(len(batch))
+                sent += count
+                bar.update(count)
         except Exception as error:
             return SendResult(sent, _failure(target, sent, total, _exception_text(error)))
         finally:
@@ -206,12 +260,23 @@ def send_spans(
     return SendResult(sent, None)
 
 
-def _exporter(target: OtlpTarget) -> SpanExporter:
-    """The SDK's OTLP span exporter for ``target``."""
+def _export_spans(exporter: SpanExporter, batch: list[ReadableSpan], count: int) -> bool:
+    """Export SDK spans; whether the collector took them."""
+    return exporter.export(batch) is SpanExportResult.SUCCESS
+
+
+def _export_request(exporter: Any, request: bytes, count: int) -> bool:
+    """Send one encoded request of ``count`` spans; whether the collector took it."""
+    return exporter.export_request(request, count)
+
+
+def _exporter(target: OtlpTarget, exporter_class: type[SpanExporter] | None = None) -> SpanExporter:
+    """The SDK's OTLP span exporter for ``target`` (or ``exporter_class``, a subclass
+    of it from ``_request_exporter_class``, made with the same settings)."""
     if target.protocol == GRPC:
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 
-        return OTLPSpanExporter(
+        return (exporter_class or OTLPSpanExporter)(
             endpoint=target.endpoint,
             insecure=urlsplit(target.endpoint).scheme == "http",
             headers=target.headers,
@@ -221,9 +286,85 @@ def _exporter(target: OtlpTarget) -> SpanExporter:
         OTLPSpanExporter as HttpSpanExporter,
     )
 
-    return HttpSpanExporter(
+    return (exporter_class or HttpSpanExporter)(
         endpoint=target.endpoint, headers=dict(target.headers), timeout=target.timeout
     )
+
+
+def _request_exporter_class(protocol: str) -> type[SpanExporter] | None:
+    """The SDK's exporter class for ``protocol`` with an ``export_request(request,
+    spans) -> bool`` that sends an encoded request through the exporter's own
+    transport (retries, backoff, TLS, headers, compression, timeout); None when
+    the installed SDK lacks the private hook it needs (or the exporter itself, which
+    ``send_spans`` then reports)."""
+    try:
+        return _grpc_request_exporter() if protocol == GRPC else _http_request_exporter()
+    except ImportError:
+        return None
+
+
+@functools.cache
+def _grpc_request_exporter() -> type[SpanExporter] | None:
+    """The gRPC exporter whose ``_translate_data`` (which turns what its ``_export``
+    is given into the request) passes an encoded request through, and whose stub
+    (made by ``_initialize_channel_and_stub``, again on reconnection) sends it as
+    it is, without the stub's serializer."""
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceResponse,
+    )
+
+    hooks = ("_export", "_translate_data", "_count_data", "_initialize_channel_and_stub")
+    if not all(callable(getattr(OTLPSpanExporter, hook, None)) for hook in hooks):
+        return None
+
+    class GrpcRequestExporter(OTLPSpanExporter):
+        def export_request(self, request: bytes, spans: int) -> bool:
+            """Send an encoded ExportTraceServiceRequest of ``spans`` spans."""
+            return self._export(_Request(request, spans)) is SpanExportResult.SUCCESS
+
+        def _translate_data(self, data: _Request) -> bytes:
+            return data.request
+
+        def _count_data(self, data: _Request) -> int:
+            return data.spans
+
+        def _initialize_channel_and_stub(self) -> None:
+            super()._initialize_channel_and_stub()
+            export = self._channel.unary_unary(
+                TRACE_EXPORT_METHOD,
+                request_serializer=None,  # the request is serialized already
+                response_deserializer=ExportTraceServiceResponse.FromString,
+            )
+            self._client = types.SimpleNamespace(Export=export)
+
+    return GrpcRequestExporter
+
+
+@functools.cache
+def _http_request_exporter() -> type[SpanExporter] | None:
+    """The HTTP exporter that posts a request through its ``_client``: the SDK's
+    ``_OTLPHTTPClient``, whose ``export(bytes)`` compresses, posts and retries."""
+    from opentelemetry.exporter.otlp.proto.http import trace_exporter
+
+    client_class = getattr(getattr(trace_exporter, "_http", None), "_OTLPHTTPClient", None)
+    if not callable(getattr(client_class, "export", None)):
+        return None
+
+    class HttpRequestExporter(trace_exporter.OTLPSpanExporter):
+        def export_request(self, request: bytes, spans: int) -> bool:
+            """Send an encoded ExportTraceServiceRequest of ``spans`` spans."""
+            return bool(self._client.export(request).success)
+
+    return HttpRequestExporter
+
+
+@dataclass(frozen=True)
+class _Request:
+    """An encoded request on its way through the gRPC exporter's ``_export``."""
+
+    request: bytes  # a serialized ExportTraceServiceRequest
+    spans: int
 
 
 def _batches(spans: Iterable[ReadableSpan]) -> Iterator[list[ReadableSpan]]:

@@ -39,7 +39,7 @@ class SpanPlan:
     root_id: int
     rows: np.ndarray  # int64 trace rows, in start order
     parent_ids: np.ndarray  # uint64 parent span id of each row in ``rows``
-    groups: list[GroupSpan] = field(default_factory=list)
+    groups: list[GroupSpan] = field(default_factory=list)  # in ``before`` order
     total_calls: int = 0  # calls in the trace
 
     @property
@@ -193,6 +193,7 @@ class _FoldedPlan:
             replace(span, before=int(position))
             for (_, span), position in zip(spans, positions, strict=True)
         ]
+        groups.sort(key=lambda group: group.before)  # call order; stable: outer groups first
         return SpanPlan(self.root_id, rows, self.parents[rows], groups, total_calls=len(trace))
 
     def _nesting(self, group: dict[str, Any]) -> tuple[int, int]:

@@ -3,7 +3,8 @@ one, built on the service definitions of ``opentelemetry-proto``.
 
 Each is a context manager that listens on a free port while open, keeps every
 ``ExportTraceServiceRequest`` it receives and the request's headers (gRPC metadata),
-and with ``refuse=True`` answers UNAVAILABLE / HTTP 503 instead.
+and with ``refuse=True`` answers UNAVAILABLE / HTTP 503 instead (with
+``refuse_first=n``, to its first ``n`` requests only: a collector that comes back).
 """
 
 from __future__ import annotations
@@ -27,11 +28,19 @@ class OtlpReceiver:
 
     endpoint: str  # the URL to give an exporter
 
-    def __init__(self, refuse: bool = False) -> None:
+    def __init__(self, refuse: bool = False, refuse_first: int = 0) -> None:
         self.refuse = refuse
+        self.refuse_first = refuse_first
         self.requests: list[Request] = []
         self.headers: list[dict[str, str]] = []
         self._lock = threading.Lock()
+
+    def _refusing(self) -> bool:
+        """Whether to refuse the request being answered."""
+        with self._lock:
+            first = self.refuse_first > 0
+            self.refuse_first -= first
+        return self.refuse or first
 
     def _received(self, request: Request, headers: dict[str, str]) -> None:
         """Record one request and its headers (keys lower-cased)."""
@@ -74,7 +83,7 @@ class GrpcReceiver(OtlpReceiver, trace_service_pb2_grpc.TraceServiceServicer):
         self, request: Request, context: grpc.ServicerContext
     ) -> trace_service_pb2.ExportTraceServiceResponse:
         """The TraceService RPC: keep the request, or refuse with UNAVAILABLE."""
-        if self.refuse:
+        if self._refusing():
             context.abort(grpc.StatusCode.UNAVAILABLE, "receiver refuses (test)")
         self._received(request, dict(context.invocation_metadata()))
         return trace_service_pb2.ExportTraceServiceResponse()
@@ -111,7 +120,7 @@ def _handler_for(receiver: HttpReceiver) -> type[BaseHTTPRequestHandler]:
             if self.path != "/v1/traces":
                 self._answer(404, b"not found", "text/plain")
                 return
-            if receiver.refuse:
+            if receiver._refusing():
                 self._answer(503, b"receiver refuses (test)", "text/plain")
                 return
             request = Request()

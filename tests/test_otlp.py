@@ -2,32 +2,42 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import logging
 import socket
 import sys
 import time
-from collections.abc import Iterator
+import types
+from collections.abc import Callable, Iterator
 
 import pytest
 from conftest import run_python, run_tracer, write_files
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
-from opentelemetry.proto.trace.v1.trace_pb2 import Status
+from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.trace import SpanContext
 from otlp_receivers import GrpcReceiver, HttpReceiver, OtlpReceiver
 
+import exporters.otlp as otlp
+import exporters.otlp_proto as otlp_proto
 import otel_tracer
 from exporters.otlp import (
+    BATCH_BYTES,
     BATCH_SPANS,
     OtlpConfigError,
     OtlpTarget,
     SendResult,
     otlp_target,
     send_spans,
+    send_trace,
 )
-from otel_tracer.span_plan import root_span_id
+from exporters.otlp_proto import encode_requests
+from otel_tracer.model import Trace
+from otel_tracer.span_plan import SpanPlan, root_span_id, span_plan
 from otel_tracer.spans import trace_spans
 
 PROGRAM = """
@@ -43,15 +53,38 @@ PROGRAM = """
             raise ValueError(f"bad step {i}")
         return i * 2
 
+    def numbers(n):
+        for i in range(n):
+            yield i
+
     def work():
         for i in range(4):
             try:
                 step(i)
             except ValueError:
                 pass
+        return sum(numbers(3))
+
+    class Layer:
+        def forward(self, x):
+            return x + 1
+
+    def layer_name(layer):
+        return "layer"
+
+    def epoch(layers, number):
+        for layer in layers:
+            layer.forward(number)
+            layer_name(layer)
+
+    def train(epochs):
+        layers = [Layer() for _ in range(3)]
+        for number in range(epochs):
+            epoch(layers, number)
 
     def main():
         connect("db.local", password="hunter2")
+        train(5)
         workers = [threading.Thread(target=work, name=f"worker-{n}") for n in range(2)]
         for worker in workers:
             worker.start()
@@ -161,7 +194,7 @@ def test_attributes_arrive_as_recorded(receiver, traced):
     assert connect["code.line.number"] == 6
     main_thread = traced.threads[0]
     assert connect["thread.id"] == main_thread.native_id
-    assert connect["otel_tracer.call.id"] == 3  # after <module> and main
+    assert connect["otel_tracer.call.id"] == 4  # after <module>, the class Layer body, main
     assert connect["otel_tracer.args.host"] == "'db.local'"
     assert by_name["json.dumps"]["otel_tracer.call.external"] is True
     steps = [attributes_of(s.attributes) for s in received if s.name == "step"]
@@ -458,14 +491,23 @@ def test_bad_settings_are_one_line_errors(endpoint, protocol, environ, message):
 # -- failures ----------------------------------------------------------------------------
 
 
-def quiet_failure(target: OtlpTarget, traced, capfd, caplog) -> SendResult:
+Sender = Callable[[Trace, OtlpTarget], SendResult]
+SENDERS: dict[str, Sender] = {
+    "send_spans": lambda trace, target: send_spans(trace_spans(trace), len(trace) + 1, target),
+    "send_trace": lambda trace, target: send_trace(trace, span_plan(trace), target),
+}
+
+
+def quiet_failure(
+    target: OtlpTarget, traced, capfd, caplog, send: Sender = SENDERS["send_spans"]
+) -> SendResult:
     """Send to a failing target: bounded time, no output, no log records let through,
     logging configuration restored."""
     otel_logger = logging.getLogger("opentelemetry")
     before = otel_logger.level, otel_logger.propagate, otel_logger.handlers[:]
     caplog.set_level(logging.DEBUG)
     started = time.monotonic()
-    result = send_spans(trace_spans(traced), len(traced) + 1, target)
+    result = send(traced, target)
     assert time.monotonic() - started < 60
     assert result.sent == 0 and result.error is not None
     assert "\n" not in result.error
@@ -475,19 +517,21 @@ def quiet_failure(target: OtlpTarget, traced, capfd, caplog) -> SendResult:
     return result
 
 
+@pytest.mark.parametrize("sender", list(SENDERS))
 @pytest.mark.parametrize("protocol", list(RECEIVERS))
-def test_collector_down(protocol, traced, capfd, caplog):
+def test_collector_down(protocol, sender, traced, capfd, caplog):
     port = free_port()
     target = otlp_target(
         f"http://127.0.0.1:{port}", protocol, {"OTEL_EXPORTER_OTLP_TIMEOUT": "3000"}
     )
-    result = quiet_failure(target, traced, capfd, caplog)
+    result = quiet_failure(target, traced, capfd, caplog, SENDERS[sender])
     assert result.error == (
         f"OTLP export to {target.endpoint} ({protocol}) failed after 0 of {len(traced) + 1} "
         "spans: collector unavailable (connection refused)"
     )
 
 
+@pytest.mark.parametrize("sender", list(SENDERS))
 @pytest.mark.parametrize(
     ("protocol", "reason"),
     [
@@ -495,10 +539,10 @@ def test_collector_down(protocol, traced, capfd, caplog):
         ("http/protobuf", "collector unavailable (Service Unavailable)"),
     ],
 )
-def test_collector_refuses(protocol, reason, traced, capfd, caplog):
+def test_collector_refuses(protocol, reason, sender, traced, capfd, caplog):
     with RECEIVERS[protocol](refuse=True) as receiver:
         target = OtlpTarget(receiver.endpoint, protocol, (), 2.0)
-        result = quiet_failure(target, traced, capfd, caplog)
+        result = quiet_failure(target, traced, capfd, caplog, SENDERS[sender])
     assert result.error.startswith(
         f"OTLP export to {receiver.endpoint} ({protocol}) failed after 0"
     )
@@ -525,6 +569,246 @@ def test_repeated_failures_each_have_their_reason(traced, capfd, caplog):
     for _ in range(2):  # the SDK's duplicate filter must not hide the second one
         result = quiet_failure(target, traced, capfd, caplog)
         assert result.error.endswith("collector unavailable (connection refused)")
+
+
+# -- send_trace: requests encoded from the trace's columns ------------------------------
+
+MANY_CALLS = """
+    def scale(value, factor=2):
+        return value * factor
+
+    def numbers(n):
+        yield from range(n)
+
+    total = 0
+    for i in range(17_000):  # call ids of 1, 2 and 3 varint bytes
+        total += scale(i)
+    print(total, sum(numbers(5)))
+"""
+
+
+@pytest.fixture(scope="module")
+def many(tmp_path_factory) -> Trace:
+    """A trace of 17,000+ calls with pattern annotations (several batches)."""
+    root = tmp_path_factory.mktemp("otlp_many")
+    write_files(root, {"prog.py": MANY_CALLS})
+    result = run_tracer(["prog.py", "-o", "trace.json", "-q"], root)
+    assert result.returncode == 0, result.stderr
+    trace = otel_tracer.load(root / "trace.json")
+    assert len(trace) > 1 << 14 and trace.patterns is not None
+    return trace
+
+
+def sdk_spans(trace: Trace, plan: SpanPlan) -> list[Span]:
+    """The spans of ``plan`` as the SDK's own encoder encodes them."""
+    (resource_spans,) = encode_spans(list(trace_spans(trace, plan=plan))).resource_spans
+    (scope_spans,) = resource_spans.scope_spans
+    return list(scope_spans.spans)
+
+
+def envelopes(receiver: OtlpReceiver) -> list[tuple]:
+    """The distinct (resource, schema URL, scope, schema URL) the receiver got."""
+    seen: list[tuple] = []
+    for request in receiver.requests:
+        for resource_spans in request.resource_spans:
+            for scope_spans in resource_spans.scope_spans:
+                envelope = (
+                    resource_spans.resource,
+                    resource_spans.schema_url,
+                    scope_spans.scope,
+                    scope_spans.schema_url,
+                )
+                if envelope not in seen:
+                    seen.append(envelope)
+    return seen
+
+
+def forbidden(name: str) -> Callable[..., None]:
+    """A stand-in for ``name`` that fails the test when called."""
+
+    def call(*args, **kwargs) -> None:
+        raise AssertionError(f"{name} was called")
+
+    return call
+
+
+@pytest.mark.parametrize("fold", [False, True], ids=["every-call", "fold-patterns"])
+def test_send_trace_sends_what_send_spans_sends(receiver, traced, fold, monkeypatch):
+    """Span by span (protobuf equality), resource and scope: the same as the SDK's
+    own spans and encoder deliver."""
+    plan = span_plan(traced, fold)
+    assert bool(plan.groups) is fold
+    with monkeypatch.context() as patched:
+        patched.setattr(otlp, "trace_spans", forbidden("trace_spans"))  # no SDK spans
+        result = send_trace(traced, plan, target_of(receiver))
+    with RECEIVERS[receiver.protocol]() as reference:
+        reference.protocol = receiver.protocol
+        expected = send_spans(trace_spans(traced, plan=plan), len(plan), target_of(reference))
+    assert result == expected and result.error is None
+    ours, theirs = receiver.spans(), reference.spans()
+    assert len(ours) == len(theirs) == result.sent
+    for mine, sdk in zip(ours, theirs, strict=True):
+        assert mine == sdk
+    assert len(envelopes(receiver)) == 1 and envelopes(receiver) == envelopes(reference)
+    keys = {kv.key for span in ours for kv in span.attributes}
+    if fold:
+        assert {"otel_tracer.pattern_group", "pattern.iteration"} <= keys
+    else:
+        assert {"otel_tracer.yielded_value", "otel_tracer.call.resumed"} <= keys
+        assert {"otel_tracer.args.password", "pattern.iteration"} <= keys
+        assert sum(bool(span.events) for span in ours) >= 2  # the exceptions
+        threads = {attributes_of(span.attributes).get("thread.name") for span in ours}
+        assert {"MainThread", "worker-0", "worker-1"} <= threads
+    assert all(b"hunter2" not in request.SerializeToString() for request in receiver.requests)
+
+
+@pytest.mark.parametrize("cache_size", [otlp_proto.CACHE_SIZE, 16])
+def test_encoded_requests_hold_the_sdk_encoding_in_batches(many, cache_size, monkeypatch):
+    monkeypatch.setattr(otlp_proto, "CACHE_SIZE", cache_size)  # 16: the caches overflow
+    plan = span_plan(many)
+    requests = [
+        (ExportTraceServiceRequest.FromString(data), count)
+        for data, count in encode_requests(many, plan)
+    ]
+    assert len(requests) > len(plan) // BATCH_SPANS
+    spans = []
+    for request, count in requests:
+        (resource_spans,) = request.resource_spans
+        (scope_spans,) = resource_spans.scope_spans
+        assert len(scope_spans.spans) == count
+        spans += scope_spans.spans
+    assert spans == sdk_spans(many, plan)
+
+
+@pytest.mark.parametrize(("most", "most_bytes"), [(7, BATCH_BYTES), (BATCH_SPANS, 3_000), (1, 1)])
+def test_encoded_requests_respect_the_batch_limits(traced, most, most_bytes):
+    plan = span_plan(traced)
+    spans = []
+    for data, count in encode_requests(traced, plan, batch_spans=most, batch_bytes=most_bytes):
+        (resource_spans,) = ExportTraceServiceRequest.FromString(data).resource_spans
+        (scope_spans,) = resource_spans.scope_spans
+        assert len(scope_spans.spans) == count <= most
+        assert count == 1 or sum(span.ByteSize() for span in scope_spans.spans) <= most_bytes
+        spans += scope_spans.spans
+    assert spans == sdk_spans(traced, plan)
+
+
+def with_huge_values(trace: Trace) -> Trace:
+    """The trace with every argument 300 kB long and every exception message 200 kB
+    (the exception event's stack trace ends with the message)."""
+    strings = list(trace.strings)
+    for arguments in trace.arg_tuples:
+        for index in arguments:
+            if index >= 0:
+                strings[index] = "x" * 300_000
+    exceptions = [(kind, "m" * 200_000) for kind, _ in trace.exceptions]
+    return dataclasses.replace(trace, strings=strings, exceptions=exceptions)
+
+
+def test_send_trace_keeps_requests_under_the_grpc_limit_with_huge_values(traced):
+    huge = with_huge_values(traced)
+    plan = span_plan(huge)
+    with GrpcReceiver() as receiver:  # refuses messages over 4 MiB, as collectors do
+        target = OtlpTarget(receiver.endpoint, "grpc", (), 10.0)
+        assert send_trace(huge, plan, target) == SendResult(len(plan), None)
+        assert receiver.spans() == sdk_spans(huge, plan)
+        assert len(receiver.requests) >= 5
+        for request in receiver.requests:
+            (resource_spans,) = request.resource_spans
+            (scope_spans,) = resource_spans.scope_spans
+            size = sum(span.ByteSize() for span in scope_spans.spans)
+            assert len(scope_spans.spans) == 1 or size <= BATCH_BYTES
+            assert request.ByteSize() < 4 * 2**20
+
+
+def test_send_trace_falls_back_to_sdk_spans_without_the_hook(receiver, traced, monkeypatch):
+    monkeypatch.setattr(otlp, "_request_exporter_class", lambda protocol: None)
+    monkeypatch.setattr(otlp, "encode_requests", forbidden("encode_requests"))
+    plan = span_plan(traced)
+    assert send_trace(traced, plan, target_of(receiver)) == SendResult(len(plan), None)
+    assert receiver.spans() == sdk_spans(traced, plan)
+
+
+def test_the_hooks_are_detected(monkeypatch):
+    """The installed SDK has both hooks; an SDK without them gets the fallback."""
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+    from opentelemetry.exporter.otlp.proto.http import trace_exporter
+
+    detect_grpc = otlp._grpc_request_exporter.__wrapped__
+    detect_http = otlp._http_request_exporter.__wrapped__
+    assert detect_grpc() is not None and detect_http() is not None
+    monkeypatch.setattr(OTLPSpanExporter, "_translate_data", None)
+    monkeypatch.setattr(trace_exporter, "_http", types.SimpleNamespace())
+    assert detect_grpc() is None and detect_http() is None
+
+
+class FirstRequestReceiver(GrpcReceiver):
+    """Takes the first request, then refuses."""
+
+    def Export(self, request, context):
+        self.refuse = bool(self.requests)
+        return super().Export(request, context)
+
+
+def test_send_trace_failure_after_some_batches_counts_what_was_sent(many, capfd, caplog):
+    plan = span_plan(many)
+    _, first = next(encode_requests(many, plan))
+    with FirstRequestReceiver() as receiver:
+        result = send_trace(many, plan, OtlpTarget(receiver.endpoint, "grpc", (), 2.0))
+    assert result.sent == first == len(receiver.spans()) > 0
+    assert result.error == (
+        f"OTLP export to {receiver.endpoint} (grpc) failed after {first} of {len(plan)} "
+        "spans: collector unavailable (receiver refuses (test))"
+    )
+    assert capfd.readouterr() == ("", "")
+
+
+@pytest.mark.parametrize("protocol", list(RECEIVERS))
+def test_send_trace_retries_through_the_exporters_transport(protocol, traced):
+    """A collector that refuses once and then takes the batch: the SDK's retry (and,
+    for gRPC, its reconnection, which makes the stub again) delivers everything."""
+    plan = span_plan(traced)
+    with RECEIVERS[protocol](refuse_first=1) as receiver:
+        target = OtlpTarget(receiver.endpoint, protocol, (), 10.0)
+        assert send_trace(traced, plan, target) == SendResult(len(plan), None)
+        assert receiver.spans() == sdk_spans(traced, plan)
+        assert receiver.refuse_first == 0
+
+
+def test_send_trace_encoding_error_is_one_line(traced, monkeypatch):
+    def failing(trace, plan):
+        yield from encode_requests(trace, plan, batch_spans=5)
+        raise RuntimeError("cannot encode\nsecond line")
+
+    monkeypatch.setattr(otlp, "encode_requests", failing)
+    plan = span_plan(traced)
+    with GrpcReceiver() as receiver:
+        result = send_trace(traced, plan, OtlpTarget(receiver.endpoint, "grpc", (), 10.0))
+    assert result.sent == len(plan) == len(receiver.spans())
+    assert result.error.endswith(f"{len(plan)} of {len(plan)} spans: RuntimeError: cannot encode")
+
+
+def test_send_trace_uses_the_exporters_settings(receiver, traced, monkeypatch):
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip")  # read by the SDK exporter
+    plan = span_plan(traced)
+    target = target_of(receiver, [("x-api-key", "s3cret")])
+    assert send_trace(traced, plan, target) == SendResult(len(plan), None)
+    assert receiver.spans() == sdk_spans(traced, plan)
+    assert all(headers["x-api-key"] == "s3cret" for headers in receiver.headers)
+    if receiver.protocol == HTTP:
+        assert receiver.headers[0]["content-encoding"] == "gzip"
+
+
+def test_send_trace_progress_bar(traced, monkeypatch):
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    monkeypatch.setattr(otlp, "PROGRESS_MIN_SPANS", 10)
+    with GrpcReceiver() as receiver:
+        target = OtlpTarget(receiver.endpoint, "grpc", (), 10.0)
+        assert send_trace(traced, span_plan(traced), target, progress=False).error is None
+        assert terminal.getvalue() == ""
+        assert send_trace(traced, span_plan(traced), target).error is None
+    assert "OTLP export" in terminal.getvalue()
 
 
 # -- command line ------------------------------------------------------------------------

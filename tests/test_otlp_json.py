@@ -257,3 +257,36 @@ def test_otlp_json_to_stdout_and_by_format(tmp_path):
     refused = run_tracer(["prog.py", "-o", "-", "--format", "perfetto"], tmp_path)
     assert refused.returncode == 2
     assert "the Perfetto trace needs a file name: -o trace.pftrace" in refused.stderr
+
+
+def check_folded_plan(trace) -> list:
+    """Invariants of a folded plan, through ``trace_spans``: every span of the plan
+    is emitted once, and every parent is a span of the export."""
+    plan = span_plan(trace, fold_patterns=True)
+    assert [g.before for g in plan.groups] == sorted(g.before for g in plan.groups)
+    spans = list(trace_spans(trace, plan=plan))
+    assert len(spans) == len(plan)
+    ids = {s.context.span_id for s in spans}
+    assert len(ids) == len(spans)
+    assert all(s.parent.span_id in ids for s in spans[1:])
+    return spans
+
+
+def test_folded_plans_keep_every_group_span_and_parent():
+    """Groups nested at several levels, listed by the folding outer ones first:
+    the plan still emits them in call order, each under an exported parent."""
+    from patterns.annotate import annotate
+    from trace_builder import build_trace
+
+    layer = ("layer", ["matmul", "act"])
+    step = ("step", ["load", ("forward", [layer] * 4), "backward", ("log", ["write"] * 3)])
+    trace = build_trace(
+        [("main", [("setup", ["init"] * 5), ("train", [step] * 6), ("eval", [step] * 3)])],
+        [("worker", ["fetch"] * 7)],
+    )
+    trace.meta["trace_id"] = "4bf92f3577b34da6a3ce929d0e0e4736"
+    annotate(trace)
+    spans = check_folded_plan(trace)
+    names = [s.name for s in spans if s.attributes.get("otel_tracer.pattern_group")]
+    assert names == ["5x init", "6x step", "4x layer", "3x write", "3x step", "4x layer",
+                     "3x write", "7x fetch"]  # fmt: skip
