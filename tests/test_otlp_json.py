@@ -11,11 +11,13 @@ from conftest import run_python, run_tracer, write_files
 from google.protobuf import json_format
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from trace_builder import build_trace
 
 import otel_tracer
 from exporters.otlp_json import OtlpJsonFileExporter, write_otlp_json
 from otel_tracer.span_plan import span_plan
 from otel_tracer.spans import trace_spans
+from patterns.annotate import annotate
 
 PROGRAM = """
     import json
@@ -275,9 +277,6 @@ def check_folded_plan(trace) -> list:
 def test_folded_plans_keep_every_group_span_and_parent():
     """Groups nested at several levels, listed by the folding outer ones first:
     the plan still emits them in call order, each under an exported parent."""
-    from patterns.annotate import annotate
-    from trace_builder import build_trace
-
     layer = ("layer", ["matmul", "act"])
     step = ("step", ["load", ("forward", [layer] * 4), "backward", ("log", ["write"] * 3)])
     trace = build_trace(
