@@ -174,12 +174,8 @@ class _Sink:
         self.spans = 0
         self.lock = threading.Lock()
 
-    def count(self, body: bytes) -> None:
-        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-            ExportTraceServiceRequest,
-        )
-
-        request = ExportTraceServiceRequest.FromString(body)
+    def count(self, request: Any) -> None:
+        """Add the spans of an ``ExportTraceServiceRequest``."""
         n = sum(len(s.spans) for r in request.resource_spans for s in r.scope_spans)
         with self.lock:
             self.spans += n
@@ -193,7 +189,7 @@ def receivers(sink: _Sink):
 
     class Service(trace_service_pb2_grpc.TraceServiceServicer):
         def Export(self, request, context):  # noqa: N802 - the gRPC method name
-            sink.count(request.SerializeToString())
+            sink.count(request)
             return trace_service_pb2.ExportTraceServiceResponse()
 
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
@@ -208,7 +204,7 @@ def receivers(sink: _Sink):
                 import gzip
 
                 body = gzip.decompress(body)
-            sink.count(body)
+            sink.count(trace_service_pb2.ExportTraceServiceRequest.FromString(body))
             self.send_response(200)
             self.send_header("Content-Type", "application/x-protobuf")
             self.send_header("Content-Length", "0")
