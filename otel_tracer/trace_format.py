@@ -22,7 +22,19 @@ from otel_tracer.model import (
     ThreadInfo,
     Trace,
 )
+from otel_tracer.trace_checks import (
+    check_call,
+    check_functions,
+    check_metadata,
+    check_pattern_marks,
+    check_patterns,
+    check_threads,
+    check_tree,
+    expect,
+    is_int,
+)
 
+MARK_KEYS = ("id", "iteration", "variant")
 FORMAT = "otel-tracer-trace"
 VERSION = 1
 UNKNOWN_EXCEPTION = ("<unknown>", "")
@@ -74,6 +86,12 @@ def from_document(doc: Any, name: str = "trace") -> Trace:
 
 
 def _from_valid_document(doc: dict[str, Any]) -> Trace:
+    check_metadata(doc.get("metadata"))
+    check_functions(doc.get("functions"))
+    check_threads(doc.get("threads"))
+    expect(isinstance(doc.get("calls"), list), "calls must be a list")
+    for index, call in enumerate(doc["calls"]):
+        check_call(call, index, doc["functions"])
     functions = [
         Function(
             f["name"],
@@ -134,7 +152,7 @@ def _from_valid_document(doc: dict[str, Any]) -> Trace:
             if name in call and call[name]:
                 flags[i] |= bit
     known = {"format", "version", "metadata", "functions", "threads", "calls", "patterns"}
-    return Trace(
+    trace = Trace(
         meta=dict(doc["metadata"]),
         functions=functions,
         threads=threads,
@@ -155,15 +173,21 @@ def _from_valid_document(doc: dict[str, Any]) -> Trace:
             span_id=np.array([int(c["span_id"], 16) for c in calls], dtype=np.uint64),
         ),
         extra={k: v for k, v in doc.items() if k not in known},
-        patterns=_pattern_columns(doc, calls),
+        patterns=_pattern_columns(doc, calls, len(threads)),
     )
+    c = trace.calls
+    check_tree(c.parent, c.depth, c.thread, len(threads), c.span_id)
+    return trace
 
 
-def _pattern_columns(doc: dict[str, Any], calls: list[dict[str, Any]]) -> PatternColumns | None:
+def _pattern_columns(
+    doc: dict[str, Any], calls: list[dict[str, Any]], threads: int
+) -> PatternColumns | None:
     """The pattern annotations of an annotated trace, None for a plain one."""
     section = doc.get("patterns")
     if section is None:
         return None
+    check_patterns(section, len(calls), threads)
     groups = section["groups"]
     n = len(calls)
     group = np.full(n, -1, dtype=np.int64)
@@ -172,7 +196,12 @@ def _pattern_columns(doc: dict[str, Any], calls: list[dict[str, Any]]) -> Patter
     for i, call in enumerate(calls):
         mark = call.get("pattern")
         if mark is not None:
+            expect(
+                isinstance(mark, dict) and all(is_int(mark.get(k)) for k in MARK_KEYS),
+                f"call {i + 1}: pattern needs an id, an iteration and a variant",
+            )
             if not 1 <= mark["id"] <= len(groups):
                 raise ValueError(f"call {i + 1}: pattern id {mark['id']} is not in patterns")
             group[i], iteration[i], variant[i] = mark["id"] - 1, mark["iteration"], mark["variant"]
+    check_pattern_marks(group, iteration, variant, groups)
     return PatternColumns(group, iteration, variant, section)
