@@ -11,7 +11,6 @@ from typing import Any
 import numpy as np
 
 HEX_TRACE_ID = re.compile(r"[0-9a-fA-F]{32}")
-HEX_SPAN_ID = re.compile(r"[0-9a-fA-F]{16}")
 INT64 = (-(2**63), 2**63 - 1)
 # metadata fields the outputs read, and the types they must have when present
 METADATA_TYPES: dict[str, tuple[type, ...]] = {
@@ -107,36 +106,6 @@ def check_threads(threads: Any) -> None:
         expect(isinstance(t.get("name"), str), f"thread {i}: name must be a string")
 
 
-def check_call(call: Any, index: int, functions: list[dict[str, Any]]) -> None:
-    """One entry of ``calls`` (its references are checked on the columns)."""
-    where = f"call {index + 1}"
-    expect(isinstance(call, dict), f"{where} must be an object")
-    for key in ("id", "depth", "function", "thread", "start", "end"):
-        expect(is_int(call.get(key)), f"{where}: {key} must be an integer")
-    parent = call.get("parent")
-    expect(parent is None or is_int(parent), f"{where}: parent must be an integer or null")
-    span_id = call.get("span_id")
-    expect(
-        isinstance(span_id, str) and bool(HEX_SPAN_ID.fullmatch(span_id)) and int(span_id, 16),
-        f"{where}: span_id must be 16 hex digits, not zero",
-    )
-    function = call["function"]
-    expect(0 <= function < len(functions), f"{where}: function {function} does not exist")
-    if "args" in call:
-        args = call["args"]
-        expect(isinstance(args, dict), f"{where}: args must be an object")
-        expect(all(isinstance(v, str) for v in args.values()), f"{where}: args are strings")
-    expect(isinstance(call.get("return", ""), str), f"{where}: return must be a string")
-    if "exception" in call:
-        exception = call["exception"]
-        expect(
-            isinstance(exception, dict)
-            and isinstance(exception.get("type"), str)
-            and isinstance(exception.get("message"), str),
-            f"{where}: exception needs a type and a message",
-        )
-
-
 def check_tree(
     parent: np.ndarray, depth: np.ndarray, thread: np.ndarray, threads: int, span_id: np.ndarray
 ) -> None:
@@ -151,6 +120,7 @@ def check_tree(
     expect(bool(np.all(depth[~has_parent] == 0)), "a call without a parent must have depth 0")
     expect(bool(np.all(depth[has_parent] == depth[up] + 1)), "depths must follow the parents")
     expect(bool(np.all(thread[has_parent] == thread[up])), "a call and its parent: one thread")
+    expect(bool(np.all(span_id != 0)), "span ids must not be zero")
     expect(len(np.unique(span_id)) == n, "span ids must be distinct")
 
 

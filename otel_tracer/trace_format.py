@@ -23,7 +23,6 @@ from otel_tracer.model import (
     Trace,
 )
 from otel_tracer.trace_checks import (
-    check_call,
     check_functions,
     check_metadata,
     check_pattern_marks,
@@ -31,10 +30,8 @@ from otel_tracer.trace_checks import (
     check_threads,
     check_tree,
     expect,
-    is_int,
 )
 
-MARK_KEYS = ("id", "iteration", "variant")
 FORMAT = "otel-tracer-trace"
 VERSION = 1
 UNKNOWN_EXCEPTION = ("<unknown>", "")
@@ -79,7 +76,7 @@ def from_document(doc: Any, name: str = "trace") -> Trace:
         )
     try:
         return _from_valid_document(doc)
-    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as error:
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError, OverflowError) as error:
         raise TraceFormatError(
             f"{name}: malformed trace ({type(error).__name__}: {error})"
         ) from None
@@ -90,8 +87,6 @@ def _from_valid_document(doc: dict[str, Any]) -> Trace:
     check_functions(doc.get("functions"))
     check_threads(doc.get("threads"))
     expect(isinstance(doc.get("calls"), list), "calls must be a list")
-    for index, call in enumerate(doc["calls"]):
-        check_call(call, index, doc["functions"])
     functions = [
         Function(
             f["name"],
@@ -119,6 +114,7 @@ def _from_valid_document(doc: dict[str, Any]) -> Trace:
     def intern(text: str) -> int:
         index = string_ids.get(text)
         if index is None:
+            expect(isinstance(text, str), f"argument and return values must be strings: {text!r}")
             index = string_ids[text] = len(strings)
             strings.append(text)
         return index
@@ -127,6 +123,7 @@ def _from_valid_document(doc: dict[str, Any]) -> Trace:
         return np.array([c[key] for c in calls], dtype=dtype)
 
     function = column("function", np.int32)
+    expect(bool(np.all((function >= 0) & (function < len(functions)))), "unknown function")
     args = np.full(n, -1, dtype=np.int32)
     value = np.full(n, -1, dtype=np.int32)
     exception = np.full(n, -1, dtype=np.int32)
@@ -144,6 +141,10 @@ def _from_valid_document(doc: dict[str, Any]) -> Trace:
         if "exception" in call:
             flags[i] |= RAISED
             info = (call["exception"]["type"], call["exception"]["message"])
+            expect(
+                isinstance(info[0], str) and isinstance(info[1], str),
+                f"call {i + 1}: exception type and message must be strings",
+            )
             if info != UNKNOWN_EXCEPTION:
                 exception[i] = exc_ids.setdefault(info, len(exceptions))
                 if exception[i] == len(exceptions):
@@ -196,10 +197,6 @@ def _pattern_columns(
     for i, call in enumerate(calls):
         mark = call.get("pattern")
         if mark is not None:
-            expect(
-                isinstance(mark, dict) and all(is_int(mark.get(k)) for k in MARK_KEYS),
-                f"call {i + 1}: pattern needs an id, an iteration and a variant",
-            )
             if not 1 <= mark["id"] <= len(groups):
                 raise ValueError(f"call {i + 1}: pattern id {mark['id']} is not in patterns")
             group[i], iteration[i], variant[i] = mark["id"] - 1, mark["iteration"], mark["variant"]
