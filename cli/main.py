@@ -188,7 +188,9 @@ def main(argv: list[str] | None = None) -> int:
 
         export_to_collector(trace, plan.otlp, opts.fold_patterns, status)
     if outcome.interrupted:
-        _die_of_sigint()
+        _die_of(signal.SIGINT)
+    if outcome.terminated:
+        _die_of(signal.SIGTERM)
     return outcome.exit_code
 
 
@@ -227,12 +229,13 @@ def _status_printer(quiet: bool):
     return status
 
 
-def _die_of_sigint() -> None:
-    """End as Python does after an uncaught KeyboardInterrupt: killed by SIGINT."""
+def _die_of(signum: signal.Signals) -> None:
+    """End as the untraced program would have: killed by ``signum`` (SIGINT: as
+    Python does after an uncaught KeyboardInterrupt)."""
     sys.stdout.flush()
     sys.stderr.flush()
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    os.kill(os.getpid(), signal.SIGINT)
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.machinery
 import importlib.util
 import os
+import signal
 import sys
 import threading
 import types
@@ -32,6 +33,12 @@ class Outcome:
     exit_code: int
     exception: BaseException | None = None  # uncaught, other than SystemExit
     interrupted: bool = False  # ended by KeyboardInterrupt (Ctrl-C)
+    terminated: bool = False  # ended by SIGTERM
+
+
+class Terminated(BaseException):
+    """Raised in the main thread when SIGTERM arrives, so that the run unwinds
+    and its trace is written before the process dies of SIGTERM."""
 
 
 class ProgramNotFound(Exception):
@@ -77,6 +84,7 @@ def run_module(name: str, args: list[str], start: Callable[[], None]) -> Outcome
 
 
 def _execute(body: Callable[[], object], start: Callable[[], None]) -> Outcome:
+    previous = _catch_sigterm()
     start()
     try:
         body()
@@ -86,11 +94,32 @@ def _execute(body: Callable[[], object], start: Callable[[], None]) -> Outcome:
     except KeyboardInterrupt as error:
         _report_uncaught(error)
         outcome = Outcome(130, error, interrupted=True)
+    except Terminated:  # killed: no traceback, and no waiting for other threads
+        outcome = Outcome(128 + signal.SIGTERM, terminated=True)
     except BaseException as error:  # the program's own uncaught exception
         _report_uncaught(error)
         outcome = Outcome(1, error)
-    _join_program_threads()
+    if not outcome.terminated:
+        _join_program_threads()
+    if previous is not None and signal.getsignal(signal.SIGTERM) is _terminate:
+        signal.signal(signal.SIGTERM, previous)
     return outcome
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated("SIGTERM")
+
+
+def _catch_sigterm() -> signal.Handlers | None:
+    """Turn SIGTERM into ``Terminated`` while the program runs, when SIGTERM
+    would otherwise kill the process (a handler the program installs later
+    replaces this one, as it would replace the default). Returns the handler
+    to restore, or None when nothing was changed."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return None
+    return signal.signal(signal.SIGTERM, _terminate)
 
 
 def _exit_code(code: object) -> int:
