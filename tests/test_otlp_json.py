@@ -283,7 +283,6 @@ def test_folded_plans_keep_every_group_span_and_parent():
         [("main", [("setup", ["init"] * 5), ("train", [step] * 6), ("eval", [step] * 3)])],
         [("worker", ["fetch"] * 7)],
     )
-    trace.meta["trace_id"] = "4bf92f3577b34da6a3ce929d0e0e4736"
     annotate(trace)
     spans = check_folded_plan(trace)
     names = [s.name for s in spans if s.attributes.get("otel_tracer.pattern_group")]
