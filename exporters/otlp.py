@@ -274,6 +274,7 @@ def _exporter(target: OtlpTarget, exporter_class: type[SpanExporter] | None = No
     """The SDK's OTLP span exporter for ``target`` (or ``exporter_class``, a subclass
     of it from ``_request_exporter_class``, made with the same settings)."""
     if target.protocol == GRPC:
+        _quiet_grpc()
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 
         return (exporter_class or OTLPSpanExporter)(
@@ -303,12 +304,21 @@ def _request_exporter_class(protocol: str) -> type[SpanExporter] | None:
         return None
 
 
+def _quiet_grpc() -> None:
+    """Keep gRPC's C core from writing its own log lines (``Got goaway ...``) to
+    stderr: failures reach the user as our one line. Only takes effect when gRPC
+    is not imported yet, and never overrides a ``GRPC_VERBOSITY`` the user set."""
+    if "grpc" not in sys.modules:
+        os.environ.setdefault("GRPC_VERBOSITY", "NONE")
+
+
 @functools.cache
 def _grpc_request_exporter() -> type[SpanExporter] | None:
     """The gRPC exporter whose ``_translate_data`` (which turns what its ``_export``
     is given into the request) passes an encoded request through, and whose stub
     (made by ``_initialize_channel_and_stub``, again on reconnection) sends it as
     it is, without the stub's serializer."""
+    _quiet_grpc()
     from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
         ExportTraceServiceResponse,

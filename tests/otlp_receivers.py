@@ -10,12 +10,14 @@ and with ``refuse=True`` answers UNAVAILABLE / HTTP 503 instead (with
 from __future__ import annotations
 
 import gzip
+import os
 import threading
 import zlib
 from concurrent import futures
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import grpc
+os.environ.setdefault("GRPC_VERBOSITY", "NONE")  # as exporters.otlp does before gRPC loads
+import grpc  # noqa: E402
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
