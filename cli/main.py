@@ -24,6 +24,7 @@ from exporters.outputs import (
     OutputError,
     checked_output,
     render_text,
+    status_printer,
     write_output,
     written_line,
 )
@@ -144,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"otel-tracer: error: {error}", file=sys.stderr)
         return 2
 
-    status = _status_printer(opts.quiet)
+    status = status_printer("otel-tracer", opts.quiet)
     status(f"tracing {opts.module or program} (scope: {', '.join(recorder.scope.roots)})")
     if opts.module is not None:
         outcome = run_module(opts.module, opts.script_args, recorder.start)
@@ -219,14 +220,6 @@ def _write_outputs(trace, folding, outputs: list[Output], fold_patterns: bool, s
         if out.path != "-":
             status(written_line(trace, out))
     return True
-
-
-def _status_printer(quiet: bool):
-    def status(message: str) -> None:
-        if not quiet:
-            print(f"otel-tracer: {message}", file=sys.stderr, flush=True)
-
-    return status
 
 
 def _die_of(signum: signal.Signals) -> None:

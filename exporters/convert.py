@@ -10,7 +10,16 @@ import sys
 from pathlib import Path
 
 from exporters.otlp import OtlpConfigError, OtlpTarget, otlp_target
-from exporters.outputs import FORMATS, SUFFIXES, Output, OutputError, checked_output, write_output
+from exporters.outputs import (
+    FORMATS,
+    SUFFIXES,
+    Output,
+    OutputError,
+    checked_output,
+    status_printer,
+    write_output,
+    written_line,
+)
 from otel_tracer.cli_parser import OneLineParser
 from otel_tracer.trace_format import TraceFormatError, load
 
@@ -75,6 +84,7 @@ def default_output(trace_path: str, fmt: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    status = status_printer(PROG, args.quiet)
     try:
         output, target = _destination(args)
         trace = load(args.trace)
@@ -88,9 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     if target is not None:
         from exporters.collector import export_to_collector
 
-        return (
-            0 if export_to_collector(trace, target, args.fold_patterns, _status(args), PROG) else 1
-        )
+        sent = export_to_collector(trace, target, args.fold_patterns, status, PROG)
+        return 0 if sent else 1
     assert output is not None
     folding = None
     if output.format in ("text", "html"):
@@ -103,9 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG}: error: cannot write {output.path}: {error}", file=sys.stderr)
         return 1
     if output.path != "-":
-        from exporters.outputs import written_line
-
-        _status(args)(written_line(trace, output))
+        status(written_line(trace, output))
     return 0
 
 
@@ -123,11 +130,3 @@ def _destination(args: argparse.Namespace) -> tuple[Output | None, OtlpTarget | 
             raise OutputError("say what to write: --to FORMAT or -o FILE")
         return checked_output(default_output(args.trace, args.to), args.to), None
     return checked_output(args.output, args.to), None
-
-
-def _status(args: argparse.Namespace):
-    def status(message: str) -> None:
-        if not args.quiet:
-            print(f"{PROG}: {message}", file=sys.stderr, flush=True)
-
-    return status

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TextIO
 
@@ -128,3 +129,13 @@ def written_line(trace: Trace, out: Output) -> str:
     size = os.path.getsize(out.path)
     per_call = f", {size / len(trace):.0f} bytes/call" if len(trace) else ""
     return f"trace written to {out.path} ({size} bytes{per_call})"
+
+
+def status_printer(label: str, quiet: bool) -> Callable[[str], None]:
+    """A function printing ``LABEL: message`` status lines on stderr (none if ``quiet``)."""
+
+    def status(message: str) -> None:
+        if not quiet:
+            print(f"{label}: {message}", file=sys.stderr, flush=True)
+
+    return status

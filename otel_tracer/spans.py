@@ -267,11 +267,6 @@ def _function_attributes(function: Function) -> dict[str, Any]:
     return attributes
 
 
-def call_attributes(trace: Trace, row: int) -> dict[str, Any]:
-    """The attributes of one call's span."""
-    return CallAttributes(trace).of(row)
-
-
 def _stacktrace(trace: Trace, row: int, kind: str, message: str) -> str:
     """A Python-style traceback from the recorded call chain (the lines are the
     functions' first lines: the trace does not record the raising line)."""
