@@ -144,17 +144,21 @@ class Trace:
         return offsets, order
 
     @cached_property
+    def levels(self) -> list[np.ndarray]:
+        """The rows at each depth, shallowest first (a call is one deeper than its parent)."""
+        depth = self.calls.depth
+        if not len(depth):
+            return []
+        order = np.argsort(depth, kind="stable")
+        bounds = np.searchsorted(depth[order], np.arange(int(depth.max()) + 2))
+        return [order[lo:hi] for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]
+
+    @cached_property
     def subtree_sizes(self) -> np.ndarray:
         """Each call's number of calls in its subtree, itself included (int64)."""
-        calls = self.calls
-        sizes = np.ones(len(calls), dtype=np.int64)
-        if not len(calls):
-            return sizes
-        order = np.argsort(calls.depth, kind="stable")
-        bounds = np.searchsorted(calls.depth[order], np.arange(int(calls.depth.max()) + 2))
-        for level in range(len(bounds) - 2, 0, -1):  # deepest first; a child is one deeper
-            rows = order[bounds[level] : bounds[level + 1]]
-            np.add.at(sizes, calls.parent[rows], sizes[rows])
+        sizes = np.ones(len(self.calls), dtype=np.int64)
+        for rows in reversed(self.levels[1:]):  # deepest first
+            np.add.at(sizes, self.calls.parent[rows], sizes[rows])
         return sizes
 
     def children_of(self, row: int) -> np.ndarray:

@@ -104,13 +104,6 @@ def span_name(trace: Trace, row: int) -> str:
     return function.qualname
 
 
-def _levels(depth: np.ndarray) -> list[np.ndarray]:
-    """The rows at each depth, shallowest first (a call is deeper than its parent)."""
-    order = np.argsort(depth, kind="stable")
-    bounds = np.searchsorted(depth[order], np.arange(int(depth.max()) + 2))
-    return [order[lo:hi] for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]
-
-
 class _FoldedPlan:
     """Builds the folded plan: drops repetitions 2..R of every group (with all
     they call), adds a span per remaining group instance and re-parents the
@@ -140,7 +133,7 @@ class _FoldedPlan:
             if group["repetitions"] > 1:
                 siblings = self._siblings(group)
                 drop[siblings[siblings >= group["iterations"][1] - 1]] = True
-        for rows in _levels(calls.depth)[1:]:
+        for rows in self.trace.levels[1:]:
             drop[rows] |= drop[calls.parent[rows]]
         return drop
 
