@@ -20,15 +20,16 @@ PROGRAM = """
         time.sleep(0.001)
         return i
 
-    def loop(n):
+    def loop(n, announce=False):
         for i in range(n):
+            if announce and i == 3:
+                print("ready", flush=True)  # inside the loop, so SIGTERM lands in it
             step(i)
 
     threading.Thread(target=loop, args=(10**6,), daemon=True).start()
     threading.Thread(target=loop, args=(10**6,), name="busy").start()  # never joined
     loop(5)
-    print("ready", flush=True)
-    loop(10**6)
+    loop(10**6, announce=True)
 """
 
 
