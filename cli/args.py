@@ -48,6 +48,7 @@ class Options:
     otlp_endpoint: str | None = None
     otlp_protocol: str | None = None
     fold_patterns: bool = False
+    follow: bool = True
 
 
 class UsageError(Exception):
@@ -232,6 +233,15 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "in the span outputs (OTLP, .otlp.json), keep only the first repetition of each "
         "pattern group, under a group span carrying the counts: a million-call training "
         "loop stays small enough for Jaeger",
+    ),
+    OptionSpec(
+        ("--no-follow",),
+        "follow",
+        "trace only this process. By default the processes the program starts "
+        "(multiprocessing, ProcessPoolExecutor, os.fork, Python subprocesses) are traced "
+        "too, each into TRACE.<pid>.json beside the first -o, merged into the trace at "
+        "the end of the run",
+        const=False,
     ),
     OptionSpec(("-q", "--quiet"), "quiet", "no status lines on stderr"),
     OptionSpec(

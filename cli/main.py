@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import shutil
 import signal
 import sys
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from tempfile import mkdtemp
 from typing import TYPE_CHECKING
 
 from cli.args import (
@@ -25,9 +28,12 @@ from exporters.outputs import (
     checked_output,
     render_text,
     status_printer,
+    stem,
     write_output,
     written_line,
 )
+from otel_tracer import follow
+from otel_tracer.context import BadTraceParent, TraceParent, inherited_traceparent
 from otel_tracer.options import RecordOptions
 from otel_tracer.recorder import CoreUnavailable, Recorder, tool_version
 from otel_tracer.redact import redact, secret_pattern
@@ -117,20 +123,20 @@ def _package_root(origin: str, module: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m cli.main`` and the ``otel-tracer`` command."""
+    follow.discard_inherited()  # run by a traced program: this command records on its own
     try:
         opts = parse_args(sys.argv[1:] if argv is None else argv)
         plan = check_inputs(opts)
         program = plan.program
+        record_options = RecordOptions(
+            external_calls=opts.external_calls,
+            include_builtins=opts.include_builtins,
+            capture_args=opts.capture_args,
+            max_depth=opts.max_depth,
+            max_calls=opts.max_calls,
+        )
         recorder = Recorder(
-            Scope(plan.scope),
-            RecordOptions(
-                external_calls=opts.external_calls,
-                include_builtins=opts.include_builtins,
-                capture_args=opts.capture_args,
-                max_depth=opts.max_depth,
-                max_calls=opts.max_calls,
-            ),
-            core=opts.core,
+            Scope(plan.scope), record_options, core=opts.core, parent=_traceparent()
         )
     except HelpRequested as help_request:
         print(help_request.text)
@@ -147,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
 
     status = status_printer("otel-tracer", opts.quiet)
     status(f"tracing {opts.module or program} (scope: {', '.join(recorder.scope.roots)})")
+    parts = _parts(plan, opts, record_options) if opts.follow else None
+    saved_environment = follow.enable(parts, recorder) if parts else None
     if opts.module is not None:
         outcome = run_module(opts.module, opts.script_args, recorder.start)
     else:
@@ -154,6 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     recorder.stop()
     if recorder.forked:  # a forked child of the program returned here: never write
         return outcome.exit_code
+    if saved_environment is not None:
+        follow.disable(saved_environment)
     argv_run = [opts.module and f"-m {opts.module}" or program, *opts.script_args]
     trace = recorder.build(
         script=program,
@@ -163,6 +173,11 @@ def main(argv: list[str] | None = None) -> int:
         uncaught_exception=_describe(outcome.exception),
     )
     redact(trace, secret_pattern(opts.redact) if opts.redaction else None)
+    merged: list[str] = []
+    if parts is not None:
+        trace, merged = follow.merge_parts(trace, parts.parts, _warn)
+        if merged:
+            status(f"merged the traces of {len(merged)} more processes")
     folding = None
     if opts.patterns:
         from patterns.annotate import annotate
@@ -180,7 +195,9 @@ def main(argv: list[str] | None = None) -> int:
             )
         else:
             status(f"patterns: {summary_line(folding)}")
-    written = _write_outputs(trace, folding, plan.outputs, opts.fold_patterns, status)
+    written, failed = _write_outputs(trace, folding, plan.outputs, opts.fold_patterns, status)
+    if parts is not None and not failed:
+        _remove(merged, parts.parts if not written else None)
     if written:
         dropped = trace.meta["dropped_calls"]
         status(f"{len(trace)} calls recorded" + (f", {dropped} dropped" if dropped else ""))
@@ -204,22 +221,66 @@ def _describe(error: BaseException | None) -> dict[str, str] | None:
     return {"type": kind, "message": message}
 
 
-def _write_outputs(trace, folding, outputs: list[Output], fold_patterns: bool, status) -> bool:
-    """Write every output (the text view on stdout when there is none); False if
-    nothing was written to a file. A failed output costs a message, not the others."""
+def _write_outputs(
+    trace, folding, outputs: list[Output], fold_patterns: bool, status
+) -> tuple[bool, int]:
+    """Write every output (the text view on stdout when there is none). Returns
+    whether there were file outputs, and how many failed: a failed output costs
+    a message, not the others."""
     if not outputs:
         sys.stdout.flush()
         render_text(trace, folding, sys.stdout)
-        return False
+        return False, 0
+    failed = 0
     for out in outputs:
         try:
             write_output(trace, folding, out, fold_patterns)
         except OSError as error:
             print(f"otel-tracer: error: cannot write {out.path}: {error}", file=sys.stderr)
+            failed += 1
             continue
         if out.path != "-":
             status(written_line(trace, out))
-    return True
+    return True, failed
+
+
+def _traceparent() -> TraceParent | None:
+    """The ``TRACEPARENT`` to record under; a malformed one is ignored, with a warning."""
+    try:
+        return inherited_traceparent()
+    except BadTraceParent as error:
+        _warn(f"{error}; starting a new trace")
+        return None
+
+
+def _parts(plan: Plan, opts: Options, record_options: RecordOptions) -> follow.FollowConfig:
+    """Where the processes the program starts write their traces: beside the
+    first output file (``trace.json`` -> ``trace.<pid>.json``), else in a
+    temporary directory."""
+    files = [out.path for out in plan.outputs if out.path != "-"]
+    base = (
+        stem(os.path.abspath(files[0])) if files else os.path.join(mkdtemp("-otel-tracer"), "trace")
+    )
+    return follow.FollowConfig(
+        scope=list(plan.scope),
+        options=asdict(record_options),
+        core=opts.core,
+        parts=base,
+        redact=secret_pattern(opts.redact).pattern if opts.redaction else None,
+    )
+
+
+def _remove(files: list[str], temporary: str | None) -> None:
+    """Remove the merged per-process files (and the temporary directory that held them)."""
+    for path in files:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+    if temporary is not None:
+        shutil.rmtree(os.path.dirname(temporary), ignore_errors=True)
+
+
+def _warn(message: str) -> None:
+    print(f"otel-tracer: warning: {message}", file=sys.stderr)
 
 
 def _die_of(signum: signal.Signals) -> None:

@@ -45,7 +45,10 @@ def _head(trace: Trace) -> dict[str, Any]:
             }
             for f in trace.functions
         ],
-        "threads": [{"id": t.id, "native_id": t.native_id, "name": t.name} for t in trace.threads],
+        "threads": [
+            {"id": t.id, "native_id": t.native_id, "name": t.name, "pid": t.pid}
+            for t in trace.threads
+        ],
         **trace.extra,
         **({"patterns": trace.patterns.section} if trace.patterns is not None else {}),
     }

@@ -63,6 +63,14 @@ def output_format(path: str, forced: str | None) -> str:
     )
 
 
+def stem(path: str) -> str:
+    """``path`` without its format suffix (``trace.json.gz`` -> ``trace``)."""
+    for suffix, _ in SUFFIXES:
+        if path.endswith(suffix) and len(path) > len(suffix):
+            return path[: -len(suffix)]
+    return path
+
+
 def checked_output(path: str, forced: str | None) -> Output:
     """The output for ``-o path``, checked before anything runs."""
     out = Output(path, output_format(path, forced))

@@ -161,9 +161,9 @@ def _pattern_uuid(thread: int) -> int:
     return 3 + 2 * thread
 
 
-def _process_track(pid: int, name: str, cmdline: list[str]) -> TrackDescriptor:
+def _process_track(uuid: int, pid: int, name: str, cmdline: list[str]) -> TrackDescriptor:
     return TrackDescriptor(
-        uuid=PROCESS_UUID, process=ProcessDescriptor(pid=pid, process_name=name, cmdline=cmdline)
+        uuid=uuid, process=ProcessDescriptor(pid=pid, process_name=name, cmdline=cmdline)
     )
 
 
@@ -176,18 +176,28 @@ def _thread_tids(trace: Trace) -> list[int]:
     return [(1 << 22) + index for index in range(len(tids))]
 
 
-def _call_tracks(trace: Trace, pid: int) -> list[TrackDescriptor]:
-    """The process, one thread track per thread and a pattern track (a child of
-    the thread's) per thread that has pattern groups."""
-    meta = trace.meta
-    argv = [str(a) for a in meta.get("argv") or []]
-    script = str(meta.get("script") or (argv[0] if argv else "python"))
-    tracks = [_process_track(pid, os.path.basename(script) or script, argv)]
+def _call_tracks(trace: Trace) -> list[TrackDescriptor]:
+    """A track per process, one thread track per thread and a pattern track (a
+    child of the thread's) per thread that has pattern groups."""
+    main_pid = int(trace.meta.get("pid") or 1)
+    processes = trace.meta.get("processes") or [
+        {"pid": main_pid, "argv": trace.meta.get("argv") or [trace.meta.get("script") or ""]}
+    ]
+    tracks, process_uuids = [], {}
+    for index, process in enumerate(processes):
+        pid = int(process["pid"])
+        process_uuids[pid] = PROCESS_UUID if index == 0 else (1 << 40) + index
+        argv = [str(a) for a in process["argv"]]
+        program = trace.meta.get("script") if index == 0 else None
+        program = str(program or (argv[0] if argv else "") or "python")
+        name = os.path.basename(program) or program
+        tracks.append(_process_track(process_uuids[pid], pid, name, argv))
     for index, (thread, tid) in enumerate(zip(trace.threads, _thread_tids(trace), strict=True)):
+        pid = thread.pid or main_pid
         tracks.append(
             TrackDescriptor(
                 uuid=_thread_uuid(index),
-                parent_uuid=PROCESS_UUID,
+                parent_uuid=process_uuids.get(pid, PROCESS_UUID),
                 thread=ThreadDescriptor(pid=pid, tid=tid, thread_name=thread.name),
             )
         )
@@ -541,7 +551,7 @@ def write_perfetto(trace: Trace, path: str | os.PathLike[str]) -> None:
     with atomic_output(Path(path)) as out:
         packets = _Packets(out)
         builder.interner.start(packets, CALL_SEQUENCE)
-        _write_tracks(packets, CALL_SEQUENCE, _call_tracks(trace, int(trace.meta.get("pid") or 1)))
+        _write_tracks(packets, CALL_SEQUENCE, _call_tracks(trace))
         event_times = _write_call_events(trace, packets, begins, builder)
         slices = _pattern_slices(trace, event_times)
         if slices:
@@ -581,7 +591,7 @@ class PerfettoFileExporter(SpanExporter):
         resource = spans[0].resource.attributes if spans else {}
         pid = int(resource.get("process.pid") or os.getpid())
         service = str(resource.get("service.name", "otel"))
-        tracks, slices = _span_tracks(spans, _process_track(pid, service, []))
+        tracks, slices = _span_tracks(spans, _process_track(PROCESS_UUID, pid, service, []))
         with atomic_output(self.path) as out:
             packets = _Packets(out)
             _write_slices(packets, SPAN_SEQUENCE, slices, tracks)

@@ -40,6 +40,7 @@ class ThreadInfo:
     id: int
     native_id: int
     name: str
+    pid: int = 0  # the process the thread belongs to (0: the trace's ``pid``)
 
 
 @dataclass
@@ -127,6 +128,19 @@ class Trace:
             return None
         index = int(self.calls.exception[row])
         return self.exceptions[index] if index >= 0 else ("<unknown>", "")
+
+    def thread_label(self, index: int) -> str:
+        """``MainThread (id 8812)``; in a trace of several processes also the
+        process: ``MainThread (id 8812) in process 4242 (worker.py)``."""
+        info = self.threads[index]
+        label = f"{info.name} (id {info.native_id})"
+        processes = self.meta.get("processes") or []
+        if len(processes) < 2:
+            return label
+        pid = info.pid or self.meta.get("pid")
+        argv = next((p["argv"] for p in processes if p["pid"] == pid), [])
+        program = f" ({argv[0].rsplit('/', 1)[-1]})" if argv else ""
+        return f"{label} in process {pid}{program}"
 
     def function_of(self, row: int) -> Function:
         """The function a call ran."""

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from otel_tracer.build import build_trace
+from otel_tracer.context import TraceParent, new_span_id
 from otel_tracer.model import Trace
 from otel_tracer.moncore import MonitoringUnavailable
 from otel_tracer.options import RecordOptions
@@ -75,13 +76,24 @@ if hasattr(os, "register_at_fork"):
 class Recorder:
     """Records calls in ``scope`` between ``start()`` and ``stop()``."""
 
-    def __init__(self, scope: Scope, options: RecordOptions | None = None, core: str = "auto"):
+    def __init__(
+        self,
+        scope: Scope,
+        options: RecordOptions | None = None,
+        core: str = "auto",
+        parent: TraceParent | None = None,
+    ):
+        """``parent``: the trace and span to record under (a ``TRACEPARENT``);
+        by default a new trace."""
         self.scope = scope
         self.options = options or RecordOptions()
+        self.core_name = core
         self.registry = Registry(scope, include_builtins=self.options.include_builtins)
         self.core = core_class(core)(self.registry, self.options)
         self.pid = os.getpid()
-        self.trace_id = os.urandom(16).hex()
+        self.trace_id = parent.trace_id if parent else os.urandom(16).hex()
+        self.root_span_id = new_span_id()
+        self.parent_span_id = parent.span_id if parent else None
         self._clock_base = (0, 0)
         self._stop_time = 0
         self._words = 0
@@ -115,6 +127,8 @@ class Recorder:
             "start_time_unix_nano": self._clock_base[1],
             "duration_ns": duration,
             "trace_id": self.trace_id,
+            "root_span_id": self.root_span_id,
+            "parent_span_id": self.parent_span_id,
             "scope": list(self.scope.roots),
             "external_calls": self.options.external_calls,
             "include_builtins": self.options.include_builtins,

@@ -5,6 +5,7 @@ path works with the integer indices it hands out."""
 from __future__ import annotations
 
 import builtins
+import os
 import threading
 from dataclasses import dataclass, field
 from types import CodeType, FrameType
@@ -144,7 +145,9 @@ class Registry:
         """Register the calling thread."""
         current = threading.current_thread()
         with self._lock:
-            self.threads.append((current.ident or 0, current.native_id or 0, current.name))
+            self.threads.append(
+                (current.ident or 0, current.native_id or 0, current.name, os.getpid())
+            )
             return len(self.threads) - 1
 
     def new_exception_slot(self) -> int:

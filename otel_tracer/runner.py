@@ -9,6 +9,7 @@ streams are as Python sets them. This tool's own packages are taken out of
 
 from __future__ import annotations
 
+import atexit
 import importlib.machinery
 import importlib.util
 import os
@@ -101,13 +102,26 @@ def _execute(body: Callable[[], object], start: Callable[[], None]) -> Outcome:
         outcome = Outcome(1, error)
     if not outcome.terminated:
         _join_program_threads()
-    if previous is not None and signal.getsignal(signal.SIGTERM) is _terminate:
+        _run_exit_handlers()
+    if previous is not None and signal.getsignal(signal.SIGTERM) is raise_terminated:
         signal.signal(signal.SIGTERM, previous)
     return outcome
 
 
-def _terminate(signum: int, frame: object) -> None:
+def raise_terminated(signum: int, frame: object) -> None:
+    """The tracer's SIGTERM handler while the program runs."""
     raise Terminated("SIGTERM")
+
+
+def _default_sigterm_in_child() -> None:
+    """A forked child dies of SIGTERM as it would untraced (``follow`` may then
+    install its own handler)."""
+    if signal.getsignal(signal.SIGTERM) is raise_terminated:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_default_sigterm_in_child)
 
 
 def _catch_sigterm() -> signal.Handlers | None:
@@ -119,7 +133,7 @@ def _catch_sigterm() -> signal.Handlers | None:
         return None
     if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
         return None
-    return signal.signal(signal.SIGTERM, _terminate)
+    return signal.signal(signal.SIGTERM, raise_terminated)
 
 
 def _exit_code(code: object) -> int:
@@ -139,6 +153,16 @@ def _report_uncaught(error: BaseException) -> None:
         tb = tb.tb_next
     sys.stdout.flush()
     sys.excepthook(type(error), error.with_traceback(tb), tb)
+
+
+def _run_exit_handlers() -> None:
+    """Run the program's ``atexit`` handlers now, as interpreter exit would next
+    (recorded, and before the trace is written: ``multiprocessing`` joins or
+    terminates its child processes there, which then write their traces)."""
+    try:
+        atexit._run_exitfuncs()
+    except KeyboardInterrupt:
+        pass
 
 
 def _join_program_threads() -> None:

@@ -6,6 +6,7 @@ traces still open a million-call training run.
 
 from __future__ import annotations
 
+import os
 import random
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -53,9 +54,9 @@ class SpanPlan:
 
 
 def root_span_id(trace: Trace) -> int:
-    """A span id for the run's root span, derived from the trace id and distinct
-    from every call's span id."""
-    candidate = int(trace.meta["trace_id"][:16], 16) or 1
+    """The span id of the run's root span: the recorded one (``root_span_id``),
+    or for older traces one derived from the trace id; distinct from every call's."""
+    candidate = int(trace.meta.get("root_span_id") or trace.meta["trace_id"][:16], 16) or 1
     while np.any(trace.calls.span_id == np.uint64(candidate)):
         candidate = (candidate * 6364136223846793005 + 1) % 2**64 or 1
     return candidate
@@ -66,18 +67,80 @@ def span_plan(trace: Trace, fold_patterns: bool = False) -> SpanPlan:
     ``fold_patterns`` and an annotated trace, only the first repetition of each
     pattern group, under a group span."""
     root_id = root_span_id(trace)
-    parents = _parent_ids(trace, root_id)
+    processes, thread_roots = _process_spans(trace, root_id)
+    parents = _parent_ids(trace, thread_roots)
     if not fold_patterns or trace.patterns is None or not trace.patterns.section["groups"]:
         rows = np.arange(len(trace), dtype=np.int64)
-        return SpanPlan(root_id, rows, parents, total_calls=len(trace))
-    return _FoldedPlan(trace, root_id, parents).plan()
+        plan = SpanPlan(root_id, rows, parents, total_calls=len(trace))
+    else:
+        plan = _FoldedPlan(trace, root_id, parents, thread_roots).plan()
+    if processes:
+        firsts = np.searchsorted(plan.rows, [first for first, _ in processes])
+        spans = [replace(s, before=int(b)) for (_, s), b in zip(processes, firsts, strict=True)]
+        plan.groups = sorted(spans + plan.groups, key=lambda group: group.before)
+    return plan
 
 
-def _parent_ids(trace: Trace, root_id: int) -> np.ndarray:
+def _parent_ids(trace: Trace, thread_roots: np.ndarray) -> np.ndarray:
     parent = trace.calls.parent
     ids = trace.calls.span_id[np.maximum(parent, 0)].astype(np.uint64)
-    ids[parent < 0] = np.uint64(root_id)
+    roots = parent < 0
+    ids[roots] = thread_roots[trace.calls.thread[roots]]
     return ids
+
+
+def _process_spans(trace: Trace, root_id: int) -> tuple[list[tuple[int, GroupSpan]], np.ndarray]:
+    """A span for each process but the first of a merged trace (with the row of
+    its first call), under the span of the process that started it; and the
+    parent span id of each thread's top-level calls."""
+    thread_roots = np.full(len(trace.threads), root_id, dtype=np.uint64)
+    processes = trace.meta.get("processes") or []
+    if len(processes) < 2:
+        return [], thread_roots
+    known = {p["root_span_id"] for p in processes}
+    pids = np.array([t.pid for t in trace.threads], dtype=np.int64)
+    thread_of_call = pids[trace.calls.thread] if len(trace) else pids[:0]
+    spans = []
+    for process in processes[1:]:
+        span_id = int(process["root_span_id"], 16)
+        parent = process["parent_span_id"]
+        thread_roots[pids == process["pid"]] = np.uint64(span_id)
+        rows = np.flatnonzero(thread_of_call == process["pid"])
+        start = int(process["start_time_unix_nano"])
+        end = start + int(process["duration_ns"])
+        if len(rows):
+            start = min(start, int(trace.calls.start[rows[0]]))
+            end = max(end, int(trace.calls.end[rows].max()))
+        span = GroupSpan(
+            span_id=span_id,
+            parent_id=int(parent, 16) if parent in known else root_id,
+            name=process_name(process),
+            start=start,
+            end=end,
+            attributes=_process_attributes(process),
+            before=0,
+        )
+        spans.append((int(rows[0]) if len(rows) else len(trace), span))
+    return spans, thread_roots
+
+
+def process_name(process: dict[str, Any]) -> str:
+    """``process 4242 train.py``: the pid and the program's file name."""
+    program = os.path.basename(process["argv"][0]) if process["argv"] else ""
+    return f"process {process['pid']} {program}".rstrip()
+
+
+def _process_attributes(process: dict[str, Any]) -> dict[str, Any]:
+    attributes: dict[str, Any] = {
+        "process.pid": process["pid"],
+        "process.parent_pid": process["parent_pid"],
+        "process.command_args": list(process["argv"]),
+        "otel_tracer.process": True,
+        "otel_tracer.calls": process["call_count"],
+    }
+    if process["exit_code"] is not None:
+        attributes["process.exit.code"] = process["exit_code"]
+    return attributes
 
 
 def group_label(trace: Trace, group: dict[str, Any], groups: list[dict[str, Any]]) -> str:
@@ -109,12 +172,16 @@ class _FoldedPlan:
     they call), adds a span per remaining group instance and re-parents the
     kept repetition's calls under it."""
 
-    def __init__(self, trace: Trace, root_id: int, parents: np.ndarray) -> None:
+    def __init__(
+        self, trace: Trace, root_id: int, parents: np.ndarray, thread_roots: np.ndarray
+    ) -> None:
         self.trace = trace
         self.root_id = root_id
+        self.thread_roots = thread_roots
         self.parents = parents.copy()
         self.groups: list[dict[str, Any]] = trace.patterns.section["groups"]  # type: ignore[union-attr]
         self.used = {int(x) for x in trace.calls.span_id.tolist()} | {root_id}
+        self.used |= {int(x) for x in thread_roots.tolist()}
         self.random = random.Random(trace.meta["trace_id"])
 
     def _siblings(self, group: dict[str, Any]) -> np.ndarray:
@@ -161,7 +228,7 @@ class _FoldedPlan:
             elif group["parent_call"]:
                 parent_id = int(calls.span_id[group["parent_call"] - 1])
             else:
-                parent_id = self.root_id
+                parent_id = int(self.thread_roots[group["thread"]])
             siblings = self._siblings(group)
             kept = siblings[~drop[siblings]]
             self.parents[kept] = np.uint64(span_id)

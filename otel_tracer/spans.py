@@ -104,11 +104,13 @@ class SpanBuilder:
         self.ends = calls.end.tolist()
         self.unset = Status(StatusCode.UNSET)
 
-    def _span(self, name: str, span_id: int, parent_id: int | None, **fields) -> ReadableSpan:
+    def _span(
+        self, name: str, span_id: int, parent_id: int | None, remote: bool = False, **fields
+    ) -> ReadableSpan:
         return ReadableSpan(
             name=name,
             context=_context(self.trace_id, span_id),
-            parent=None if parent_id is None else _context(self.trace_id, parent_id),
+            parent=None if parent_id is None else _context(self.trace_id, parent_id, remote),
             resource=self.resource,
             kind=SpanKind.INTERNAL,
             instrumentation_scope=self.scope,
@@ -116,12 +118,14 @@ class SpanBuilder:
         )
 
     def root(self, plan: SpanPlan) -> ReadableSpan:
-        """The span of the whole run."""
+        """The span of the whole run, under the ``TRACEPARENT`` it ran under, if any."""
         start, end = run_bounds(self.trace)
+        parent = self.trace.meta.get("parent_span_id")
         return self._span(
             root_name(self.trace),
             plan.root_id,
-            None,
+            None if parent is None else int(parent, 16),
+            remote=parent is not None,
             attributes=root_attributes(self.trace, plan),
             status=_root_status(self.trace),
             start_time=start,
@@ -209,8 +213,8 @@ def exception_attributes(trace: Trace, row: int) -> dict[str, str]:
     }
 
 
-def _context(trace_id: int, span_id: int) -> SpanContext:
-    return SpanContext(trace_id, span_id, is_remote=False, trace_flags=TraceFlags(1))
+def _context(trace_id: int, span_id: int, remote: bool = False) -> SpanContext:
+    return SpanContext(trace_id, span_id, is_remote=remote, trace_flags=TraceFlags(1))
 
 
 class CallAttributes:

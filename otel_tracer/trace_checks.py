@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 HEX_TRACE_ID = re.compile(r"[0-9a-fA-F]{32}")
+HEX_SPAN_ID = re.compile(r"[0-9a-fA-F]{16}")
 INT64 = (-(2**63), 2**63 - 1)
 # metadata fields the outputs read, and the types they must have when present
 METADATA_TYPES: dict[str, tuple[type, ...]] = {
@@ -27,6 +28,21 @@ METADATA_TYPES: dict[str, tuple[type, ...]] = {
     "python_implementation": (str,),
     "tool_version": (str,),
     "uncaught_exception": (dict, type(None)),
+    "root_span_id": (str,),
+    "parent_span_id": (str, type(None)),
+    "processes": (list,),
+}
+# the fields of each ``metadata.processes`` entry (a merged multi-process trace)
+PROCESS_TYPES: dict[str, tuple[type, ...]] = {
+    "pid": (int,),
+    "parent_pid": (int,),
+    "argv": (list,),
+    "exit_code": (int, type(None)),
+    "start_time_unix_nano": (int,),
+    "duration_ns": (int,),
+    "call_count": (int,),
+    "root_span_id": (str,),
+    "parent_span_id": (str, type(None)),
 }
 
 
@@ -67,20 +83,37 @@ def check_metadata(meta: Any) -> None:
         "metadata.trace_id must be 32 hex digits",
     )
     expect(int(trace_id, 16) != 0, "metadata.trace_id must not be zero")
-    for key, types in METADATA_TYPES.items():
-        if key in meta:
-            value = meta[key]
-            expect(
-                isinstance(value, types) and (not isinstance(value, int) or is_int(value)),
-                f"metadata.{key} has the wrong type",
-            )
-    expect(all(isinstance(a, str) for a in meta.get("argv") or []), "metadata.argv: strings")
+    check_fields(meta, METADATA_TYPES, "metadata")
+    for i, process in enumerate(meta.get("processes") or []):
+        expect(isinstance(process, dict), f"metadata.processes[{i}] must be an object")
+        check_fields(process, PROCESS_TYPES, f"metadata.processes[{i}]")
+        expect("pid" in process and "root_span_id" in process, f"metadata.processes[{i}]: pid")
     uncaught = meta.get("uncaught_exception")
     if uncaught is not None:
         expect(
             isinstance(uncaught.get("type"), str) and isinstance(uncaught.get("message"), str),
             "metadata.uncaught_exception needs a type and a message",
         )
+
+
+def check_fields(record: dict[str, Any], types: dict[str, tuple[type, ...]], where: str) -> None:
+    """The fields of ``record`` named in ``types`` have those types when present;
+    span ids are 16 hex digits, not zero."""
+    for key, allowed in types.items():
+        if key in record:
+            value = record[key]
+            expect(
+                isinstance(value, allowed) and (not isinstance(value, int) or is_int(value)),
+                f"{where}.{key} has the wrong type",
+            )
+    expect(all(isinstance(a, str) for a in record.get("argv") or []), f"{where}.argv: strings")
+    for key in ("root_span_id", "parent_span_id"):
+        value = record.get(key)
+        if value is not None:
+            expect(
+                bool(HEX_SPAN_ID.fullmatch(value)) and int(value, 16) != 0,
+                f"{where}.{key} must be 16 hex digits, not zero",
+            )
 
 
 def check_functions(functions: Any) -> None:
@@ -104,6 +137,7 @@ def check_threads(threads: Any) -> None:
         expect(isinstance(t, dict), f"thread {i} must be an object")
         expect(is_int(t.get("id")) and is_int(t.get("native_id")), f"thread {i}: ids")
         expect(isinstance(t.get("name"), str), f"thread {i}: name must be a string")
+        expect(is_int(t.get("pid", 0)), f"thread {i}: pid must be an integer")
 
 
 def check_tree(

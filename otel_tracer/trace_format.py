@@ -99,7 +99,11 @@ def _from_valid_document(doc: dict[str, Any]) -> Trace:
         )
         for f in doc["functions"]
     ]
-    threads = [ThreadInfo(int(t["id"]), int(t["native_id"]), t["name"]) for t in doc["threads"]]
+    pid = doc["metadata"].get("pid", 0)
+    threads = [
+        ThreadInfo(int(t["id"]), int(t["native_id"]), t["name"], int(t.get("pid", pid)))
+        for t in doc["threads"]
+    ]
     calls = doc["calls"]
     n = len(calls)
     if [c["id"] for c in calls] != list(range(1, n + 1)):

@@ -62,8 +62,7 @@ def tree_lines(
     for thread, roots in sorted(by_thread.items()):
         if threads is not None and thread not in threads:
             continue
-        info = trace.threads[thread]
-        yield f"Thread {info.name} (id {info.native_id})"
+        yield f"Thread {trace.thread_label(thread)}"
         stack = [(row, "", i == len(roots) - 1) for i, row in enumerate(roots)][::-1]
         while stack:
             row, prefix, last = stack.pop()

@@ -389,8 +389,7 @@ def grouped_lines(
     for t, roots in enumerate(folding.thread_roots):
         if not len(roots) or (threads is not None and t not in threads):
             continue
-        info = trace.threads[t]
-        yield f"Thread {info.name} (id {info.native_id})"
+        yield f"Thread {trace.thread_label(t)}"
         yield from _flatten(view.sequence(-1 - t, "", False, False, 0))
 
 

@@ -128,7 +128,14 @@ def _meta(
             for f in trace.functions
         ],
         "threads": [
-            {"id": t.id, "native_id": t.native_id, "name": t.name, "sequence": thread_sequences[i]}
+            {
+                "id": t.id,
+                "native_id": t.native_id,
+                "name": t.name,
+                "pid": t.pid,
+                "label": trace.thread_label(i),
+                "sequence": thread_sequences[i],
+            }
             for i, t in enumerate(trace.threads)
         ],
         "patterns": None

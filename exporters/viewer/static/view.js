@@ -262,7 +262,7 @@ class Viewer {
         const info = m.threads[node.t];
         const roots = m.threadRoots[node.t];
         const calls = m.callsBetween(roots, 0, roots.length);
-        return { icon: "🧵", label: `Thread ${info.name} (id ${info.native_id}) · ${plural(calls, "call")}`, duration: m.spanBetween(roots, 0, roots.length) };
+        return { icon: "🧵", label: `Thread ${info.label} · ${plural(calls, "call")}`, duration: m.spanBetween(roots, 0, roots.length) };
       }
       case "call": {
         const f = m.functions[m.function[node.row]];
@@ -537,7 +537,7 @@ class Viewer {
     add("qualified name", f.qualname);
     add("module", f.module || "—");
     add("file", f.external && !f.file ? "—" : `${f.file}:${f.line}`, "path");
-    add("thread", `${m.threads[m.thread[row]].name} (id ${m.threads[m.thread[row]].native_id})`);
+    add("thread", m.threads[m.thread[row]].label);
     add("start", `+${formatDuration(m.start[row])} (${new Date((m.meta.origin_ns + m.start[row]) / 1e6).toISOString()})`);
     add("duration", formatDuration(m.duration[row]));
     add("self time", formatDuration(m.selfTime(row)));
