@@ -39,6 +39,8 @@ from otel_tracer.recorder import CoreUnavailable, Recorder, tool_version
 from otel_tracer.redact import redact, secret_pattern
 from otel_tracer.runner import ProgramNotFound, module_origin, run_module, run_script
 from otel_tracer.scope import Scope, default_scope
+from otel_tracer.spool import SUFFIX as SPOOL_SUFFIX
+from otel_tracer.spool import Spool
 
 if TYPE_CHECKING:
     from exporters.otlp import OtlpTarget
@@ -135,8 +137,14 @@ def main(argv: list[str] | None = None) -> int:
             max_depth=opts.max_depth,
             max_calls=opts.max_calls,
         )
+        base = _files_base(plan)
+        argv_run = [opts.module and f"-m {opts.module}" or program, *opts.script_args]
+        spool = Spool(
+            f"{base}.{os.getpid()}{SPOOL_SUFFIX}",
+            {"script": program, "module": opts.module, "argv": argv_run},
+        )
         recorder = Recorder(
-            Scope(plan.scope), record_options, core=opts.core, parent=_traceparent()
+            Scope(plan.scope), record_options, opts.core, parent=_traceparent(), spool=spool
         )
     except HelpRequested as help_request:
         print(help_request.text)
@@ -153,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
 
     status = status_printer("otel-tracer", opts.quiet)
     status(f"tracing {opts.module or program} (scope: {', '.join(recorder.scope.roots)})")
-    parts = _parts(plan, opts, record_options) if opts.follow else None
+    parts = _follow_config(base, plan, opts, record_options) if opts.follow else None
     saved_environment = follow.enable(parts, recorder) if parts else None
     if opts.module is not None:
         outcome = run_module(opts.module, opts.script_args, recorder.start)
@@ -164,7 +172,6 @@ def main(argv: list[str] | None = None) -> int:
         return outcome.exit_code
     if saved_environment is not None:
         follow.disable(saved_environment)
-    argv_run = [opts.module and f"-m {opts.module}" or program, *opts.script_args]
     trace = recorder.build(
         script=program,
         module=opts.module,
@@ -196,8 +203,10 @@ def main(argv: list[str] | None = None) -> int:
         else:
             status(f"patterns: {summary_line(folding)}")
     written, failed = _write_outputs(trace, folding, plan.outputs, opts.fold_patterns, status)
-    if parts is not None and not failed:
-        _remove(merged, parts.parts if not written else None)
+    if failed:
+        _warn(f"the recording is kept in {spool.path}: python -m exporters {spool.path} --to json")
+    else:
+        _remove([*merged, spool.path], base if not written else None)
     if written:
         dropped = trace.meta["dropped_calls"]
         status(f"{len(trace)} calls recorded" + (f", {dropped} dropped" if dropped else ""))
@@ -253,14 +262,20 @@ def _traceparent() -> TraceParent | None:
         return None
 
 
-def _parts(plan: Plan, opts: Options, record_options: RecordOptions) -> follow.FollowConfig:
-    """Where the processes the program starts write their traces: beside the
-    first output file (``trace.json`` -> ``trace.<pid>.json``), else in a
-    temporary directory."""
+def _files_base(plan: Plan) -> str:
+    """Where the run's own files go: ``trace`` for ``-o trace.json`` (the
+    recording streams to ``trace.<pid>.spool``, followed processes write
+    ``trace.<pid>.json``), else a temporary directory."""
     files = [out.path for out in plan.outputs if out.path != "-"]
-    base = (
-        stem(os.path.abspath(files[0])) if files else os.path.join(mkdtemp("-otel-tracer"), "trace")
-    )
+    if files:
+        return stem(os.path.abspath(files[0]))
+    return os.path.join(mkdtemp("-otel-tracer"), "trace")
+
+
+def _follow_config(
+    base: str, plan: Plan, opts: Options, record_options: RecordOptions
+) -> follow.FollowConfig:
+    """What the processes the program starts record, and where."""
     return follow.FollowConfig(
         scope=list(plan.scope),
         options=asdict(record_options),

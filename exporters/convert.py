@@ -21,7 +21,7 @@ from exporters.outputs import (
     written_line,
 )
 from otel_tracer.cli_parser import OneLineParser
-from otel_tracer.trace_format import TraceFormatError, load
+from otel_tracer.trace_format import TraceFormatError, load_noting_truncation
 
 PROG = "exporters"
 TARGETS = (*FORMATS, "otlp")
@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     status = status_printer(PROG, args.quiet)
     try:
         output, target = _destination(args)
-        trace = load(args.trace)
+        trace = load_noting_truncation(args.trace, PROG)
     except (OutputError, OtlpConfigError, TraceFormatError) as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return 2

@@ -17,7 +17,7 @@ from exporters.outputs import (
 )
 from otel_tracer.cli_parser import OneLineParser
 from otel_tracer.merge import MergeError, merge_traces
-from otel_tracer.trace_format import TraceFormatError, load
+from otel_tracer.trace_format import TraceFormatError, load_noting_truncation
 
 PROG = "exporters merge"
 
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         target = args.output or f"{stem(args.traces[0])}.merged.json"
         output = checked_output(target, None)
-        traces = [load(path) for path in args.traces]
+        traces = [load_noting_truncation(path, PROG) for path in args.traces]
         trace = merge_traces(traces)
     except (OutputError, TraceFormatError, MergeError) as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)

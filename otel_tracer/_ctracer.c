@@ -398,9 +398,29 @@ static PySequenceMethods events_as_sequence = {
     .sq_length = (lenfunc)events_length,
 };
 
+/* take(): the words recorded so far as bytes, removed from the buffer (the
+ * recorder streams them to disk; with the GIL held no hook appends meanwhile). */
+static PyObject *
+events_take(Events *ev, PyObject *unused)
+{
+    PyObject *taken =
+        PyBytes_FromStringAndSize((const char *)ev->data, ev->size * (Py_ssize_t)sizeof(int64_t));
+    if (taken != NULL) {
+        ev->size = 0;
+    }
+    return taken;
+}
+
+static PyMethodDef events_methods[] = {
+    {"take", (PyCFunction)events_take, METH_NOARGS,
+     "The words recorded so far as bytes, removed from the buffer."},
+    {NULL},
+};
+
 static PyTypeObject EventsType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "otel_tracer._ctracer.Events",
+    .tp_methods = events_methods,
     .tp_doc = "Recorded events: int64 words (head, time_ns, aux) per event, "
               "read through the buffer protocol (format 'q').",
     .tp_basicsize = sizeof(Events),

@@ -39,6 +39,8 @@ from otel_tracer.options import RecordOptions
 from otel_tracer.recorder import Recorder
 from otel_tracer.runner import raise_terminated
 from otel_tracer.scope import TOOL_PACKAGES, Scope, tool_dirs
+from otel_tracer.spool import SUFFIX as SPOOL_SUFFIX
+from otel_tracer.spool import Spool
 from otel_tracer.trace_format import TraceFormatError, load
 
 ENV_VAR = "OTEL_TRACER_FOLLOW"
@@ -89,8 +91,10 @@ class ProcessRecording:
 
     def __init__(self, config: FollowConfig, parent: TraceParent) -> None:
         self.config = config
+        pid = os.getpid()
+        self.spool = Spool(f"{config.parts}.{pid}{SPOOL_SUFFIX}", {"argv": list(sys.argv)})
         self.recorder = Recorder(
-            Scope(config.scope), RecordOptions(**config.options), config.core, parent
+            Scope(config.scope), RecordOptions(**config.options), config.core, parent, self.spool
         )
         self.finished = False
         self.writing = False
@@ -125,6 +129,7 @@ class ProcessRecording:
             parent_pid=os.getppid(),
         )
         if not len(trace):
+            self.spool.remove()
             return
         with tool_imports():
             from exporters.json_trace import save
@@ -133,6 +138,7 @@ class ProcessRecording:
             pattern = self.config.redact
             redact(trace, re.compile(pattern, re.IGNORECASE) if pattern is not None else None)
             save(trace, part_path(self.config.parts, os.getpid()), compress=False)
+        self.spool.remove()
 
 
 _config: FollowConfig | None = None
@@ -172,6 +178,7 @@ def discard_inherited() -> None:
         _current.finished = True
         recorder = _current.recorder
         recorder.stop()
+        _current.spool.remove()
         _current = _config = None
         os._exit = _real_exit
         os.environ.pop(ENV_VAR, None)

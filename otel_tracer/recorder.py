@@ -18,6 +18,7 @@ from otel_tracer.options import RecordOptions
 from otel_tracer.pycore import PythonCore
 from otel_tracer.registry import Registry
 from otel_tracer.scope import Scope
+from otel_tracer.spool import Spool
 
 CORES = ("auto", "c", "python", "monitoring")
 
@@ -82,9 +83,11 @@ class Recorder:
         options: RecordOptions | None = None,
         core: str = "auto",
         parent: TraceParent | None = None,
+        spool: Spool | None = None,
     ):
         """``parent``: the trace and span to record under (a ``TRACEPARENT``);
-        by default a new trace."""
+        by default a new trace. ``spool``: stream the events to that file while
+        recording (bounded memory; what a killed run leaves can be loaded)."""
         self.scope = scope
         self.options = options or RecordOptions()
         self.core_name = core
@@ -94,6 +97,7 @@ class Recorder:
         self.trace_id = parent.trace_id if parent else os.urandom(16).hex()
         self.root_span_id = new_span_id()
         self.parent_span_id = parent.span_id if parent else None
+        self.spool = spool
         self._clock_base = (0, 0)
         self._stop_time = 0
         self._words = 0
@@ -109,6 +113,13 @@ class Recorder:
             self.core = PythonCore(self.registry, self.options)
             self._clock_base = (self.core.clock(), time.time_ns())
             self.core.start()
+        if self.spool is not None:
+            self.spool.start(self)
+
+    @property
+    def clock_base(self) -> tuple[int, int]:
+        """(the core's clock, Unix time) in ns, taken together at start."""
+        return self._clock_base
 
     def stop(self) -> None:
         """Stop recording (idempotent)."""
@@ -116,6 +127,8 @@ class Recorder:
             _RECORDING.discard(self)
             self._words = self.core.stop()
             self._stop_time = self.core.clock()
+            if self.spool is not None and not self.forked:
+                self.spool.close()
 
     def run_meta(self) -> dict[str, Any]:
         """Metadata every trace carries, before the caller adds run details."""
@@ -145,7 +158,10 @@ class Recorder:
     def build(self, **meta: Any) -> Trace:
         """The Trace of what was recorded; ``meta`` adds or overrides metadata."""
         self.stop()
-        raw = np.frombuffer(self.core.events, dtype=np.int64)[: self._words].copy()
+        if self.spool is not None:
+            raw = self.spool.events()
+        else:
+            raw = np.frombuffer(self.core.events, dtype=np.int64)[: self._words].copy()
         info = self.run_meta() | meta
         trace = build_trace(raw, self.registry, info, self._clock_base, self._stop_time)
         trace.meta["call_count"] = len(trace)

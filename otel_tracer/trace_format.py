@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,8 @@ from otel_tracer.model import (
     ThreadInfo,
     Trace,
 )
+from otel_tracer.spool import MAGIC as SPOOL_MAGIC
+from otel_tracer.spool import load_spool
 from otel_tracer.trace_checks import (
     check_functions,
     check_metadata,
@@ -53,6 +56,8 @@ def load(path: str | os.PathLike[str]) -> Trace:
         raw = Path(path).read_bytes()
     except OSError as error:
         raise TraceFormatError(f"cannot read {path}: {error.strerror or error}") from None
+    if raw.startswith(SPOOL_MAGIC):
+        return _from_spool(raw, str(path))
     if raw[:2] == b"\x1f\x8b":
         try:
             raw = gzip.decompress(raw)
@@ -63,6 +68,29 @@ def load(path: str | os.PathLike[str]) -> Trace:
     except orjson.JSONDecodeError as error:
         raise TraceFormatError(f"{path}: not valid JSON ({error})") from None
     return from_document(doc, str(path))
+
+
+def _from_spool(raw: bytes, name: str) -> Trace:
+    """The calls a killed run streamed to its spool file (``metadata.truncated``)."""
+    try:
+        return load_spool(raw)
+    except Exception as error:
+        raise TraceFormatError(
+            f"{name}: damaged spool file ({type(error).__name__}: {error})"
+        ) from None
+
+
+def load_noting_truncation(path: str | os.PathLike[str], label: str) -> Trace:
+    """``load``, with a warning line on stderr (``label: warning: ...``) when the
+    file is what a killed run left: a truncated trace."""
+    trace = load(path)
+    if trace.meta.get("truncated"):
+        print(
+            f"{label}: warning: {path} is truncated: the run ended before its trace was "
+            f"written; {len(trace)} calls recovered, those still open then marked unfinished",
+            file=sys.stderr,
+        )
+    return trace
 
 
 def from_document(doc: Any, name: str = "trace") -> Trace:

@@ -14,7 +14,7 @@ from typing import TextIO
 from exporters.json_trace import output_problem, save
 from otel_tracer.cli_parser import OneLineParser
 from otel_tracer.model import Trace
-from otel_tracer.trace_format import TraceFormatError, load
+from otel_tracer.trace_format import TraceFormatError, load_noting_truncation
 from otel_tracer.tree import render_tree
 from patterns.annotate import annotate
 from patterns.engine import Folding
@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         problem = output_problem(args.json) if args.json not in (None, "-") else None
         if problem is not None:
             raise ValueError(problem)
-        trace = load(args.trace)
+        trace = load_noting_truncation(args.trace, "patterns")
         threads = select_threads(trace, args.thread)
     except (TraceFormatError, ValueError) as error:
         print(f"patterns: error: {error}", file=sys.stderr)

@@ -17,7 +17,7 @@ from exporters.json_trace import output_problem
 from exporters.viewer.server import PortBusy, ViewerServer
 from exporters.viewer.site import fold_for_viewer, page_name, write_served, write_standalone
 from otel_tracer.cli_parser import OneLineParser
-from otel_tracer.trace_format import TraceFormatError, load
+from otel_tracer.trace_format import TraceFormatError, load_noting_truncation
 from patterns.fold import FoldOptions
 
 DEFAULT_PORT = 8080
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.output is not None and (problem := output_problem(args.output)) is not None:
             raise ValueError(problem)
-        trace = load(args.trace)
+        trace = load_noting_truncation(args.trace, PROG)
     except (TraceFormatError, ValueError) as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return 2

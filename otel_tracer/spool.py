@@ -1,0 +1,247 @@
+"""Streaming a recording to disk while the program runs, and reading back what
+a killed run left behind.
+
+Every ``interval`` seconds a background thread moves the events the core
+recorded so far into the spool file, with the table entries (functions,
+strings, ...) they refer to, so the recording's memory stays bounded however
+long the run. At the end the trace is built from the spool. When the process
+is killed (SIGKILL, the OOM killer, a power cut), the spool stays: loading it
+(``otel_tracer.load``, so every command) gives the calls streamed so far, with
+the calls still open marked unfinished and ``metadata.truncated`` set.
+
+File layout: ``MAGIC``, then records ``kind (1 byte) | size (8 bytes, little
+endian) | payload``: one HEAD (JSON metadata and clock base), then pairs of
+TABLES (JSON: the entries added since the previous one) and EVENTS (the raw
+int64 words). Each record is one unbuffered append; a record cut short by a
+kill is ignored by the reader.
+"""
+
+from __future__ import annotations
+
+import _thread
+import os
+import struct
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import orjson
+
+from otel_tracer import events
+from otel_tracer.model import Function, Trace
+
+if TYPE_CHECKING:
+    from otel_tracer.recorder import Recorder
+
+MAGIC = b"OTEL-TRACER-SPOOL 1\n"
+SUFFIX = ".spool"
+HEAD, TABLES, EVENTS = 1, 2, 3
+_RECORD = struct.Struct("<BQ")
+INTERVAL = 0.5  # seconds between two moves of the events to disk
+
+
+def drain(buffer: Any) -> bytes:
+    """The words recorded so far, removed from the core's buffer (an ``array('q')``
+    or the C core's buffer). Words appended meanwhile by other threads stay."""
+    take = getattr(buffer, "take", None)
+    if take is not None:
+        return take()
+    count = len(buffer)
+    words = buffer[:count].tobytes()
+    del buffer[:count]
+    return words
+
+
+class Spool:
+    """Streams one recording into the file at ``path``."""
+
+    def __init__(self, path: str | os.PathLike[str], meta: dict[str, Any]) -> None:
+        self.path = os.fspath(path)
+        self.meta = meta  # metadata known before the run (script, argv, ...)
+        self._recorder: Recorder | None = None
+        self._fd = -1
+        self._sizes = dict.fromkeys(("functions", "threads", "strings", "arg_tuples"), 0)
+        self._sizes["exceptions"] = 0
+        self._open_slots = 0  # exception slots below this one were filled at the last move
+        self._lock = _thread.allocate_lock()  # one move at a time
+        self._stopped = _thread.allocate_lock()  # released to end the thread
+        self._thread_done = _thread.allocate_lock()
+
+    def start(self, recorder: Recorder) -> None:
+        """Create the file and start moving ``recorder``'s events into it."""
+        self._recorder = recorder
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
+        head = {"meta": {**recorder.run_meta(), **self.meta}, "clock": recorder.clock_base}
+        _write_all(self._fd, MAGIC + _record(HEAD, orjson.dumps(head)))
+        self._stopped.acquire()
+        self._thread_done.acquire()
+        _thread.start_new_thread(self._run, ())
+
+    def _run(self) -> None:
+        try:
+            while not self._stopped.acquire(timeout=INTERVAL):
+                self.move()
+        finally:
+            self._thread_done.release()
+
+    def move(self) -> None:
+        """Append the events recorded since the last move, after the table
+        entries they refer to."""
+        assert self._recorder is not None
+        with self._lock:
+            if self._fd < 0:
+                return
+            words = drain(self._recorder.core.events)
+            tables = self._new_table_entries()
+            if words or tables:
+                record = _record(TABLES, orjson.dumps(tables)) + _record(EVENTS, words)
+                _write_all(self._fd, record)
+
+    def close(self) -> None:
+        """Stop the thread and move the last events (after the core stopped)."""
+        if self._fd < 0:
+            return
+        self._stopped.release()
+        self._thread_done.acquire()
+        self.move()
+        with self._lock:
+            os.close(self._fd)
+            self._fd = -1
+
+    def events(self) -> np.ndarray:
+        """Every event word streamed, in order."""
+        return read_spool_records(Path(self.path).read_bytes())[2]
+
+    def remove(self) -> None:
+        """Delete the file (once the trace is written elsewhere)."""
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+
+    def _new_table_entries(self) -> dict[str, Any]:
+        registry = self._recorder.registry  # type: ignore[union-attr]
+        entries: dict[str, Any] = {}
+        for name, seen in self._sizes.items():
+            table = getattr(registry, name)
+            if len(table) > seen:
+                new = table[seen:]
+                if name == "functions":
+                    new = [_function_fields(f) for f in new]
+                entries[name] = new
+                self._sizes[name] = seen + len(new)
+        slots = registry.exception_slots
+        if len(slots) > self._open_slots:
+            entries["slots"] = [self._open_slots, slots[self._open_slots :]]
+            filled = self._open_slots
+            while filled < len(slots) and slots[filled] >= 0:
+                filled += 1
+            self._open_slots = filled
+        return entries
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _record(kind: int, payload: bytes) -> bytes:
+    return _RECORD.pack(kind, len(payload)) + payload
+
+
+def _function_fields(function: Function) -> list[Any]:
+    return [
+        function.name,
+        function.qualname,
+        function.module,
+        function.file,
+        function.line,
+        function.external,
+        list(function.argnames),
+    ]
+
+
+class SpooledTables:
+    """The tables of a spool file, shaped like the Registry ``build_trace`` reads."""
+
+    def __init__(self) -> None:
+        self.functions: list[Function] = []
+        self.threads: list[tuple[int, int, str, int]] = []
+        self.strings: list[str] = []
+        self.arg_tuples: list[tuple[int, ...]] = []
+        self.exceptions: list[tuple[str, str]] = []
+        self.exception_slots: list[int] = []
+
+    def add(self, entries: dict[str, Any]) -> None:
+        self.functions += [Function(*f[:6], tuple(f[6])) for f in entries.get("functions", [])]
+        self.threads += [tuple(t) for t in entries.get("threads", [])]
+        self.strings += entries.get("strings", [])
+        self.arg_tuples += [tuple(a) for a in entries.get("arg_tuples", [])]
+        self.exceptions += [tuple(e) for e in entries.get("exceptions", [])]
+        if "slots" in entries:
+            start, values = entries["slots"]
+            self.exception_slots[start:] = values
+
+
+def read_spool_records(data: bytes) -> tuple[dict, SpooledTables, np.ndarray]:
+    """The head, the tables and the event words of every complete record of the
+    spool file ``data``."""
+    if not data.startswith(MAGIC):
+        raise ValueError("not a spool file")
+    position, head, tables, chunks = len(MAGIC), None, SpooledTables(), []
+    pending: dict[str, Any] | None = None
+    while position + _RECORD.size <= len(data):
+        kind, size = _RECORD.unpack_from(data, position)
+        start, position = position + _RECORD.size, position + _RECORD.size + size
+        if position > len(data):
+            break  # cut short by a kill
+        payload = data[start:position]
+        if kind == HEAD:
+            head = orjson.loads(payload)
+        elif kind == TABLES:
+            pending = orjson.loads(payload)
+        elif kind == EVENTS and pending is not None:
+            tables.add(pending)  # tables count only with the events they came with
+            chunks.append(np.frombuffer(payload, dtype=np.int64))
+            pending = None
+        else:
+            raise ValueError(f"unknown record kind {kind} at byte {start - _RECORD.size}")
+    if head is None:
+        raise ValueError("the spool file has no header")
+    words = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int64)
+    return head, tables, words[: len(words) // events.WORDS * events.WORDS]
+
+
+def load_spool(data: bytes) -> Trace:
+    """The trace a spool file (``data``) holds: what a killed run streamed
+    before it died. Raises ValueError (and others) when the file is damaged."""
+    from otel_tracer.build import build_trace
+
+    head, tables, words = read_spool_records(data)
+    times = words.reshape(-1, events.WORDS)[:, 1]
+    clock_base = tuple(head["clock"])
+    stop_time = int(times.max()) if len(times) else clock_base[0]
+    meta = dict(head["meta"])
+    meta["duration_ns"] = stop_time - clock_base[0]
+    meta["truncated"] = True
+    trace = build_trace(words, tables, meta, clock_base, stop_time)  # type: ignore[arg-type]
+    trace.meta["call_count"] = len(trace)
+    _check_references(trace)
+    return trace
+
+
+def _check_references(trace: Trace) -> None:
+    """Every call's function, thread, arguments and value exist."""
+    c = trace.calls
+    for column, table in (
+        (c.function, trace.functions),
+        (c.thread, trace.threads),
+        (c.args, trace.arg_tuples),
+        (c.value, trace.strings),
+        (c.exception, trace.exceptions),
+    ):
+        if len(column) and (column.max() >= len(table) or column.min() < -1):
+            raise ValueError("an event refers to a table entry that is not in the file")
+    if any(v >= len(trace.strings) for t in trace.arg_tuples for v in t):
+        raise ValueError("an argument refers to a string that is not in the file")
