@@ -144,15 +144,16 @@ class ProcessRecording:
 _config: FollowConfig | None = None
 _children_parent: TraceParent | None = None  # TRACEPARENT of the processes started here
 _current: ProcessRecording | None = None  # this process's recording, when it is followed
+_main: Recorder | None = None  # the tracer's own recording, in the tracer's process
 _real_exit = os._exit
 
 
 def enable(config: FollowConfig, recorder: Recorder) -> dict[str, str | None]:
     """Follow the processes started from now on, as children of ``recorder``'s
     run. Returns the environment variables it replaced, for ``disable``."""
-    global _config
+    global _config, _main
     saved = {name: os.environ.get(name) for name in (ENV_VAR, context.ENV_VAR, "PYTHONPATH")}
-    _config = config
+    _config, _main = config, recorder
     _advertise(recorder)
     os._exit = _exit
     return saved
@@ -160,8 +161,8 @@ def enable(config: FollowConfig, recorder: Recorder) -> dict[str, str | None]:
 
 def disable(saved: dict[str, str | None]) -> None:
     """Stop following; the environment as it was before ``enable``."""
-    global _config
-    _config = None
+    global _config, _main
+    _config = _main = None
     os._exit = _real_exit
     for name, value in saved.items():
         if value is None:
@@ -238,6 +239,13 @@ def _exit(code: int) -> None:
     """``os._exit`` while following: write this process's trace first."""
     if _current is not None:
         _current.finish(code)
+    elif _main is not None and _main.spool is not None and not _main.forked:
+        _main.stop()  # the whole recording is in the spool, but no trace is built
+        print(
+            f"otel-tracer: warning: the program called os._exit({code}): no trace was "
+            f"written; the recording is in {_main.spool.path}",
+            file=sys.stderr,
+        )
     _real_exit(code)
 
 

@@ -142,3 +142,52 @@ def test_a_corrupted_spool_gives_one_line(tmp_path, spool_bytes, offset):
         assert "Traceback" not in result.stderr
         if result.returncode == 2:
             assert len(result.stderr.splitlines()) == 1, result.stderr
+
+
+ENDINGS = """
+    import os
+    import sys
+    import threading
+
+
+    def f(i):
+        return i
+
+
+    def boom():
+        f(1)
+        raise RuntimeError("in thread")
+
+
+    thread = threading.Thread(target=boom)
+    thread.start()
+    thread.join()
+    print("main continues", f(2), flush=True)
+    if sys.argv[1:] == ["os-exit"]:
+        os._exit(5)
+"""
+
+
+@pytest.mark.parametrize("ending", ["normal", "os-exit"])
+def test_thread_exceptions_and_os_exit(tmp_path, ending):
+    write_files(tmp_path, {"prog.py": ENDINGS})
+    plain = run_python(["prog.py", ending], tmp_path)
+    traced = run_python(["-m", "cli.main", "-q", "-o", "t.json", "prog.py", ending], tmp_path)
+    assert (traced.returncode, traced.stdout) == (plain.returncode, plain.stdout)
+    assert traced.stderr.startswith(plain.stderr)  # the thread's traceback, as Python prints it
+    if ending == "normal":
+        assert traced.stderr == plain.stderr
+        trace = otel_tracer.load(tmp_path / "t.json")
+    else:  # os._exit skips every exit path: the whole recording is in the spool
+        (spool,) = [name for name in os.listdir(tmp_path) if name.endswith(".spool")]
+        assert traced.stderr[len(plain.stderr) :] == (
+            f"otel-tracer: warning: the program called os._exit(5): no trace was written; "
+            f"the recording is in {tmp_path / spool}\n"
+        )
+        trace = otel_tracer.load(tmp_path / spool)
+    (boom,) = [r for r in range(len(trace)) if trace.function_of(r).qualname == "boom"]
+    assert trace.exception_of(boom) == ("RuntimeError", "in thread")
+    assert [trace.value_of(r) for r in range(len(trace)) if trace.function_of(r).name == "f"] == [
+        "1",
+        "2",
+    ]
