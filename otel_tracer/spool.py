@@ -37,7 +37,7 @@ MAGIC = b"OTEL-TRACER-SPOOL 1\n"
 SUFFIX = ".spool"
 HEAD, TABLES, EVENTS = 1, 2, 3
 _RECORD = struct.Struct("<BQ")
-INTERVAL = 0.5  # seconds between two moves of the events to disk
+INTERVAL = 0.2  # seconds between two moves of the events to disk
 
 
 def drain(buffer: Any) -> bytes:
@@ -94,8 +94,8 @@ class Spool:
             words = drain(self._recorder.core.events)
             tables = self._new_table_entries()
             if words or tables:
-                record = _record(TABLES, orjson.dumps(tables)) + _record(EVENTS, words)
-                _write_all(self._fd, record)
+                head = _record(TABLES, orjson.dumps(tables)) + _RECORD.pack(EVENTS, len(words))
+                _write_all(self._fd, head, words)
 
     def close(self) -> None:
         """Stop the thread and move the last events (after the core stopped)."""
@@ -140,10 +140,15 @@ class Spool:
         return entries
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
+def _write_all(fd: int, *pieces: bytes) -> None:
+    """Append ``pieces`` (without joining them in memory)."""
+    views = [memoryview(piece) for piece in pieces]
+    while views:
+        written = os.writev(fd, views)
+        while views and written >= len(views[0]):
+            written -= len(views.pop(0))
+        if views:
+            views[0] = views[0][written:]
 
 
 def _record(kind: int, payload: bytes) -> bytes:
