@@ -203,10 +203,11 @@ def main(argv: list[str] | None = None) -> int:
         else:
             status(f"patterns: {summary_line(folding)}")
     written, failed = _write_outputs(trace, folding, plan.outputs, opts.fold_patterns, status)
-    if failed:
-        _warn(f"the recording is kept in {spool.path}: python -m exporters {spool.path} --to json")
-    else:
-        _remove([*merged, spool.path], base if not written else None)
+    spool_path = [recorder.spool.path] if recorder.spool is not None else []
+    if failed and spool_path:
+        _warn(f"the recording is kept in {spool_path[0]} (python -m exporters reads it)")
+    elif not failed:
+        _remove([*merged, *spool_path], base if not written else None)
     if written:
         dropped = trace.meta["dropped_calls"]
         status(f"{len(trace)} calls recorded" + (f", {dropped} dropped" if dropped else ""))

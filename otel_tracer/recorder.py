@@ -114,7 +114,15 @@ class Recorder:
             self._clock_base = (self.core.clock(), time.time_ns())
             self.core.start()
         if self.spool is not None:
-            self.spool.start(self)
+            try:
+                self.spool.start(self)
+            except OSError as error:  # recording goes on in memory
+                print(
+                    f"otel-tracer: warning: cannot stream the recording to "
+                    f"{self.spool.path} ({error.strerror or error}); keeping it in memory",
+                    file=sys.stderr,
+                )
+                self.spool = None
 
     @property
     def clock_base(self) -> tuple[int, int]:
