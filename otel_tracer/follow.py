@@ -204,15 +204,22 @@ def start_from_environment(text: str) -> None:
 
 
 def _start(config: FollowConfig, parent: TraceParent) -> None:
+    """Start recording this (new, single-threaded) process. A SIGTERM that comes
+    meanwhile (``Pool.terminate`` right after the fork) waits until it can be
+    handled: the recording then ends at once, with its files in order."""
     global _config, _current
-    _config = config
-    _current = ProcessRecording(config, parent)
-    _advertise(_current.recorder)
-    os._exit = _exit
-    handler = signal.getsignal(signal.SIGTERM)
-    if handler in (signal.SIG_DFL, raise_terminated):
-        signal.signal(signal.SIGTERM, _finish_on_sigterm)
-    _current.recorder.start()
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    try:
+        _config = config
+        _current = ProcessRecording(config, parent)
+        _advertise(_current.recorder)
+        os._exit = _exit
+        handler = signal.getsignal(signal.SIGTERM)
+        if handler in (signal.SIG_DFL, raise_terminated):
+            signal.signal(signal.SIGTERM, _finish_on_sigterm)
+        _current.recorder.start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
 
 def _advertise(recorder: Recorder) -> None:
