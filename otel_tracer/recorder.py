@@ -114,15 +114,7 @@ class Recorder:
             self._clock_base = (self.core.clock(), time.time_ns())
             self.core.start()
         if self.spool is not None:
-            try:
-                self.spool.start(self)
-            except OSError as error:  # recording goes on in memory
-                print(
-                    f"otel-tracer: warning: cannot stream the recording to "
-                    f"{self.spool.path} ({error.strerror or error}); keeping it in memory",
-                    file=sys.stderr,
-                )
-                self.spool = None
+            self.spool.start(self)
 
     @property
     def clock_base(self) -> tuple[int, int]:
@@ -166,10 +158,11 @@ class Recorder:
     def build(self, **meta: Any) -> Trace:
         """The Trace of what was recorded; ``meta`` adds or overrides metadata."""
         self.stop()
+        in_memory = np.frombuffer(self.core.events, dtype=np.int64)[: len(self.core.events)]
         if self.spool is not None:
-            raw = self.spool.events()
+            raw = np.concatenate([self.spool.events(), in_memory])
         else:
-            raw = np.frombuffer(self.core.events, dtype=np.int64)[: self._words].copy()
+            raw = in_memory[: self._words].copy()
         info = self.run_meta() | meta
         trace = build_trace(raw, self.registry, info, self._clock_base, self._stop_time)
         trace.meta["call_count"] = len(trace)

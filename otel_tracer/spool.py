@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import _thread
 import os
+import select
 import struct
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -59,58 +61,95 @@ class Spool:
         self.path = os.fspath(path)
         self.meta = meta  # metadata known before the run (script, argv, ...)
         self._recorder: Recorder | None = None
-        self._fd = -1
+        self._fd = -1  # the file, created at the first move that has events
+        self._created = False
+        self._kept: list[bytes] = []  # events that could not be written: kept in memory
         self._sizes = dict.fromkeys(("functions", "threads", "strings", "arg_tuples"), 0)
         self._sizes["exceptions"] = 0
         self._open_slots = 0  # exception slots below this one were filled at the last move
         self._lock = _thread.allocate_lock()  # one move at a time
-        self._stopped = _thread.allocate_lock()  # released to end the thread
-        self._thread_done = _thread.allocate_lock()
+        self._wake = (-1, -1)  # a pipe: a byte written to it ends the thread
+        self._thread_done = _thread.allocate_lock()  # held while the thread runs
 
     def start(self, recorder: Recorder) -> None:
-        """Create the file and start moving ``recorder``'s events into it."""
+        """Start moving ``recorder``'s events to the file (created once there are
+        some: a process that records nothing leaves no file)."""
         self._recorder = recorder
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
-        head = {"meta": {**recorder.run_meta(), **self.meta}, "clock": recorder.clock_base}
-        _write_all(self._fd, MAGIC + _record(HEAD, orjson.dumps(head)))
-        self._stopped.acquire()
+        self._wake = os.pipe()
         self._thread_done.acquire()
-        _thread.start_new_thread(self._run, ())
-
-    def _run(self) -> None:
         try:
-            while not self._stopped.acquire(timeout=INTERVAL):
+            _thread.start_new_thread(self._run, (self._wake[0],))
+        except BaseException:
+            self._thread_done.release()
+            raise
+
+    def _run(self, wake: int) -> None:
+        try:
+            while not select.select([wake], [], [], INTERVAL)[0]:
                 self.move()
         finally:
             self._thread_done.release()
 
     def move(self) -> None:
         """Append the events recorded since the last move, after the table
-        entries they refer to."""
+        entries they refer to. Events that cannot be written stay in memory."""
         assert self._recorder is not None
         with self._lock:
-            if self._fd < 0:
+            buffer = self._recorder.core.events
+            if not len(buffer) or self._kept:
+                return  # nothing new, or the disk already failed: keep recording in memory
+            try:
+                if self._fd < 0:
+                    self._create()
+            except OSError as error:
+                self._keep_in_memory(error, b"")  # the events stay in the core's buffer
                 return
-            words = drain(self._recorder.core.events)
-            tables = self._new_table_entries()
-            if words or tables:
-                head = _record(TABLES, orjson.dumps(tables)) + _RECORD.pack(EVENTS, len(words))
-                _write_all(self._fd, head, words)
+            words = drain(buffer)
+            head = _record(TABLES, orjson.dumps(self._new_table_entries()))
+            try:
+                _write_all(self._fd, head + _RECORD.pack(EVENTS, len(words)), words)
+            except OSError as error:
+                self._keep_in_memory(error, words)
+
+    def _create(self) -> None:
+        recorder = self._recorder
+        assert recorder is not None
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
+        self._created = True
+        head = {"meta": {**recorder.run_meta(), **self.meta}, "clock": recorder.clock_base}
+        _write_all(self._fd, MAGIC + _record(HEAD, orjson.dumps(head)))
+
+    def _keep_in_memory(self, error: OSError, words: bytes) -> None:
+        """The file cannot be written (disk full?): what is not in it stays in memory."""
+        self._kept.append(words)
+        print(
+            f"otel-tracer: warning: cannot stream the recording to {self.path} "
+            f"({error.strerror or error}); keeping it in memory",
+            file=sys.stderr,
+        )
 
     def close(self) -> None:
         """Stop the thread and move the last events (after the core stopped)."""
-        if self._fd < 0:
-            return
-        self._stopped.release()
-        self._thread_done.acquire()
-        self.move()
+        if self._wake[1] >= 0:
+            os.write(self._wake[1], b"x")
+            self._thread_done.acquire(timeout=10)  # a thread that hangs is left behind
+            for fd in self._wake:
+                os.close(fd)
+            self._wake = (-1, -1)
+        if self._recorder is not None:
+            self.move()
         with self._lock:
-            os.close(self._fd)
-            self._fd = -1
+            if self._fd >= 0:
+                os.close(self._fd)
+                self._fd = -1
 
     def events(self) -> np.ndarray:
-        """Every event word streamed, in order."""
-        return read_spool_records(Path(self.path).read_bytes())[2]
+        """Every event word moved out of the core, in order (after ``close``)."""
+        chunks = []
+        if self._created:
+            chunks.append(read_spool_records(Path(self.path).read_bytes())[2])
+        chunks += [np.frombuffer(words, dtype=np.int64) for words in self._kept]
+        return np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int64)
 
     def remove(self) -> None:
         """Delete the file (once the trace is written elsewhere)."""
