@@ -582,6 +582,7 @@ def test_write_is_atomic_and_existing_trace_survives_a_kill(tmp_path):
         text=True,
     )
     assert proc.stdout.readline().strip() == "ready"
+    time.sleep(1.0)  # the recording so far reaches the spool (every 0.2 s)
     proc.kill()
     proc.wait(timeout=30)
     assert (tmp_path / "t.json").read_text() == "previous trace"
