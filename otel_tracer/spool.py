@@ -63,6 +63,7 @@ class Spool:
         self._recorder: Recorder | None = None
         self._fd = -1  # the file, created at the first move that has events
         self._created = False
+        self._head = b""  # MAGIC and the HEAD record
         self._kept: list[bytes] = []  # events that could not be written: kept in memory
         self._sizes = dict.fromkeys(("functions", "threads", "strings", "arg_tuples"), 0)
         self._sizes["exceptions"] = 0
@@ -75,6 +76,10 @@ class Spool:
         """Start moving ``recorder``'s events to the file (created once there are
         some: a process that records nothing leaves no file)."""
         self._recorder = recorder
+        # made here, not in the mover thread: an import there (the metadata needs
+        # some) could hold an import lock at a fork and hang the child
+        head = {"meta": {**recorder.run_meta(), **self.meta}, "clock": recorder.clock_base}
+        self._head = MAGIC + _record(HEAD, orjson.dumps(head))
         self._wake = os.pipe()
         self._thread_done.acquire()
         try:
@@ -112,12 +117,9 @@ class Spool:
                 self._keep_in_memory(error, words)
 
     def _create(self) -> None:
-        recorder = self._recorder
-        assert recorder is not None
         self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
         self._created = True
-        head = {"meta": {**recorder.run_meta(), **self.meta}, "clock": recorder.clock_base}
-        _write_all(self._fd, MAGIC + _record(HEAD, orjson.dumps(head)))
+        _write_all(self._fd, self._head)
 
     def _keep_in_memory(self, error: OSError, words: bytes) -> None:
         """The file cannot be written (disk full?): what is not in it stays in memory."""
