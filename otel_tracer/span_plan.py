@@ -241,7 +241,7 @@ class _FoldedPlan:
                         parent_id=parent_id,
                         name=group_label(trace, group, self.groups),
                         start=int(calls.start[first]),
-                        end=int(calls.end[kept].max()),
+                        end=int(calls.end[kept].max()) if len(kept) else int(calls.end[first]),
                         attributes=self._attributes(group, int(sizes[kept].sum())),
                         before=0,
                     ),

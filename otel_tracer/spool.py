@@ -23,6 +23,7 @@ import os
 import select
 import struct
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -80,6 +81,9 @@ class Spool:
         # some) could hold an import lock at a fork and hang the child
         head = {"meta": {**recorder.run_meta(), **self.meta}, "clock": recorder.clock_base}
         self._head = MAGIC + _record(HEAD, orjson.dumps(head))
+        self._start_thread()
+
+    def _start_thread(self) -> None:
         self._wake = os.pipe()
         self._thread_done.acquire()
         try:
@@ -87,6 +91,18 @@ class Spool:
         except BaseException:
             self._thread_done.release()
             raise
+        _MOVING.add(self)
+
+    def _stop_thread(self) -> None:
+        """End the mover thread (the events stay in the core until the next move)."""
+        _MOVING.discard(self)
+        if self._wake[1] >= 0:
+            os.write(self._wake[1], b"x")
+            if self._thread_done.acquire(timeout=10):  # a thread that hangs is left behind
+                self._thread_done.release()
+            for fd in self._wake:
+                os.close(fd)
+            self._wake = (-1, -1)
 
     def _run(self, wake: int) -> None:
         try:
@@ -132,12 +148,7 @@ class Spool:
 
     def close(self) -> None:
         """Stop the thread and move the last events (after the core stopped)."""
-        if self._wake[1] >= 0:
-            os.write(self._wake[1], b"x")
-            self._thread_done.acquire(timeout=10)  # a thread that hangs is left behind
-            for fd in self._wake:
-                os.close(fd)
-            self._wake = (-1, -1)
+        self._stop_thread()
         if self._recorder is not None:
             self.move()
         with self._lock:
@@ -179,6 +190,48 @@ class Spool:
                 filled += 1
             self._open_slots = filled
         return entries
+
+
+_MOVING: set[Spool] = set()  # spools whose mover thread runs in this process
+_PAUSED: list[Spool] = []
+
+
+def _pause_movers() -> None:
+    """Before a fork: no mover thread, so that the program's ``os.fork`` sees the
+    threads it made itself (Python 3.12+ warns when a process with threads forks)."""
+    threads = _thread_count()
+    _PAUSED[:] = list(_MOVING)
+    for spool in _PAUSED:
+        spool._stop_thread()
+    deadline = time.monotonic() + 0.05
+    while threads and _thread_count() > threads - len(_PAUSED) and time.monotonic() < deadline:
+        time.sleep(0.0005)  # the OS thread ends just after its function returned
+
+
+def _resume_movers() -> None:
+    for spool in _PAUSED:
+        spool._start_thread()
+    _PAUSED.clear()
+
+
+def _forget_movers() -> None:
+    """In a forked child: the parent's mover threads do not exist here."""
+    _MOVING.clear()
+    _PAUSED.clear()
+
+
+def _thread_count() -> int:
+    """This process's OS threads (0 when unknown)."""
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        return 0
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(
+        before=_pause_movers, after_in_parent=_resume_movers, after_in_child=_forget_movers
+    )
 
 
 def _write_all(fd: int, *pieces: bytes) -> None:
