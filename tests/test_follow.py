@@ -79,6 +79,18 @@ def traced_and_plain(tmp_path, how: str, *options: str):
     return plain, traced
 
 
+def without_fork_warning(stderr: str) -> str:
+    """``stderr`` without Python 3.13's warning that a process with threads forks.
+    Known difference: the tracer's process has threads of its own (numpy's BLAS
+    pool), so a program's ``os.fork()`` from ``__main__`` is warned about there."""
+    lines = stderr.splitlines(keepends=True)
+    for i, line in enumerate(lines):
+        if "DeprecationWarning: This process" in line and "use of fork()" in line:
+            del lines[i : i + 2]  # the warning and the source line under it
+            break
+    return "".join(lines)
+
+
 def process_of(trace, pid: int) -> dict:
     return next(p for p in trace.meta["processes"] if p["pid"] == pid)
 
@@ -91,7 +103,7 @@ def rows_of(trace, qualname: str) -> list[int]:
 def test_every_process_is_traced_and_merged(tmp_path, how):
     plain, traced = traced_and_plain(tmp_path, how)
     assert (traced.stdout, traced.returncode) == (plain.stdout, plain.returncode)
-    assert traced.stderr == ""
+    assert without_fork_warning(traced.stderr) == ""
     assert sorted(os.listdir(tmp_path)) == ["child.py", "prog.py", "trace.json"]  # parts merged
 
     trace = otel_tracer.load(tmp_path / "trace.json")
