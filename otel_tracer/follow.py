@@ -96,6 +96,10 @@ class ProcessRecording:
         self.recorder = Recorder(
             Scope(config.scope), RecordOptions(**config.options), config.core, parent, self.spool
         )
+        with tool_imports():  # now: an import at the end could meet one left half-done
+            from exporters.json_trace import save
+            from otel_tracer.redact import redact
+        self._save, self._redact = save, redact
         self.finished = False
         self.writing = False
         self.terminated = False  # SIGTERM came while writing: die of it after
@@ -131,13 +135,9 @@ class ProcessRecording:
         if not len(trace):
             self.spool.remove()
             return
-        with tool_imports():
-            from exporters.json_trace import save
-            from otel_tracer.redact import redact
-
-            pattern = self.config.redact
-            redact(trace, re.compile(pattern, re.IGNORECASE) if pattern is not None else None)
-            save(trace, part_path(self.config.parts, os.getpid()), compress=False)
+        pattern = self.config.redact
+        self._redact(trace, re.compile(pattern, re.IGNORECASE) if pattern is not None else None)
+        self._save(trace, part_path(self.config.parts, os.getpid()), compress=False)
         self.spool.remove()
 
 

@@ -15,7 +15,7 @@ from conftest import REPO, run_python, write_files
 
 import otel_tracer
 from otel_tracer.model import UNFINISHED
-from otel_tracer.spool import INTERVAL
+from otel_tracer.spool import INTERVAL, STREAMING
 from otel_tracer.trace_format import TraceFormatError
 
 PROGRAM = """
@@ -44,6 +44,9 @@ PROGRAM = """
 """
 
 
+streams = pytest.mark.skipif(not STREAMING, reason="no streaming on Python 3.12+ yet")
+
+
 def killed_run(tmp_path, *args: str) -> int:
     """Trace the program, SIGKILL its whole process group once it has been
     streaming for a while; returns the tracer's pid."""
@@ -65,6 +68,7 @@ def killed_run(tmp_path, *args: str) -> int:
     return proc.pid
 
 
+@streams
 def test_a_killed_run_leaves_a_loadable_truncated_trace(tmp_path):
     pid = killed_run(tmp_path)
     spool = f"trace.{pid}.spool"
@@ -89,6 +93,7 @@ def test_a_killed_run_leaves_a_loadable_truncated_trace(tmp_path):
     assert len(recovered) == len(trace) and recovered.meta["truncated"] is True
 
 
+@streams
 def test_a_killed_multi_process_run_is_recovered_by_merging_its_spools(tmp_path):
     pid = killed_run(tmp_path, "workers")
     spools = sorted(name for name in os.listdir(tmp_path) if name.endswith(".spool"))
@@ -116,6 +121,7 @@ def spool_bytes(tmp_path_factory) -> bytes:
     return (tmp_path / f"trace.{pid}.spool").read_bytes()
 
 
+@streams
 @pytest.mark.parametrize("fraction", [0.0, 0.01, 0.3, 0.5, 0.77, 0.999])
 def test_a_spool_cut_anywhere_loads_what_it_holds(tmp_path, spool_bytes, fraction):
     cut = tmp_path / "cut.spool"
@@ -129,6 +135,7 @@ def test_a_spool_cut_anywhere_loads_what_it_holds(tmp_path, spool_bytes, fractio
         assert trace.meta["truncated"] is True
 
 
+@streams
 @pytest.mark.parametrize("offset", [0.2, 0.5, 0.9])
 def test_a_corrupted_spool_gives_one_line(tmp_path, spool_bytes, offset):
     damaged = bytearray(spool_bytes)
