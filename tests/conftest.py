@@ -44,6 +44,23 @@ def run_tracer(args: list[str], cwd: Path, **kwargs) -> subprocess.CompletedProc
     return run_python(["-m", "cli.main", *args], cwd, **kwargs)
 
 
+def start_traced_group(tmp_path: Path, *args: str) -> subprocess.Popen[str]:
+    """``python -m cli.main -q -o trace.json prog.py args...`` in its own process
+    group (signals go to it and its children, as from a terminal), once the
+    program printed ``ready``."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "-q", "-o", "trace.json", "prog.py", *args],
+        cwd=tmp_path,
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    return proc
+
+
 def c_core_built() -> bool:
     try:
         import otel_tracer._ctracer  # noqa: F401

@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
-from conftest import REPO, run_python, run_tracer, write_files
+from conftest import run_python, run_tracer, start_traced_group, write_files
 
 import otel_tracer
 from otel_tracer.merge import processes_of
@@ -287,16 +285,7 @@ INTERRUPTED = """
 def test_ctrl_c_keeps_one_readable_trace_of_every_process(tmp_path):
     """Ctrl-C in a terminal: SIGINT to the whole process group."""
     write_files(tmp_path, {"prog.py": INTERRUPTED})
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cli.main", "-q", "-o", "trace.json", "prog.py"],
-        cwd=tmp_path,
-        env=dict(os.environ, PYTHONPATH=str(REPO)),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    assert proc.stdout.readline().strip() == "ready"
+    proc = start_traced_group(tmp_path)
     os.killpg(proc.pid, signal.SIGINT)
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == -signal.SIGINT

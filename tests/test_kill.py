@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
-from conftest import REPO, run_python, write_files
+from conftest import run_python, start_traced_group, write_files
 
 import otel_tracer
 from otel_tracer.model import UNFINISHED
@@ -51,16 +49,7 @@ def killed_run(tmp_path, *args: str) -> int:
     """Trace the program, SIGKILL its whole process group once it has been
     streaming for a while; returns the tracer's pid."""
     write_files(tmp_path, {"prog.py": PROGRAM})
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cli.main", "-q", "-o", "trace.json", "prog.py", *args],
-        cwd=tmp_path,
-        env=dict(os.environ, PYTHONPATH=str(REPO)),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    assert proc.stdout.readline().strip() == "ready"
+    proc = start_traced_group(tmp_path, *args)
     time.sleep(4 * INTERVAL)  # a few moves to disk
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
