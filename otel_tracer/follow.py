@@ -38,7 +38,7 @@ from otel_tracer.model import Trace
 from otel_tracer.options import RecordOptions
 from otel_tracer.recorder import Recorder
 from otel_tracer.runner import raise_terminated
-from otel_tracer.scope import TOOL_PACKAGES, Scope, tool_dirs
+from otel_tracer.scope import Scope, program_modules_named_like_ours
 from otel_tracer.spool import SUFFIX as SPOOL_SUFFIX
 from otel_tracer.spool import Spool
 from otel_tracer.trace_format import TraceFormatError, load
@@ -48,7 +48,6 @@ BOOTSTRAP_DIR = str(Path(__file__).resolve().parent / "bootstrap")
 TOOL_ROOT = str(Path(__file__).resolve().parent.parent)
 PART_SUFFIX = ".json"
 SIGTERM_EXIT = 128 + signal.SIGTERM
-_TOOL_DIRS = tuple(d + os.sep for d in tool_dirs())
 
 
 @dataclass(frozen=True)
@@ -281,11 +280,9 @@ def _die_of_sigterm() -> None:
 def tool_imports() -> Iterator[None]:
     """This tool's packages importable by name, whatever modules of the same
     names (``cli``, ``exporters``, ``patterns``) the program imported."""
-    theirs = {
-        name: sys.modules.pop(name)
-        for name in [n for n in sys.modules if n.split(".")[0] in TOOL_PACKAGES]
-        if not (getattr(sys.modules[name], "__file__", None) or "").startswith(_TOOL_DIRS)
-    }
+    theirs = program_modules_named_like_ours()
+    for name in theirs:
+        del sys.modules[name]
     sys.path.insert(0, TOOL_ROOT)
     try:
         yield

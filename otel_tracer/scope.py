@@ -34,6 +34,20 @@ def tool_dirs() -> list[str]:
     return [_real(here / name) for name in TOOL_PACKAGES]
 
 
+def program_modules_named_like_ours() -> dict[str, object]:
+    """Modules in ``sys.modules`` named like this tool's packages (``cli``,
+    ``patterns``, ...) that are not this tool's: a program's own."""
+    import sys
+
+    ours = tuple(d + os.sep for d in tool_dirs())
+    return {
+        name: module
+        for name, module in sys.modules.items()
+        if name.split(".")[0] in TOOL_PACKAGES
+        and not (getattr(module, "__file__", None) or "").startswith(ours)
+    }
+
+
 def library_dirs() -> list[str]:
     """The standard library and every site-packages directory Python knows of."""
     paths = sysconfig.get_paths()
