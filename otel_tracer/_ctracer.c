@@ -26,9 +26,12 @@
 #include <stdint.h>
 #include <string.h>
 #ifdef _WIN32
+#include <process.h>
 #include <windows.h>
+#define getpid _getpid
 #else
 #include <time.h>
+#include <unistd.h>
 #endif
 
 /* How frames are read. Python 3.10 and 3.11 have no public API for reading one
@@ -60,6 +63,9 @@
 
 /* Stack markers: see pycore.py. */
 enum { IGNORED, IN_SCOPE, EXTERNAL_PY, EXTERNAL_C, TRIVIAL_C, SUPPRESSED, DROPPED };
+
+/* A thread's hooks found replaced by the program (see otel_tracer/displaced.py). */
+enum { PROFILE_REPLACED = 1, TRACE_REPLACED = 2 };
 
 #define CO_RESUMABLE (CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR)
 #define UNLIMITED ((int64_t)1 << 62)
@@ -462,6 +468,9 @@ typedef struct {
     PyObject *reg_new_slot, *reg_fill_slots;
     PyObject *summarize, *summarize_self;
     PyObject *type_summary; /* summary.type_summary */
+    /* displaced.warn, looked up once: stop() also runs in forked children, while
+     * the program runs without this tool's modules in sys.modules */
+    PyObject *warn_displaced;
     PyObject *value_cache;  /* exact int / short str argument value -> string index */
     PyObject *text_cache;   /* summary text -> string index (registry.string's answers) */
     /* The registry's own string table (its _string_ids dict, strings list and
@@ -479,6 +488,10 @@ typedef struct {
     int record_externals, capture;
     int64_t max_depth, max_calls, recorded, dropped;
     int active;
+    int64_t displaced[2]; /* threads whose profile / trace hook the program replaced */
+    struct ThreadState *start_ts; /* the starting thread's, checked by stop() (strong) */
+    unsigned long start_thread;   /* its thread ident */
+    long start_pid;               /* the process that started recording */
     PyObject *weakrefs;
 } CCore;
 
@@ -487,7 +500,7 @@ typedef struct {
 } Deferred;
 
 /* One thread's recording state (pycore.py's hook closure). */
-typedef struct {
+typedef struct ThreadState {
     PyObject_HEAD
     CCore *core;
     int64_t call_head, resume_head, external_head, return_head, yield_head, raise_head;
@@ -507,6 +520,7 @@ typedef struct {
     CodeInfo *last_info; /* classifies a call just before the profile function) */
     PyObject *interrupt; /* the program's exception, raised at the end of the event */
     int broken;          /* out of memory: the hooks remove themselves */
+    int replaced;        /* PROFILE_REPLACED | TRACE_REPLACED: noted for this thread */
 } ThreadState;
 
 static PyTypeObject CCoreType, ThreadStateType;
@@ -516,6 +530,38 @@ uninstall_hooks(void)
 {
     PyEval_SetProfile(NULL, NULL);
     PyEval_SetTrace(NULL, NULL);
+}
+
+/* pycore's note and check: which of this thread's hooks the program replaced
+ * (a hook called back through the saved object, see thread_state_call, is
+ * still ours), each counted once per thread. */
+static void
+note_replaced(ThreadState *ts, int hook)
+{
+    if (!(ts->replaced & hook)) {
+        ts->replaced |= hook;
+        ts->core->displaced[hook == PROFILE_REPLACED ? 0 : 1]++;
+    }
+}
+
+/* {"sys.setprofile": threads, "sys.settrace": threads} (CCore.displaced) */
+static PyObject *
+displaced_counts(CCore *core)
+{
+    return Py_BuildValue("{sLsL}", "sys.setprofile", (long long)core->displaced[0],
+                         "sys.settrace", (long long)core->displaced[1]);
+}
+
+static void
+check_hooks(ThreadState *ts)
+{
+    PyThreadState *tstate = PyThreadState_Get();
+    if (tstate->c_profileobj != (PyObject *)ts) {
+        note_replaced(ts, PROFILE_REPLACED);
+    }
+    if (tstate->c_traceobj != (PyObject *)ts) {
+        note_replaced(ts, TRACE_REPLACED);
+    }
 }
 
 static void
@@ -1475,6 +1521,10 @@ on_call(ThreadState *ts, PyFrameObject *frame)
         }
         else {
             int64_t head = ts->resume_head, aux = -1;
+            if (!(ts->replaced & TRACE_REPLACED) &&
+                PyThreadState_Get()->c_traceobj != (PyObject *)ts) {
+                note_replaced(ts, TRACE_REPLACED);
+            }
             if (!is_resumption(frame, code)) {
                 head = ts->call_head;
                 aux = core->capture ? capture_arguments(ts, info, frame) : -1;
@@ -1678,6 +1728,10 @@ trace_hook(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg)
         if (what == PyTrace_CALL) {
             CodeInfo *info = classify(ts, frame_code(frame), frame);
             prepare_frame(frame, info->in_scope);
+            if (info->in_scope && !(ts->replaced & PROFILE_REPLACED) &&
+                PyThreadState_Get()->c_profileobj != (PyObject *)ts) {
+                note_replaced(ts, PROFILE_REPLACED);
+            }
         }
         else if (what == PyTrace_EXCEPTION && frame_is_marked(frame) && PyTuple_Check(arg) &&
                  PyTuple_GET_SIZE(arg) >= 2) {
@@ -1937,6 +1991,11 @@ ccore_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
         core->type_summary = get_attr(summary, "type_summary");
         Py_DECREF(summary);
     }
+    PyObject *displaced = PyErr_Occurred() ? NULL : PyImport_ImportModule("otel_tracer.displaced");
+    if (displaced != NULL) {
+        core->warn_displaced = get_attr(displaced, "warn");
+        Py_DECREF(displaced);
+    }
     core->events = events_new();
     core->value_cache = PyDict_New();
     core->text_cache = PyDict_New();
@@ -1969,6 +2028,7 @@ ccore_traverse(CCore *core, visitproc visit, void *arg)
     Py_VISIT(core->reg_new_slot);
     Py_VISIT(core->reg_fill_slots);
     Py_VISIT(core->summarize);
+    Py_VISIT(core->warn_displaced);
     Py_VISIT(core->summarize_self);
     Py_VISIT(core->type_summary);
     Py_VISIT(core->string_ids);
@@ -1994,12 +2054,14 @@ ccore_clear(CCore *core)
     Py_CLEAR(core->reg_new_slot);
     Py_CLEAR(core->reg_fill_slots);
     Py_CLEAR(core->summarize);
+    Py_CLEAR(core->warn_displaced);
     Py_CLEAR(core->summarize_self);
     Py_CLEAR(core->type_summary);
     Py_CLEAR(core->string_ids);
     Py_CLEAR(core->strings);
     Py_CLEAR(core->lock_locked);
     Py_CLEAR(core->keep);
+    Py_CLEAR(core->start_ts);
     /* Detached first: releasing a type can run code that records. */
     Entry *types = core->types.entries;
     size_t mask = core->types.mask;
@@ -2060,6 +2122,9 @@ ccore_start(CCore *core, PyObject *unused)
     if (core->active) {
         PyEval_SetTrace(trace_hook, (PyObject *)ts);
         PyEval_SetProfile(profile_hook, (PyObject *)ts);
+        Py_XSETREF(core->start_ts, (ThreadState *)Py_NewRef(ts));
+        core->start_thread = PyThread_get_thread_ident();
+        core->start_pid = (long)getpid();
     }
     Py_XDECREF(bootstrap);
     Py_XDECREF(ts);
@@ -2069,12 +2134,36 @@ ccore_start(CCore *core, PyObject *unused)
     Py_RETURN_NONE;
 }
 
+/* displaced.warn(displaced, start_pid): a warning line per hook the program
+ * replaced; nothing in a forked child, which stops its copy of the recording. */
+static int
+warn_displaced(CCore *core)
+{
+    if ((long)getpid() != core->start_pid || core->warn_displaced == NULL) {
+        return 0;
+    }
+    PyObject *counts = displaced_counts(core);
+    PyObject *result =
+        counts ? PyObject_CallFunction(core->warn_displaced, "Ol", counts, core->start_pid)
+               : NULL;
+    Py_XDECREF(counts);
+    Py_XDECREF(result);
+    return result == NULL ? -1 : 0;
+}
+
 static PyObject *
 ccore_stop(CCore *core, PyObject *unused)
 {
     core->active = 0;
+    ThreadState *start = core->start_ts; /* taken: the warning comes once */
+    core->start_ts = NULL;
+    if (start != NULL && PyThread_get_thread_ident() == core->start_thread) {
+        check_hooks(start); /* stopped from the thread that started: still ours? */
+    }
     uninstall_hooks();
-    if (set_threading_profile(Py_None) < 0) {
+    int failed = set_threading_profile(Py_None) < 0 || (start != NULL && warn_displaced(core) < 0);
+    Py_XDECREF(start);
+    if (failed) {
         return NULL;
     }
     return PyLong_FromSsize_t(core->events->size);
@@ -2099,8 +2188,13 @@ ccore_bootstrap(CCore *core, PyObject *const *args, Py_ssize_t nargs)
         PyEval_SetProfile(NULL, NULL);
         Py_RETURN_NONE;
     }
-    PyEval_SetTrace(trace_hook, (PyObject *)ts);
+    /* A trace function the thread already has is the program's (threading.settrace;
+     * coverage.py measures threads so): it stays, and counts as replacing ours. */
+    if (PyThreadState_Get()->c_tracefunc == NULL) {
+        PyEval_SetTrace(trace_hook, (PyObject *)ts);
+    }
     PyEval_SetProfile(profile_hook, (PyObject *)ts);
+    check_hooks(ts);
     int what = event_code(args[1]);
     if (what >= 0) {
         profile_event(ts, (PyFrameObject *)args[0], what, args[2]);
@@ -2119,6 +2213,12 @@ static PyObject *
 ccore_get_dropped(CCore *core, void *closure)
 {
     return PyLong_FromLongLong(core->dropped);
+}
+
+static PyObject *
+ccore_get_displaced(CCore *core, void *closure)
+{
+    return displaced_counts(core);
 }
 
 static PyObject *
@@ -2147,6 +2247,8 @@ static PyMethodDef ccore_methods[] = {
 static PyGetSetDef ccore_getset[] = {
     {"events", (getter)ccore_get_events, NULL, "The recording (buffer of int64 words).", NULL},
     {"dropped", (getter)ccore_get_dropped, NULL, "Calls not recorded past max_calls.", NULL},
+    {"displaced", (getter)ccore_get_displaced, NULL,
+     "Threads whose sys.setprofile / sys.settrace hook the program replaced.", NULL},
     {"registry", (getter)ccore_get_registry, NULL, NULL, NULL},
     {"options", (getter)ccore_get_options, NULL, NULL, NULL},
     {NULL},

@@ -60,9 +60,11 @@ IN_SCOPE, DROPPED, EXTERNAL_PY, SUPPRESSED, EXTERNAL_C, TRIVIAL_C, IGNORED = ran
 _IDLE = ((IGNORED, None),)  # the stack of a thread that is not recorded
 
 _mon: Any = getattr(sys, "monitoring", None)
-# Tool ids tried in turn: the profiler's, then ids no tool is expected to claim.
-# DEBUGGER_ID (0) and COVERAGE_ID (1) are left to debuggers and coverage.
-_TOOL_IDS = (2, 3, 4, 5)
+# Tool ids tried in turn: ids no tool is expected to claim, then the optimizer's
+# and the profiler's. DEBUGGER_ID (0) and COVERAGE_ID (1) are left to debuggers and
+# coverage, and PROFILER_ID (2) to cProfile as long as another is free: from 3.12
+# cProfile.Profile.enable() raises when that id is taken.
+_TOOL_IDS = (3, 4, 5, 2)
 _TOOL_NAME = "otel-tracer"
 
 Entry = tuple[int, FrameType | None]

@@ -19,6 +19,7 @@ The profile hook appends three integers per event to one shared ``array('q')`` (
 from __future__ import annotations
 
 import dis
+import os
 import sys
 import threading
 import time
@@ -26,7 +27,7 @@ from array import array
 from collections.abc import Callable
 from types import FrameType, ModuleType
 
-from otel_tracer import events
+from otel_tracer import displaced, events
 from otel_tracer.options import RecordOptions
 from otel_tracer.registry import CO_RESUMABLE, Registry
 from otel_tracer.summary import summarize, summarize_self
@@ -102,6 +103,11 @@ class PythonCore:
         self.dropped = 0
         self._recorded = 0
         self._active = False
+        # threads whose hook the program replaced, per hook (see displaced.py)
+        self.displaced = {displaced.PROFILE: 0, displaced.TRACE: 0}
+        self._pid = os.getpid()
+        self._start_thread = 0
+        self._check_start_thread: Callable[[], None] | None = None
 
     def clock(self) -> int:
         """The core's monotonic clock in ns."""
@@ -110,34 +116,47 @@ class PythonCore:
     def start(self) -> None:
         """Install the hooks on this thread and on threads started from now on."""
         self._active = True
+        self._pid = os.getpid()
+        self._start_thread = threading.get_ident()
         threading.setprofile(self._bootstrap)
-        self._install()
+        profile, trace, self._check_start_thread = self._make_hooks()
+        sys.settrace(trace)
+        sys.setprofile(profile)
 
     def stop(self) -> int:
-        """Remove the hooks; returns the number of event words recorded."""
+        """Remove the hooks; returns the number of event words recorded. Warns
+        (once) about the hooks the program replaced."""
+        check, self._check_start_thread = self._check_start_thread, None
+        if check is not None and threading.get_ident() == self._start_thread:
+            check()  # are the starting thread's hooks still ours? (while _active: its
+            # call event would otherwise remove them)
         self._active = False
         sys.setprofile(None)
         sys.settrace(None)
         threading.setprofile(None)
+        if check is not None:
+            displaced.warn(self.displaced, self._pid)
         return len(self.events)
 
-    def _install(self) -> tuple[Callable, Callable]:
-        profile, trace = self._make_hooks()
-        sys.settrace(trace)
-        sys.setprofile(profile)
-        return profile, trace
-
     def _bootstrap(self, frame: FrameType, event: str, arg: object) -> None:
-        """First event of a new thread: give it its own hooks."""
-        profile, _ = self._install()
+        """First event of a new thread: give it its own hooks. A trace function
+        the thread already has is the program's (``threading.settrace``; coverage.py
+        measures threads so): it stays, and counts as replacing ours."""
+        profile, trace, check = self._make_hooks()
+        if sys.gettrace() is None:
+            sys.settrace(trace)
+        sys.setprofile(profile)
+        check()
         profile(frame, event, arg)
 
-    def _make_hooks(self) -> tuple[Callable, Callable]:  # noqa: C901 - hot path in locals
-        """The (profile, trace) hooks of one thread, sharing its state.
+    def _make_hooks(self) -> tuple[Callable, Callable, Callable[[], None]]:  # noqa: C901
+        """The (profile, trace) hooks of one thread, sharing its state, and the
+        thread's check that notes which of them the program has replaced.
 
         The profile hook records calls; the trace hook only watches in-scope frames
         for 'exception' events, which are the one place Python < 3.12 shows the
-        exception that ends a call.
+        exception that ends a call. At an in-scope call each checks that the other
+        is still installed (see displaced.py).
 
         CPython may run a signal handler, which may raise, inside a hook: as one of
         its functions or loop iterations starts, or right after any call it makes.
@@ -181,6 +200,20 @@ class PythonCore:
         # the frame has not caught it: until the next return event.
         thrown = [False]
         pending: list[int] = []  # slots of externals that raised, awaiting the exception
+        noted: set[str] = set()  # this thread's hooks found replaced by the program
+        getprofile, gettrace = sys.getprofile, sys.gettrace
+        profile_key, trace_key = displaced.PROFILE, displaced.TRACE  # the hooks by name
+
+        def note(hook: str) -> None:
+            if hook not in noted:
+                noted.add(hook)
+                core.displaced[hook] += 1
+
+        def check() -> None:
+            if getprofile() is not profile:
+                note(profile_key)
+            if gettrace() is not trace:
+                note(trace_key)
 
         def heal() -> bool:
             """Re-install whichever hook CPython removed after it raised; True when
@@ -238,6 +271,8 @@ class PythonCore:
                 if info is None:  # the trace hook sees a call before the profile hook
                     info = scope_cache[id(code)] = registry.code(code, frame)
                 if info[1]:
+                    if profile_key not in noted and getprofile() is not profile:
+                        note(profile_key)
                     frame.f_trace_lines = False
                     return local_trace
                 return None
@@ -328,6 +363,8 @@ class PythonCore:
                         core.dropped += 1
                         stack += ((DROPPED, frame),)
                     else:
+                        if trace_key not in noted and gettrace() is not trace:
+                            note(trace_key)
                         if is_resumption(frame):
                             head, aux = resume_head, -1
                         else:
@@ -425,7 +462,7 @@ class PythonCore:
                 elif marker == TRIVIAL_C:
                     del stack[-1]
 
-        return profile, trace
+        return profile, trace, check
 
 
 def cfunction_key(func: object) -> object:
