@@ -1,6 +1,7 @@
 """Memory while recording a long run: the tracer's streaming (the CLI, which
-moves the events to ``TRACE.<pid>.spool`` every half second) against keeping
-every event in memory (the Python API, ``otel_tracer.Tracer``), and untraced.
+moves the events to ``TRACE.<pid>.spool`` every 0.2 s), its ring buffer (the CLI
+with ``--ring-buffer 100000``: the last 10^5 calls kept in memory), and keeping
+every event in memory (the Python API, ``otel_tracer.Tracer``), against untraced.
 
 The workload (``workloads/steps.py N``) makes N in-scope calls, each with a new
 argument and return value, and prints its
@@ -25,7 +26,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 WORKLOAD = HERE / "workloads" / "steps.py"
-MODES = ("streaming", "in-memory")
+MODES = ("streaming", "ring-buffer", "in-memory")
+RING = 100_000
 IN_MEMORY = """
 import runpy, sys
 import otel_tracer
@@ -40,9 +42,10 @@ def measure(mode: str, args: bool, calls: int, workdir: str) -> tuple[float, flo
     script = str(WORKLOAD)
     if mode == "untraced":
         command = [sys.executable, script, str(calls)]
-    elif mode == "streaming":
+    elif mode in ("streaming", "ring-buffer"):
         command = [sys.executable, "-m", "cli.main", "-q", "--no-patterns"]
         command += [] if args else ["--no-args"]
+        command += ["--ring-buffer", str(RING)] if mode == "ring-buffer" else []
         command += ["-o", os.path.join(workdir, "t.json"), script, str(calls)]
     else:
         code = IN_MEMORY.format(

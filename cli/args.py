@@ -37,6 +37,7 @@ class Options:
     capture_args: bool = True
     max_depth: int | None = None
     max_calls: int | None = None
+    ring_buffer: int | None = None
     format: str | None = None
     quiet: bool = False
     core: str = "auto"
@@ -166,6 +167,14 @@ OPTIONS: tuple[OptionSpec, ...] = (
         ("--max-calls",),
         "max_calls",
         "stop recording after N calls; the trace says how many were dropped",
+        metavar="N",
+        convert=_positive_int,
+    ),
+    OptionSpec(
+        ("--ring-buffer",),
+        "ring_buffer",
+        "keep only the last N calls (and the calls they run in) in memory, for runs too "
+        "long to keep whole; nothing is streamed to disk",
         metavar="N",
         convert=_positive_int,
     ),

@@ -136,12 +136,17 @@ def main(argv: list[str] | None = None) -> int:
             capture_args=opts.capture_args,
             max_depth=opts.max_depth,
             max_calls=opts.max_calls,
+            ring_buffer=opts.ring_buffer,
         )
         base = _files_base(plan)
         argv_run = [opts.module and f"-m {opts.module}" or program, *opts.script_args]
-        spool = Spool(
-            f"{base}.{os.getpid()}{SPOOL_SUFFIX}",
-            {"script": program, "module": opts.module, "argv": argv_run},
+        spool = (
+            None
+            if opts.ring_buffer
+            else Spool(
+                f"{base}.{os.getpid()}{SPOOL_SUFFIX}",
+                {"script": program, "module": opts.module, "argv": argv_run},
+            )
         )
         recorder = Recorder(
             Scope(plan.scope), record_options, opts.core, parent=_traceparent(), spool=spool
@@ -209,8 +214,12 @@ def main(argv: list[str] | None = None) -> int:
     elif not failed:
         _remove([*merged, *spool_path], base if not written else None)
     if written:
-        dropped = trace.meta["dropped_calls"]
-        status(f"{len(trace)} calls recorded" + (f", {dropped} dropped" if dropped else ""))
+        dropped, discarded = trace.meta["dropped_calls"], trace.meta.get("discarded_calls", 0)
+        status(
+            f"{len(trace)} calls recorded"
+            + (f", {dropped} dropped" if dropped else "")
+            + (f", {discarded} older calls discarded (--ring-buffer)" if discarded else "")
+        )
     if plan.otlp is not None:
         from exporters.collector import export_to_collector
 

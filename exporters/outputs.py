@@ -86,6 +86,12 @@ def checked_output(path: str, forced: str | None) -> Output:
 
 def render_text(trace: Trace, folding: Folding | None, stream: TextIO) -> None:
     """The grouped view when patterns ran, else the plain call tree."""
+    discarded = trace.meta.get("discarded_calls", 0)
+    if discarded:
+        stream.write(
+            f"(ring buffer: the last {trace.meta.get('ring_buffer')} calls of each process, "
+            f"with the calls they ran in; {discarded} older calls discarded)\n"
+        )
     if folding is not None:
         from patterns.render import render_grouped
 

@@ -65,13 +65,31 @@ def build_trace(
     )
 
 
+def _is_opening(kind: np.ndarray) -> np.ndarray:
+    return (kind == events.CALL) | (kind == events.RESUME) | (kind == events.EXTERNAL)
+
+
+def opening_events(ev: np.ndarray) -> np.ndarray:
+    """Positions of the opening events in ``ev`` (``int64[n, 3]``): one per call."""
+    return np.flatnonzero(_is_opening(ev[:, 0] & events.KIND_MASK))
+
+
+def open_at_end(ev: np.ndarray) -> np.ndarray:
+    """Positions of the opening events in ``ev`` that no event of ``ev`` closes:
+    the calls still running at its end, each thread's outermost first."""
+    kind = ev[:, 0] & events.KIND_MASK
+    opening = _is_opening(kind)
+    open_positions = np.flatnonzero(opening)
+    close = _link(ev, kind, opening, open_positions)[3]
+    return open_positions[close < 0]
+
+
 def _pair_events(ev: np.ndarray, stop_time: int) -> Calls:
     head, time, aux = ev[:, 0], ev[:, 1], ev[:, 2]
     kind = head & events.KIND_MASK
-    opening = (kind == events.CALL) | (kind == events.RESUME) | (kind == events.EXTERNAL)
+    opening = _is_opening(kind)
     open_positions = np.flatnonzero(opening)  # call-start order
-    link = _link_native if pair_events is not None else _link_numpy
-    parent, depth, end, close = link(ev, kind, opening, open_positions)
+    parent, depth, end, close = _link(ev, kind, opening, open_positions)
 
     n_calls = len(open_positions)
     closed = close >= 0
@@ -106,6 +124,11 @@ def _pair_events(ev: np.ndarray, stop_time: int) -> Calls:
 
 
 Link = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
+def _link(ev: np.ndarray, kind, opening, open_positions: np.ndarray) -> Link:
+    link = _link_native if pair_events is not None else _link_numpy
+    return link(ev, kind, opening, open_positions)
 
 
 def _link_native(ev: np.ndarray, kind, opening, open_positions: np.ndarray) -> Link:

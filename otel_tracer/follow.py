@@ -245,11 +245,12 @@ def _exit(code: int) -> None:
     """``os._exit`` while following: write this process's trace first."""
     if _current is not None:
         _current.finish(code)
-    elif _main is not None and _main.spool is not None and not _main.forked:
+    elif _main is not None and not _main.forked:
         _main.stop()  # the whole recording is in the spool, but no trace is built
+        kept = f"the recording is in {_main.spool.path}" if _main.spool else "it is lost"
         print(
             f"otel-tracer: warning: the program called os._exit({code}): no trace was "
-            f"written; the recording is in {_main.spool.path}",
+            f"written; {kept}",
             file=sys.stderr,
         )
     _real_exit(code)

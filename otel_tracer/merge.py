@@ -34,6 +34,7 @@ def process_entry(trace: Trace) -> dict[str, Any]:
         "duration_ns": int(meta.get("duration_ns", 0)),
         "call_count": len(trace),
         "dropped_calls": int(meta.get("dropped_calls", 0)),
+        "discarded_calls": int(meta.get("discarded_calls", 0)),
         "root_span_id": meta.get("root_span_id") or meta["trace_id"][:16],
         "parent_span_id": meta.get("parent_span_id"),
     }
@@ -61,7 +62,8 @@ def merge_traces(traces: list[Trace]) -> Trace:
     meta = dict(main.meta)
     meta["processes"] = processes
     meta["call_count"] = len(calls)
-    meta["dropped_calls"] = sum(int(p.get("dropped_calls", 0)) for p in processes)
+    for key in ("dropped_calls", "discarded_calls"):
+        meta[key] = sum(int(p.get(key, 0)) for p in processes)
     return Trace(
         meta=meta,
         functions=tables.functions,

@@ -14,3 +14,4 @@ class RecordOptions:
     capture_args: bool = True
     max_depth: int | None = None
     max_calls: int | None = None
+    ring_buffer: int | None = None  # keep only the last N calls (otel_tracer/ring.py)

@@ -14,9 +14,11 @@ from otel_tracer.build import build_trace
 from otel_tracer.context import TraceParent, new_span_id
 from otel_tracer.model import Trace
 from otel_tracer.moncore import MonitoringUnavailable
+from otel_tracer.mover import Mover
 from otel_tracer.options import RecordOptions
 from otel_tracer.pycore import PythonCore
 from otel_tracer.registry import Registry
+from otel_tracer.ring import Ring
 from otel_tracer.scope import Scope
 from otel_tracer.spool import Spool
 
@@ -87,7 +89,8 @@ class Recorder:
     ):
         """``parent``: the trace and span to record under (a ``TRACEPARENT``);
         by default a new trace. ``spool``: stream the events to that file while
-        recording (bounded memory; what a killed run leaves can be loaded)."""
+        recording (bounded memory; what a killed run leaves can be loaded); not
+        used when ``options.ring_buffer`` keeps the last calls in memory instead."""
         self.scope = scope
         self.options = options or RecordOptions()
         self.core_name = core
@@ -97,7 +100,9 @@ class Recorder:
         self.trace_id = parent.trace_id if parent else os.urandom(16).hex()
         self.root_span_id = new_span_id()
         self.parent_span_id = parent.span_id if parent else None
-        self.spool = spool
+        self.ring = Ring(self.options.ring_buffer) if self.options.ring_buffer else None
+        self.spool = spool if self.ring is None else None
+        self.mover: Mover | None = self.ring or self.spool
         self._clock_base = (0, 0)
         self._stop_time = 0
         self._words = 0
@@ -113,8 +118,8 @@ class Recorder:
             self.core = PythonCore(self.registry, self.options)
             self._clock_base = (self.core.clock(), time.time_ns())
             self.core.start()
-        if self.spool is not None:
-            self.spool.start(self)
+        if self.mover is not None:
+            self.mover.start(self)
 
     @property
     def clock_base(self) -> tuple[int, int]:
@@ -127,8 +132,8 @@ class Recorder:
             _RECORDING.discard(self)
             self._words = self.core.stop()
             self._stop_time = self.core.clock()
-            if self.spool is not None and not self.forked:
-                self.spool.close()
+            if self.mover is not None and not self.forked:
+                self.mover.close()
 
     def run_meta(self) -> dict[str, Any]:
         """Metadata every trace carries, before the caller adds run details."""
@@ -149,6 +154,8 @@ class Recorder:
             "max_depth": self.options.max_depth,
             "max_calls": self.options.max_calls,
             "dropped_calls": self.core.dropped,
+            "ring_buffer": self.options.ring_buffer,
+            "discarded_calls": self.ring.discarded if self.ring is not None else 0,
             "core": self.core.name,
             "tool": "otel-tracer",
             "tool_version": tool_version(),
@@ -159,8 +166,8 @@ class Recorder:
         """The Trace of what was recorded; ``meta`` adds or overrides metadata."""
         self.stop()
         in_memory = np.frombuffer(self.core.events, dtype=np.int64)[: len(self.core.events)]
-        if self.spool is not None:
-            raw = np.concatenate([self.spool.events(), in_memory])
+        if self.mover is not None:
+            raw = np.concatenate([self.mover.events(), in_memory])
         else:
             raw = in_memory[: self._words].copy()
         info = self.run_meta() | meta

@@ -18,12 +18,9 @@ kill is ignored by the reader.
 
 from __future__ import annotations
 
-import _thread
 import os
-import select
 import struct
 import sys
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +29,7 @@ import orjson
 
 from otel_tracer import events
 from otel_tracer.model import Function, Trace
+from otel_tracer.mover import STREAMING, Mover, drain
 
 if TYPE_CHECKING:
     from otel_tracer.recorder import Recorder
@@ -40,31 +38,15 @@ MAGIC = b"OTEL-TRACER-SPOOL 1\n"
 SUFFIX = ".spool"
 HEAD, TABLES, EVENTS = 1, 2, 3
 _RECORD = struct.Struct("<BQ")
-INTERVAL = 0.2  # seconds between two moves of the events to disk
-# Not yet on Python 3.12+: there, with sys.monitoring, a run with the mover thread
-# once missed the call of a signal handler; everything moves to the file at the end.
-STREAMING = sys.version_info < (3, 12)
 
 
-def drain(buffer: Any) -> bytes:
-    """The words recorded so far, removed from the core's buffer (an ``array('q')``
-    or the C core's buffer). Words appended meanwhile by other threads stay."""
-    take = getattr(buffer, "take", None)
-    if take is not None:
-        return take()
-    count = len(buffer)
-    words = buffer[:count].tobytes()
-    del buffer[:count]
-    return words
-
-
-class Spool:
+class Spool(Mover):
     """Streams one recording into the file at ``path``."""
 
     def __init__(self, path: str | os.PathLike[str], meta: dict[str, Any]) -> None:
+        super().__init__()
         self.path = os.fspath(path)
         self.meta = meta  # metadata known before the run (script, argv, ...)
-        self._recorder: Recorder | None = None
         self._fd = -1  # the file, created at the first move that has events
         self._created = False
         self._head = b""  # MAGIC and the HEAD record
@@ -72,9 +54,6 @@ class Spool:
         self._sizes = dict.fromkeys(("functions", "threads", "strings", "arg_tuples"), 0)
         self._sizes["exceptions"] = 0
         self._open_slots = 0  # exception slots below this one were filled at the last move
-        self._lock = _thread.allocate_lock()  # one move at a time
-        self._wake = (-1, -1)  # a pipe: a byte written to it ends the thread
-        self._thread_done = _thread.allocate_lock()  # held while the thread runs
 
     def start(self, recorder: Recorder) -> None:
         """Start moving ``recorder``'s events to the file (created once there are
@@ -85,35 +64,7 @@ class Spool:
         head = {"meta": {**recorder.run_meta(), **self.meta}, "clock": recorder.clock_base}
         self._head = MAGIC + _record(HEAD, orjson.dumps(head))
         if STREAMING:
-            self._start_thread()
-
-    def _start_thread(self) -> None:
-        self._wake = os.pipe()
-        self._thread_done.acquire()
-        try:
-            _thread.start_new_thread(self._run, (self._wake[0],))
-        except BaseException:
-            self._thread_done.release()
-            raise
-        _MOVING.add(self)
-
-    def _stop_thread(self) -> None:
-        """End the mover thread (the events stay in the core until the next move)."""
-        _MOVING.discard(self)
-        if self._wake[1] >= 0:
-            os.write(self._wake[1], b"x")
-            if self._thread_done.acquire(timeout=10):  # a thread that hangs is left behind
-                self._thread_done.release()
-            for fd in self._wake:
-                os.close(fd)
-            self._wake = (-1, -1)
-
-    def _run(self, wake: int) -> None:
-        try:
-            while not select.select([wake], [], [], INTERVAL)[0]:
-                self.move()
-        finally:
-            self._thread_done.release()
+            self.start_thread()
 
     def move(self) -> None:
         """Append the events recorded since the last move, after the table
@@ -151,17 +102,13 @@ class Spool:
         )
 
     def close(self) -> None:
-        """Stop the thread and move the last events (after the core stopped)."""
-        self._stop_thread()
-        if self._recorder is not None:
-            self.move()
+        super().close()
         with self._lock:
             if self._fd >= 0:
                 os.close(self._fd)
                 self._fd = -1
 
     def events(self) -> np.ndarray:
-        """Every event word moved out of the core, in order (after ``close``)."""
         chunks = []
         if self._created:
             chunks.append(read_spool_records(Path(self.path).read_bytes())[2])
@@ -169,7 +116,6 @@ class Spool:
         return np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int64)
 
     def remove(self) -> None:
-        """Delete the file (once the trace is written elsewhere)."""
         try:
             os.unlink(self.path)
         except FileNotFoundError:
@@ -194,48 +140,6 @@ class Spool:
                 filled += 1
             self._open_slots = filled
         return entries
-
-
-_MOVING: set[Spool] = set()  # spools whose mover thread runs in this process
-_PAUSED: list[Spool] = []
-
-
-def _pause_movers() -> None:
-    """Before a fork: no mover thread, so that the program's ``os.fork`` sees the
-    threads it made itself (Python 3.12+ warns when a process with threads forks)."""
-    threads = _thread_count()
-    _PAUSED[:] = list(_MOVING)
-    for spool in _PAUSED:
-        spool._stop_thread()
-    deadline = time.monotonic() + 0.05
-    while threads and _thread_count() > threads - len(_PAUSED) and time.monotonic() < deadline:
-        time.sleep(0.0005)  # the OS thread ends just after its function returned
-
-
-def _resume_movers() -> None:
-    for spool in _PAUSED:
-        spool._start_thread()
-    _PAUSED.clear()
-
-
-def _forget_movers() -> None:
-    """In a forked child: the parent's mover threads do not exist here."""
-    _MOVING.clear()
-    _PAUSED.clear()
-
-
-def _thread_count() -> int:
-    """This process's OS threads (0 when unknown)."""
-    try:
-        return len(os.listdir("/proc/self/task"))
-    except OSError:
-        return 0
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(
-        before=_pause_movers, after_in_parent=_resume_movers, after_in_child=_forget_movers
-    )
 
 
 def _write_all(fd: int, *pieces: bytes) -> None:

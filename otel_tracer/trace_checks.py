@@ -20,6 +20,8 @@ METADATA_TYPES: dict[str, tuple[type, ...]] = {
     "duration_ns": (int,),
     "exit_code": (int, type(None)),
     "dropped_calls": (int,),
+    "discarded_calls": (int,),
+    "ring_buffer": (int, type(None)),
     "argv": (list,),
     "script": (str, type(None)),
     "module": (str, type(None)),

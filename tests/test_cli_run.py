@@ -14,7 +14,7 @@ import pytest
 from conftest import REPO, run_python, run_tracer, write_files
 
 import otel_tracer
-from otel_tracer.spool import STREAMING
+from otel_tracer.mover import STREAMING
 
 
 def names(trace: otel_tracer.Trace) -> list[str]:

@@ -13,7 +13,7 @@ from conftest import run_python, start_traced_group, write_files
 
 import otel_tracer
 from otel_tracer.model import UNFINISHED
-from otel_tracer.spool import INTERVAL, STREAMING
+from otel_tracer.mover import INTERVAL, STREAMING
 from otel_tracer.trace_format import TraceFormatError
 
 PROGRAM = """

@@ -1,0 +1,143 @@
+"""The background thread that takes a recording's events out of the core while
+the program runs, so that the recording's memory stays bounded: into a file
+(``spool.Spool``) or into a ring of the last calls (``ring.Ring``).
+
+The thread is a bare ``_thread`` thread: invisible to ``threading.enumerate()``
+and never recorded. It is stopped before each fork of the process, so that the
+program's ``os.fork`` sees only the threads it made itself (Python 3.12+ warns
+when a process with threads forks), and started again after it in the parent.
+"""
+
+from __future__ import annotations
+
+import _thread
+import os
+import select
+import sys
+import time
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from otel_tracer.recorder import Recorder
+
+INTERVAL = 0.2  # seconds between two moves
+# Not yet on Python 3.12+: there, with sys.monitoring, a run with the mover thread
+# once missed the call of a signal handler; everything moves at the end.
+STREAMING = sys.version_info < (3, 12)
+
+
+def drain(buffer: Any) -> bytes:
+    """The words recorded so far, removed from the core's buffer (an ``array('q')``
+    or the C core's buffer). Words appended meanwhile by other threads stay."""
+    take = getattr(buffer, "take", None)
+    if take is not None:
+        return take()
+    count = len(buffer)
+    words = buffer[:count].tobytes()
+    del buffer[:count]
+    return words
+
+
+class Mover:
+    """Moves a recording's events out of its core every ``INTERVAL`` seconds, in
+    a thread of its own, once ``start_thread`` is called. Subclasses say where to
+    (``move``) and give every moved event back at the end (``events``)."""
+
+    def __init__(self) -> None:
+        self._recorder: Recorder | None = None
+        self._lock = _thread.allocate_lock()  # one move at a time
+        self._wake = (-1, -1)  # a pipe: a byte written to it ends the thread
+        self._thread_done = _thread.allocate_lock()  # held while the thread runs
+
+    def start(self, recorder: Recorder) -> None:
+        """Start taking ``recorder``'s events."""
+        self._recorder = recorder
+        self.start_thread()
+
+    def move(self) -> None:
+        """Take the events recorded since the last move."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Stop the thread and take the last events (after the core stopped)."""
+        self.stop_thread()
+        if self._recorder is not None:
+            self.move()
+
+    def events(self) -> np.ndarray:
+        """Every event word moved out of the core, in order (after ``close``)."""
+        raise NotImplementedError
+
+    def remove(self) -> None:
+        """Delete what the mover left on disk, once the trace is written."""
+
+    def start_thread(self) -> None:
+        self._wake = os.pipe()
+        self._thread_done.acquire()
+        try:
+            _thread.start_new_thread(self._run, (self._wake[0],))
+        except BaseException:
+            self._thread_done.release()
+            raise
+        _MOVING.add(self)
+
+    def stop_thread(self) -> None:
+        """End the thread (the events stay in the core until the next move)."""
+        _MOVING.discard(self)
+        if self._wake[1] >= 0:
+            os.write(self._wake[1], b"x")
+            if self._thread_done.acquire(timeout=10):  # a thread that hangs is left behind
+                self._thread_done.release()
+            for fd in self._wake:
+                os.close(fd)
+            self._wake = (-1, -1)
+
+    def _run(self, wake: int) -> None:
+        try:
+            while not select.select([wake], [], [], INTERVAL)[0]:
+                self.move()
+        finally:
+            self._thread_done.release()
+
+
+_MOVING: set[Mover] = set()  # movers whose thread runs in this process
+_PAUSED: list[Mover] = []
+
+
+def _pause_movers() -> None:
+    """Before a fork: no mover thread (see the module's doc)."""
+    threads = _thread_count()
+    _PAUSED[:] = list(_MOVING)
+    for mover in _PAUSED:
+        mover.stop_thread()
+    deadline = time.monotonic() + 0.05
+    while threads and _thread_count() > threads - len(_PAUSED) and time.monotonic() < deadline:
+        time.sleep(0.0005)  # the OS thread ends just after its function returned
+
+
+def _resume_movers() -> None:
+    for mover in _PAUSED:
+        mover.start_thread()
+    _PAUSED.clear()
+
+
+def _forget_movers() -> None:
+    """In a forked child: the parent's mover threads do not exist here."""
+    _MOVING.clear()
+    _PAUSED.clear()
+
+
+def _thread_count() -> int:
+    """This process's OS threads (0 when unknown)."""
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        return 0
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(
+        before=_pause_movers, after_in_parent=_resume_movers, after_in_child=_forget_movers
+    )

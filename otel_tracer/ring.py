@@ -1,0 +1,72 @@
+"""Keeping only the last N calls of a recording (``--ring-buffer N``).
+
+The mover thread takes the events out of the core every ``INTERVAL`` seconds
+and keeps those of the last ``size`` calls (by start). The older events are let
+go, all but the opening events of the calls still running where the kept ones
+begin: their ancestors, carried so that the kept calls keep their place in the
+hierarchy. Memory holds ``size`` calls, the events recorded since the last
+move, and the carried ancestors.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from otel_tracer import events
+from otel_tracer.build import open_at_end, opening_events
+from otel_tracer.mover import STREAMING, Mover, drain
+
+if TYPE_CHECKING:
+    from otel_tracer.recorder import Recorder
+
+
+class Ring(Mover):
+    """Keeps the last ``size`` calls of one recording in memory."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        if size < 1:
+            raise ValueError("a ring buffer holds at least one call")
+        self.size = size
+        self.discarded = 0  # calls that ended before the last ``size`` and were let go
+        empty = np.zeros((0, events.WORDS), dtype=np.int64)
+        self._carried = empty  # opening events of the running calls let go, in order
+        self._kept = empty  # the events of the last ``size`` calls (and after)
+
+    def start(self, recorder: Recorder) -> None:
+        self._recorder = recorder
+        if STREAMING:
+            self.start_thread()
+
+    def move(self) -> None:
+        """Take the new events; let go of every call but the last ``size``, and
+        of their ancestors."""
+        assert self._recorder is not None
+        with self._lock:
+            words = drain(self._recorder.core.events)
+            if not words:
+                return
+            chunk = np.frombuffer(words, dtype=np.int64).reshape(-1, events.WORDS)
+            kept = np.concatenate([self._kept, chunk])
+            starts = opening_events(kept)
+            if len(starts) > self.size:
+                cut = starts[-self.size]
+                self._let_go(kept[:cut])
+                kept = kept[cut:].copy()  # not a view holding the whole array
+            self._kept = kept
+
+    def _let_go(self, head: np.ndarray) -> None:
+        """Discard the events ``head`` (the oldest kept) but for the opening
+        events of the calls still running at its end."""
+        joined = np.concatenate([self._carried, head])
+        running = open_at_end(joined)
+        self.discarded += len(opening_events(joined)) - len(running)
+        self._carried = joined[running]
+
+    def events(self) -> np.ndarray:
+        """The last ``size`` calls' events, after their ancestors' opening events
+        (after ``close``)."""
+        with self._lock:
+            return np.concatenate([self._carried, self._kept]).ravel()
