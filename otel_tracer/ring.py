@@ -21,6 +21,8 @@ from otel_tracer.mover import STREAMING, Mover, drain
 if TYPE_CHECKING:
     from otel_tracer.recorder import Recorder
 
+PIECE = 1 << 16  # events let go at a time
+
 
 class Ring(Mover):
     """Keeps the last ``size`` calls of one recording in memory."""
@@ -49,21 +51,29 @@ class Ring(Mover):
             if not words:
                 return
             chunk = np.frombuffer(words, dtype=np.int64).reshape(-1, events.WORDS)
-            kept = np.concatenate([self._kept, chunk])
-            starts = opening_events(kept)
-            if len(starts) > self.size:
-                cut = starts[-self.size]
-                self._let_go(kept[:cut])
-                kept = kept[cut:].copy()  # not a view holding the whole array
-            self._kept = kept
+            starts = opening_events(chunk)
+            if len(starts) >= self.size:  # the new events hold the last calls
+                self._let_go(self._kept)
+                self._let_go(chunk[: starts[-self.size]])
+                self._kept = chunk[starts[-self.size] :].copy()  # not a view of all of it
+                return
+            kept_starts = opening_events(self._kept)
+            keep = self.size - len(starts)  # calls kept from before
+            if len(kept_starts) > keep:
+                cut = kept_starts[-keep] if keep else len(self._kept)
+                self._let_go(self._kept[:cut])
+                self._kept = self._kept[cut:]
+            self._kept = np.concatenate([self._kept, chunk])
 
     def _let_go(self, head: np.ndarray) -> None:
         """Discard the events ``head`` (the oldest kept) but for the opening
-        events of the calls still running at its end."""
-        joined = np.concatenate([self._carried, head])
-        running = open_at_end(joined)
-        self.discarded += len(opening_events(joined)) - len(running)
-        self._carried = joined[running]
+        events of the calls still running at its end; a piece at a time, so that
+        the arrays made meanwhile stay small."""
+        for first in range(0, len(head), PIECE):
+            joined = np.concatenate([self._carried, head[first : first + PIECE]])
+            running = open_at_end(joined)
+            self.discarded += len(opening_events(joined)) - len(running)
+            self._carried = joined[running]
 
     def events(self) -> np.ndarray:
         """The last ``size`` calls' events, after their ancestors' opening events

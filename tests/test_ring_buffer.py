@@ -12,6 +12,7 @@ import pytest
 from conftest import run_tracer, write_files
 
 import otel_tracer
+from otel_tracer import ring
 from otel_tracer.mover import INTERVAL, STREAMING
 from otel_tracer.ring import Ring
 
@@ -75,8 +76,10 @@ def record(tmp_path, core: str, ring: int | None, pause: float = 0.0, epochs: in
     return tracer.trace, discarded_while_running
 
 
+@pytest.mark.parametrize("piece", [ring.PIECE, 7])  # events let go at a time
 @pytest.mark.parametrize("size", [1, 7, 1000, 5000])
-def test_keeps_the_last_calls_with_their_ancestors(tmp_path, core, size):
+def test_keeps_the_last_calls_with_their_ancestors(tmp_path, core, size, piece, monkeypatch):
+    monkeypatch.setattr(ring, "PIECE", piece)
     full, _ = record(tmp_path, core, None)
     kept, _ = record(tmp_path, core, size)
     last = list(range(len(full) - size, len(full)))
