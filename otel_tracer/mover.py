@@ -13,8 +13,11 @@ from __future__ import annotations
 import _thread
 import os
 import select
+import signal
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -77,7 +80,8 @@ class Mover:
         self._wake = os.pipe()
         self._thread_done.acquire()
         try:
-            _thread.start_new_thread(self._run, (self._wake[0],))
+            with _program_signals_blocked():  # the thread inherits the mask
+                _thread.start_new_thread(self._run, (self._wake[0],))
         except BaseException:
             self._thread_done.release()
             raise
@@ -100,6 +104,27 @@ class Mover:
                 self.move()
         finally:
             self._thread_done.release()
+
+
+# Faults a thread raises itself: never blocked.
+_SYNCHRONOUS = {"SIGSEGV", "SIGBUS", "SIGFPE", "SIGILL", "SIGTRAP", "SIGABRT", "SIGSYS"}
+
+
+@contextmanager
+def _program_signals_blocked() -> Iterator[None]:
+    """Every signal a program may handle blocked in this thread meanwhile: a
+    thread started here never takes one, so they all reach the program's threads
+    (a process-wide signal taken by a thread of ours would leave a main thread
+    blocked in a wait, such as a multiprocessing worker's, waiting for ever)."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    asynchronous = {s for s in signal.valid_signals() if getattr(s, "name", "") not in _SYNCHRONOUS}
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, asynchronous)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
 
 _MOVING: set[Mover] = set()  # movers whose thread runs in this process
