@@ -126,8 +126,11 @@ def snapshot(root: Path) -> dict[str, bytes]:
 
 def environment(extra: dict[str, str] | None = None) -> dict[str, str]:
     """The same environment for both runs: this repository importable (for
-    ``-m cli.main``), a fixed hash seed, no bytecode written into shared trees."""
+    ``-m cli.main``), a fixed hash seed, no bytecode written into shared trees, and
+    none of this test run's pytest options (``PYTEST_ADDOPTS``) in the library
+    suites' pytest runs."""
     env = dict(os.environ)
+    env.pop("PYTEST_ADDOPTS", None)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     env["PYTHONHASHSEED"] = "0"
     env["PYTHONDONTWRITEBYTECODE"] = "1"
