@@ -55,9 +55,10 @@ class Mover:
         self._thread_done = _thread.allocate_lock()  # held while the thread runs
 
     def start(self, recorder: Recorder) -> None:
-        """Start taking ``recorder``'s events."""
+        """Start taking ``recorder``'s events (in the thread where STREAMING)."""
         self._recorder = recorder
-        self.start_thread()
+        if STREAMING:
+            self.start_thread()
 
     def move(self) -> None:
         """Take the events recorded since the last move."""

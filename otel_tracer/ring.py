@@ -16,10 +16,10 @@ import numpy as np
 
 from otel_tracer import events
 from otel_tracer.build import open_at_end, opening_events
-from otel_tracer.mover import STREAMING, Mover, drain
+from otel_tracer.mover import Mover, drain
 
 if TYPE_CHECKING:
-    from otel_tracer.recorder import Recorder
+    pass
 
 PIECE = 1 << 16  # events let go at a time
 
@@ -36,11 +36,6 @@ class Ring(Mover):
         empty = np.zeros((0, events.WORDS), dtype=np.int64)
         self._carried = empty  # opening events of the running calls let go, in order
         self._kept = empty  # the events of the last ``size`` calls (and after)
-
-    def start(self, recorder: Recorder) -> None:
-        self._recorder = recorder
-        if STREAMING:
-            self.start_thread()
 
     def move(self) -> None:
         """Take the new events; let go of every call but the last ``size``, and

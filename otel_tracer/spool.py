@@ -29,7 +29,7 @@ import orjson
 
 from otel_tracer import events
 from otel_tracer.model import Function, Trace
-from otel_tracer.mover import STREAMING, Mover, drain
+from otel_tracer.mover import Mover, drain
 
 if TYPE_CHECKING:
     from otel_tracer.recorder import Recorder
@@ -58,13 +58,11 @@ class Spool(Mover):
     def start(self, recorder: Recorder) -> None:
         """Start moving ``recorder``'s events to the file (created once there are
         some: a process that records nothing leaves no file)."""
-        self._recorder = recorder
         # made here, not in the mover thread: an import there (the metadata needs
         # some) could hold an import lock at a fork and hang the child
         head = {"meta": {**recorder.run_meta(), **self.meta}, "clock": recorder.clock_base}
         self._head = MAGIC + _record(HEAD, orjson.dumps(head))
-        if STREAMING:
-            self.start_thread()
+        super().start(recorder)
 
     def move(self) -> None:
         """Append the events recorded since the last move, after the table
