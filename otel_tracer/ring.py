@@ -10,16 +10,11 @@ move, and the carried ancestors.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
 from otel_tracer import events
 from otel_tracer.build import open_at_end, opening_events
 from otel_tracer.mover import Mover, drain
-
-if TYPE_CHECKING:
-    pass
 
 PIECE = 1 << 16  # events let go at a time
 
