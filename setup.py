@@ -6,5 +6,11 @@ setup(
     ext_modules=[
         Extension("otel_tracer._speedups", ["otel_tracer/_speedups.c"], optional=True),
         Extension("otel_tracer._ctracer", ["otel_tracer/_ctracer.c"], optional=True),
+        Extension(
+            "otel_tracer._sigretry",
+            ["otel_tracer/_sigretry.c"],
+            libraries=["rt"],
+            optional=True,
+        ),
     ]
 )

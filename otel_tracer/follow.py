@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from otel_tracer import context
+from otel_tracer import context, sigterm
 from otel_tracer.context import TraceParent
 from otel_tracer.merge import merge_traces
 from otel_tracer.model import Trace
@@ -215,7 +215,7 @@ def _start(config: FollowConfig, parent: TraceParent) -> None:
         os._exit = _exit
         handler = signal.getsignal(signal.SIGTERM)
         if handler in (signal.SIG_DFL, raise_terminated):
-            signal.signal(signal.SIGTERM, _finish_on_sigterm)
+            sigterm.install(_finish_on_sigterm)
         _current.recorder.start()
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
@@ -264,6 +264,7 @@ def _finish_at_exit() -> None:
 def _finish_on_sigterm(signum: int, frame: object) -> None:
     """SIGTERM in a followed process: write its trace, then die of SIGTERM (once
     the trace is written, when it came while the process was writing it)."""
+    sigterm.handled()
     if _current is not None:
         if _current.writing:
             _current.terminated = True

@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from otel_tracer import sigterm
 from otel_tracer.scope import TOOL_PACKAGES, tool_dirs
 
 _TOOL_DIRS = tuple(d + os.sep for d in tool_dirs())
@@ -110,6 +111,7 @@ def _execute(body: Callable[[], object], start: Callable[[], None]) -> Outcome:
 
 def raise_terminated(signum: int, frame: object) -> None:
     """The tracer's SIGTERM handler while the program runs."""
+    sigterm.handled()
     raise Terminated("SIGTERM")
 
 
@@ -133,7 +135,7 @@ def _catch_sigterm() -> signal.Handlers | None:
         return None
     if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
         return None
-    return signal.signal(signal.SIGTERM, raise_terminated)
+    return sigterm.install(raise_terminated)
 
 
 def _exit_code(code: object) -> int:

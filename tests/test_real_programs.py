@@ -16,7 +16,6 @@ import pytest
 from real_programs.harness import (
     PROGRAMS,
     Run,
-    TimedOut,
     assert_same_behaviour,
     note_timing,
     require_module,
@@ -71,16 +70,6 @@ def expected_warnings(core: str, sections: list[str]) -> tuple[str, ...]:
 
 # A known bug of following child processes, not to be hidden by this test: it
 # fails on anything else.
-POOL_HANG = (
-    "known hang (about 1 run in 15): Pool.terminate() (Pool.__exit__) waits for ever "
-    "for a followed worker (fork or spawn) blocked in SimpleQueue.get(). Its SIGTERM "
-    "was taken (none pending, the tracer's handler installed, every other thread "
-    "blocking SIGTERM), but the Python handler never ran: the signal came after "
-    "CPython's last check and before the semaphore wait, a window the tracer's hooks "
-    "seem to widen"
-)
-
-
 @pytest.fixture(scope="module", autouse=True)
 def _timings(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
@@ -143,12 +132,7 @@ def test_multiprocessing_pool(tmp_path: Path, core: str, untraced: Untraced) -> 
     traces are the business of the child-process tests."""
     program = [str(CONCURRENCY / "pool_program.py"), "12"]
     plain = untraced(program)
-    try:  # about 1 s
-        result = traced(
-            f"pool_program [{core}]", program, plain, tmp_path, ["--core", core], timeout=60
-        )
-    except TimedOut as hang:
-        pytest.xfail(f"{POOL_HANG}\n{hang}")
+    result = traced(f"pool_program [{core}]", program, plain, tmp_path, ["--core", core])
     assert plain.returncode == 0, plain.describe()
     assert_same_behaviour(plain, result)
     assert set(result.files) == {"results.txt"}

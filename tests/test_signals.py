@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 
+import pytest
 from conftest import REPO, write_files
 
 import otel_tracer
@@ -104,3 +105,73 @@ def test_a_program_handling_sigterm_keeps_its_handler(tmp_path):
     trace = otel_tracer.load(tmp_path / "t.json")
     assert trace.meta["exit_code"] == 7
     assert any(trace.function_of(r).name == "bye" for r in range(len(trace)))
+
+
+MISSED = """
+    import multiprocessing
+    import signal
+    import sys
+    import threading
+    import time
+
+    def step(i):
+        return i * 2
+
+    def wait_for_sigterm():
+        for i in range(5):
+            step(i)
+        lock = threading.Lock()
+        lock.acquire()
+
+        def take_sigterm():  # in this thread: the main thread is not woken
+            time.sleep(0.3)
+            signal.pthread_kill(threading.get_ident(), signal.SIGTERM)
+            time.sleep(600)
+            lock.release()
+
+        threading.Thread(target=take_sigterm, daemon=True).start()
+        lock.acquire()
+        print("not killed", flush=True)
+
+    if __name__ == "__main__":
+        if sys.argv[1:] == ["child"]:
+            child = multiprocessing.get_context("spawn").Process(target=wait_for_sigterm)
+            child.start()
+            child.join()
+            print("child exit code", child.exitcode, flush=True)
+        else:
+            print("waiting", flush=True)
+            wait_for_sigterm()
+"""
+
+
+@pytest.mark.parametrize("where", ["tracer", "child"])
+def test_sigterm_whose_handler_would_wait_is_sent_again(tmp_path, where):
+    """SIGTERM taken while the main thread blocks in a lock (here: by another
+    thread; in a Pool worker: just before ``sem_wait``) kills the process at
+    once untraced. The tracer's Python handler would only run when the lock is
+    released (10 minutes later), so the tracer sends SIGTERM to the main thread
+    again until its handler has run."""
+    write_files(tmp_path, {"prog.py": MISSED})
+    args = ["child"] if where == "child" else []
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    untraced = subprocess.run(
+        [sys.executable, "prog.py", *args], cwd=tmp_path, capture_output=True, text=True, env=env
+    )
+    traced = subprocess.run(
+        [sys.executable, "-m", "cli.main", "-q", "-o", "t.json", "prog.py", *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert (traced.stdout, traced.stderr) == (untraced.stdout, untraced.stderr)
+    assert traced.returncode == untraced.returncode
+    assert untraced.returncode == (0 if where == "child" else -signal.SIGTERM)
+    trace = otel_tracer.load(tmp_path / "t.json")
+    steps = [r for r in range(len(trace)) if trace.function_of(r).name == "step"]
+    assert len(steps) == 5
+    waiting = next(r for r in range(len(trace)) if trace.function_of(r).name == "wait_for_sigterm")
+    exception = "otel_tracer.runner.Terminated" if where == "tracer" else None
+    assert (trace.exception_of(waiting) or (None,))[0] == exception
