@@ -415,7 +415,35 @@ def test_standalone_html_from_file(page, tmp_path):
     assert ready["calls"] == 411
     assert labels(page, "group")[0].startswith("100x repetitions of 4 calls")
     assert details(page)["call id"] == "#5"
+    assert not page.is_visible("#notice")  # a whole run: nothing to say
     screenshot(page, tmp_path, "standalone")
+
+
+def test_header_says_what_the_trace_does_not_hold(page, tmp_path):
+    """A ring-buffer run says how many older calls it discarded; a trace
+    recovered from a killed run, or cut by --max-calls, says so too."""
+    script = REPO / "examples" / "loops" / "train.py"
+    result = run_tracer(
+        [str(script), "--ring-buffer", "50", "-o", "ring.html", "-o", "ring.json"], tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    trace = otel_tracer.load(tmp_path / "ring.json")
+    discarded = trace.meta["discarded_calls"]
+    assert discarded + len(trace) == 411  # the last 50 calls and the calls they ran in kept
+    open_viewer(page, (tmp_path / "ring.html").as_uri())
+    assert page.is_visible("#notice")
+    assert page.inner_text("#notice") == (
+        f"{discarded} older calls discarded (ring buffer: the last 50 calls of each "
+        "process, with the calls they ran in)"
+    )
+    screenshot(page, tmp_path, "ring-buffer")
+    trace.meta.update(discarded_calls=0, truncated=True, dropped_calls=7)
+    write_standalone(trace, fold_for_viewer(trace), tmp_path / "cut.html")
+    open_viewer(page, (tmp_path / "cut.html").as_uri())
+    assert page.inner_text("#notice") == (
+        "7 calls not recorded (past --max-calls) · truncated: the run was killed; "
+        "the calls still open then are unfinished"
+    )
 
 
 def test_viewer_cli_writes_standalone_without_patterns(page, loops_trace, tmp_path):

@@ -25,6 +25,17 @@ function plural(n, word) {
   return `${formatCount(n)} ${word}${n === 1 ? "" : "s"}`;
 }
 
+/** What the trace does not hold, from its metadata (ring buffer, --max-calls, a killed run). */
+function recordingNotes(meta) {
+  const notes = [];
+  if (meta.discarded_calls) {
+    notes.push(`${plural(meta.discarded_calls, "older call")} discarded (ring buffer: the last ${formatCount(meta.ring_buffer)} calls of each process, with the calls they ran in)`);
+  }
+  if (meta.dropped_calls) notes.push(`${plural(meta.dropped_calls, "call")} not recorded (past --max-calls)`);
+  if (meta.truncated) notes.push("truncated: the run was killed; the calls still open then are unfinished");
+  return notes;
+}
+
 function formatDuration(ns) {
   if (ns < 1e3) return `${Math.round(ns)} ns`;
   if (ns < 1e6) return `${(ns / 1e3).toFixed(1)} µs`;
@@ -93,6 +104,9 @@ class Viewer {
     $("subtitle").textContent = parts.join(" · ");
     const argv = meta.argv ? meta.argv.join(" ") : "";
     $("subtitle").title = argv;
+    const notes = recordingNotes(meta);
+    $("notice").textContent = notes.join(" · ");
+    $("notice").hidden = notes.length === 0;
   }
 
   // -- rows ------------------------------------------------------------------------------
