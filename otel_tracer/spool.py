@@ -239,14 +239,14 @@ def load_spool(data: bytes) -> Trace:
 def _check_references(trace: Trace) -> None:
     """Every call's function, thread, arguments and value exist."""
     c = trace.calls
-    for column, table in (
-        (c.function, trace.functions),
-        (c.thread, trace.threads),
-        (c.args, trace.arg_tuples),
-        (c.value, trace.strings),
-        (c.exception, trace.exceptions),
+    for column, table, lowest in (  # -1: no arguments, value or exception
+        (c.function, trace.functions, 0),
+        (c.thread, trace.threads, 0),
+        (c.args, trace.arg_tuples, -1),
+        (c.value, trace.strings, -1),
+        (c.exception, trace.exceptions, -1),
     ):
-        if len(column) and (column.max() >= len(table) or column.min() < -1):
+        if len(column) and (column.max() >= len(table) or column.min() < lowest):
             raise ValueError("an event refers to a table entry that is not in the file")
-    if any(v >= len(trace.strings) for t in trace.arg_tuples for v in t):
+    if any(not 0 <= v < len(trace.strings) for t in trace.arg_tuples for v in t):
         raise ValueError("an argument refers to a string that is not in the file")

@@ -4,6 +4,7 @@ and no file is ever left half-written under a trace's final name."""
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import time
@@ -12,8 +13,12 @@ import pytest
 from conftest import run_python, start_traced_group, write_files
 
 import otel_tracer
+from exporters.otlp_json import otlp_json_pieces
+from exporters.outputs import render_text
+from exporters.viewer.data import build_data
+from exporters.viewer.site import fold_for_viewer
 from otel_tracer.model import UNFINISHED
-from otel_tracer.mover import INTERVAL, STREAMING
+from otel_tracer.mover import INTERVAL
 from otel_tracer.trace_format import TraceFormatError
 
 PROGRAM = """
@@ -42,9 +47,6 @@ PROGRAM = """
 """
 
 
-streams = pytest.mark.skipif(not STREAMING, reason="no streaming on Python 3.12+ yet")
-
-
 def killed_run(tmp_path, *args: str) -> int:
     """Trace the program, SIGKILL its whole process group once it has been
     streaming for a while; returns the tracer's pid."""
@@ -57,7 +59,6 @@ def killed_run(tmp_path, *args: str) -> int:
     return proc.pid
 
 
-@streams
 def test_a_killed_run_leaves_a_loadable_truncated_trace(tmp_path):
     pid = killed_run(tmp_path)
     spool = f"trace.{pid}.spool"
@@ -82,7 +83,6 @@ def test_a_killed_run_leaves_a_loadable_truncated_trace(tmp_path):
     assert len(recovered) == len(trace) and recovered.meta["truncated"] is True
 
 
-@streams
 def test_a_killed_multi_process_run_is_recovered_by_merging_its_spools(tmp_path):
     pid = killed_run(tmp_path, "workers")
     spools = sorted(name for name in os.listdir(tmp_path) if name.endswith(".spool"))
@@ -110,7 +110,6 @@ def spool_bytes(tmp_path_factory) -> bytes:
     return (tmp_path / f"trace.{pid}.spool").read_bytes()
 
 
-@streams
 @pytest.mark.parametrize("fraction", [0.0, 0.01, 0.3, 0.5, 0.77, 0.999])
 def test_a_spool_cut_anywhere_loads_what_it_holds(tmp_path, spool_bytes, fraction):
     cut = tmp_path / "cut.spool"
@@ -124,7 +123,6 @@ def test_a_spool_cut_anywhere_loads_what_it_holds(tmp_path, spool_bytes, fractio
         assert trace.meta["truncated"] is True
 
 
-@streams
 @pytest.mark.parametrize("offset", [0.2, 0.5, 0.9])
 def test_a_corrupted_spool_gives_one_line(tmp_path, spool_bytes, offset):
     damaged = bytearray(spool_bytes)
@@ -138,6 +136,25 @@ def test_a_corrupted_spool_gives_one_line(tmp_path, spool_bytes, offset):
         assert "Traceback" not in result.stderr
         if result.returncode == 2:
             assert len(result.stderr.splitlines()) == 1, result.stderr
+
+
+def test_a_spool_damaged_anywhere_loads_or_is_refused(tmp_path, spool_bytes):
+    """64 bytes overwritten at every 1% of the file: the loader refuses the file
+    (TraceFormatError) or what it loads can be viewed, folded and exported."""
+    for percent in range(1, 100):
+        damaged = bytearray(spool_bytes)
+        position = len(damaged) * percent // 100
+        damaged[position : position + 64] = b"\xff" * 64
+        path = tmp_path / f"bad{percent}.spool"
+        path.write_bytes(bytes(damaged))
+        try:
+            trace = otel_tracer.load(path)
+        except TraceFormatError:
+            continue
+        folding = fold_for_viewer(trace)
+        build_data(trace, folding)
+        render_text(trace, folding, io.StringIO())
+        b"".join(otlp_json_pieces(trace))
 
 
 ENDINGS = """
