@@ -14,7 +14,6 @@ import _thread
 import os
 import select
 import signal
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,9 +25,6 @@ if TYPE_CHECKING:
     from otel_tracer.recorder import Recorder
 
 INTERVAL = 0.2  # seconds between two moves
-# Not yet on Python 3.12+: there, with sys.monitoring, a run with the mover thread
-# once missed the call of a signal handler; everything moves at the end.
-STREAMING = sys.version_info < (3, 12)
 
 
 def drain(buffer: Any) -> bytes:
@@ -55,10 +51,9 @@ class Mover:
         self._thread_done = _thread.allocate_lock()  # held while the thread runs
 
     def start(self, recorder: Recorder) -> None:
-        """Start taking ``recorder``'s events (in the thread where STREAMING)."""
+        """Start taking ``recorder``'s events, in the thread."""
         self._recorder = recorder
-        if STREAMING:
-            self.start_thread()
+        self.start_thread()
 
     def move(self) -> None:
         """Take the events recorded since the last move."""
@@ -78,15 +73,23 @@ class Mover:
         """Delete what the mover left on disk, once the trace is written."""
 
     def start_thread(self) -> None:
+        """Start the thread, and wait until it runs: a thread that first took the
+        GIL later, when the program releases it (a write, a sleep), would make a
+        signal that comes meanwhile wait for the GIL; on Python 3.12+ its handler
+        would then run inside the sys.monitoring callback that follows the call,
+        where the handler's calls are not recorded."""
         self._wake = os.pipe()
         self._thread_done.acquire()
+        running = _thread.allocate_lock()  # released by the thread once it runs
+        running.acquire()
         try:
             with _program_signals_blocked():  # the thread inherits the mask
-                _thread.start_new_thread(self._run, (self._wake[0],))
+                _thread.start_new_thread(self._run, (self._wake[0], running))
         except BaseException:
             self._thread_done.release()
             raise
         _MOVING.add(self)
+        running.acquire()
 
     def stop_thread(self) -> None:
         """End the thread (the events stay in the core until the next move)."""
@@ -99,7 +102,8 @@ class Mover:
                 os.close(fd)
             self._wake = (-1, -1)
 
-    def _run(self, wake: int) -> None:
+    def _run(self, wake: int, running: _thread.LockType) -> None:
+        running.release()
         try:
             while not select.select([wake], [], [], INTERVAL)[0]:
                 self.move()

@@ -13,7 +13,7 @@ from conftest import run_tracer, write_files
 
 import otel_tracer
 from otel_tracer import ring
-from otel_tracer.mover import INTERVAL, STREAMING
+from otel_tracer.mover import INTERVAL
 from otel_tracer.ring import Ring
 
 WORK = """
@@ -101,7 +101,6 @@ def test_a_ring_larger_than_the_run_keeps_everything(tmp_path, core):
     assert kept.meta["discarded_calls"] == 0
 
 
-@pytest.mark.skipif(not STREAMING, reason="no mover thread on Python 3.12+ yet")
 def test_older_calls_are_let_go_while_the_program_runs(tmp_path, core):
     """Pauses between epochs let the mover run: calls are discarded before the
     recording ends, so memory holds about the ring's size, not the whole run."""
