@@ -248,5 +248,5 @@ def _check_references(trace: Trace) -> None:
     ):
         if len(column) and (column.max() >= len(table) or column.min() < lowest):
             raise ValueError("an event refers to a table entry that is not in the file")
-    if any(not 0 <= v < len(trace.strings) for t in trace.arg_tuples for v in t):
+    if any(not -1 <= v < len(trace.strings) for t in trace.arg_tuples for v in t):
         raise ValueError("an argument refers to a string that is not in the file")
