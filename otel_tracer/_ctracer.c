@@ -246,6 +246,17 @@ tuple_slot(TupleTable *t, uint64_t hash, const int64_t *ids, Py_ssize_t size)
     }
 }
 
+static void
+tuple_table_clear(TupleTable *t)
+{
+    for (size_t i = 0; t->entries && i <= t->mask; i++) {
+        PyMem_Free(t->entries[i].ids);
+    }
+    PyMem_Free(t->entries);
+    t->entries = NULL;
+    t->mask = t->used = 0;
+}
+
 static int
 tuple_table_grow(TupleTable *t)
 {
@@ -477,6 +488,7 @@ typedef struct {
      * _lock.locked), when registry.string is Registry.string itself: new texts
      * are then interned here, without a Python call. NULL otherwise. */
     PyObject *string_ids, *strings, *lock_locked;
+    int64_t strings_base; /* index of strings[0]: the entries below were streamed */
     PtrTable types; /* type (strong) -> string index of type_summary, or NOT_BY_TYPE */
     PyObject *keep;        /* owners of cached C functions: their addresses stay unique */
     PtrTable codes;        /* code object -> CodeInfo */
@@ -951,7 +963,7 @@ append_string(CCore *core, PyObject *text)
     }
     Py_DECREF(locked);
     Py_ssize_t size = PyList_GET_SIZE(core->strings);
-    PyObject *boxed = PyLong_FromSsize_t(size);
+    PyObject *boxed = PyLong_FromLongLong(core->strings_base + size);
     if (boxed == NULL || PyList_Append(core->strings, text) < 0) {
         Py_XDECREF(boxed);
         return -1;
@@ -967,7 +979,7 @@ append_string(CCore *core, PyObject *text)
         return -1;
     }
     Py_DECREF(boxed);
-    return size;
+    return core->strings_base + size;
 }
 
 /* registry.string(text), cached; steals `text` (NULL: a failed summary). With
@@ -2093,11 +2105,22 @@ ccore_dealloc(CCore *core)
     PyMem_Free(core->codes.entries);
     PyMem_Free(core->cfunctions.entries);
     PyMem_Free(core->self_types.entries);
-    for (size_t i = 0; core->arg_tuples.entries && i <= core->arg_tuples.mask; i++) {
-        PyMem_Free(core->arg_tuples.entries[i].ids);
-    }
-    PyMem_Free(core->arg_tuples.entries);
+    tuple_table_clear(&core->arg_tuples);
     Py_TYPE(core)->tp_free((PyObject *)core);
+}
+
+static PyObject *
+ccore_forget(CCore *core, PyObject *arg)
+{
+    int64_t base = PyLong_AsLongLong(arg);
+    if (base == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    core->strings_base = base;
+    PyDict_Clear(core->value_cache);
+    PyDict_Clear(core->text_cache);
+    tuple_table_clear(&core->arg_tuples);
+    Py_RETURN_NONE;
 }
 
 static PyObject *
@@ -2239,6 +2262,10 @@ static PyMethodDef ccore_methods[] = {
      "Install the hooks on this thread and on threads started from now on."},
     {"stop", (PyCFunction)ccore_stop, METH_NOARGS,
      "Remove the hooks; returns the number of event words recorded."},
+    {"forget", (PyCFunction)ccore_forget, METH_O,
+     "The registry let go of its streamed strings and argument tuples: strings[0] "
+     "is now string `base`; empty the caches of values and argument tuples "
+     "(call holding registry._lock)."},
     {"_bootstrap", (PyCFunction)(void (*)(void))ccore_bootstrap, METH_FASTCALL,
      "First event of a new thread: give it its own hooks."},
     {NULL},

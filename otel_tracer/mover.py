@@ -69,6 +69,11 @@ class Mover:
         """Every event word moved out of the core, in order (after ``close``)."""
         raise NotImplementedError
 
+    def tables(self) -> Any:
+        """The tables the moved events refer to (after ``close``)."""
+        assert self._recorder is not None
+        return self._recorder.registry
+
     def remove(self) -> None:
         """Delete what the mover left on disk, once the trace is written."""
 

@@ -166,11 +166,13 @@ class Recorder:
         """The Trace of what was recorded; ``meta`` adds or overrides metadata."""
         self.stop()
         in_memory = np.frombuffer(self.core.events, dtype=np.int64)[: len(self.core.events)]
+        tables = self.registry
         if self.mover is not None:
             raw = np.concatenate([self.mover.events(), in_memory])
+            tables = self.mover.tables()
         else:
             raw = in_memory[: self._words].copy()
         info = self.run_meta() | meta
-        trace = build_trace(raw, self.registry, info, self._clock_base, self._stop_time)
+        trace = build_trace(raw, tables, info, self._clock_base, self._stop_time)
         trace.meta["call_count"] = len(trace)
         return trace

@@ -65,6 +65,10 @@ class Registry:
     exceptions: list[tuple[str, str]] = field(default_factory=list)
     exception_slots: list[int] = field(default_factory=list)
     keep: list[object] = field(default_factory=list)
+    # Index of strings[0] / arg_tuples[0]: the entries below were streamed to the
+    # spool and let go of (``forget``); their indices stay valid in the trace.
+    strings_base: int = 0
+    args_base: int = 0
 
     def __post_init__(self) -> None:
         self._string_ids: dict[str, int] = {}
@@ -126,8 +130,9 @@ class Registry:
         index = self._string_ids.get(text)
         if index is None:
             with self._lock:
-                index = self._string_ids.setdefault(text, len(self.strings))
-                if index == len(self.strings):
+                next_index = self.strings_base + len(self.strings)
+                index = self._string_ids.setdefault(text, next_index)
+                if index == next_index:
                     self.strings.append(text)
         return index
 
@@ -136,10 +141,28 @@ class Registry:
         index = self._arg_ids.get(summary_ids)
         if index is None:
             with self._lock:
-                index = self._arg_ids.setdefault(summary_ids, len(self.arg_tuples))
-                if index == len(self.arg_tuples):
+                next_index = self.args_base + len(self.arg_tuples)
+                index = self._arg_ids.setdefault(summary_ids, next_index)
+                if index == next_index:
                     self.arg_tuples.append(summary_ids)
         return index
+
+    def forget(self, strings: int, args: int, core: object) -> None:
+        """Let go of the strings below index ``strings`` and the argument tuples
+        below ``args`` (streamed to the spool), and of the tables that find an
+        entry again: a value seen again is interned anew. ``core`` empties its
+        own caches meanwhile (the C core's ``forget``), so that no index is
+        handed out between the two."""
+        with self._lock:
+            del self.strings[: strings - self.strings_base]
+            self.strings_base = strings
+            self._string_ids.clear()
+            del self.arg_tuples[: args - self.args_base]
+            self.args_base = args
+            self._arg_ids.clear()
+            forget_caches = getattr(core, "forget", None)
+            if forget_caches is not None:
+                forget_caches(strings)
 
     def thread(self) -> int:
         """Register the calling thread."""

@@ -18,6 +18,7 @@ kill is ignored by the reader.
 
 from __future__ import annotations
 
+import copy
 import os
 import struct
 import sys
@@ -38,6 +39,7 @@ MAGIC = b"OTEL-TRACER-SPOOL 1\n"
 SUFFIX = ".spool"
 HEAD, TABLES, EVENTS = 1, 2, 3
 _RECORD = struct.Struct("<BQ")
+FORGET_AT = 1 << 18  # strings and argument tuples kept in memory before streamed ones go
 
 
 class Spool(Mover):
@@ -54,6 +56,7 @@ class Spool(Mover):
         self._sizes = dict.fromkeys(("functions", "threads", "strings", "arg_tuples"), 0)
         self._sizes["exceptions"] = 0
         self._open_slots = 0  # exception slots below this one were filled at the last move
+        self._read: tuple[dict, SpooledTables, np.ndarray] | None = None
 
     def start(self, recorder: Recorder) -> None:
         """Start moving ``recorder``'s events to the file (created once there are
@@ -84,6 +87,17 @@ class Spool(Mover):
                 _write_all(self._fd, head + _RECORD.pack(EVENTS, len(words)), words)
             except OSError as error:
                 self._keep_in_memory(error, words)
+                return
+            self._forget_streamed_entries()
+
+    def _forget_streamed_entries(self) -> None:
+        """Past FORGET_AT strings and argument tuples in memory, let go of those
+        in the file: always-new argument values (a step counter) then cost no
+        memory beyond FORGET_AT, however long the run."""
+        registry = self._recorder.registry  # type: ignore[union-attr]
+        if len(registry.strings) + len(registry.arg_tuples) > FORGET_AT:
+            core = self._recorder.core  # type: ignore[union-attr]
+            registry.forget(self._sizes["strings"], self._sizes["arg_tuples"], core)
 
     def _create(self) -> None:
         self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
@@ -109,9 +123,27 @@ class Spool(Mover):
     def events(self) -> np.ndarray:
         chunks = []
         if self._created:
-            chunks.append(read_spool_records(Path(self.path).read_bytes())[2])
+            chunks.append(self._file()[2])
         chunks += [np.frombuffer(words, dtype=np.int64) for words in self._kept]
         return np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int64)
+
+    def tables(self) -> Any:
+        """The registry, with the strings and argument tuples it let go of
+        (``forget``) read back from the file."""
+        registry = self._recorder.registry  # type: ignore[union-attr]
+        if not registry.strings_base and not registry.args_base:
+            return registry
+        spooled = self._file()[1]
+        whole = copy.copy(registry)
+        whole.strings = spooled.strings[: registry.strings_base] + registry.strings
+        whole.arg_tuples = spooled.arg_tuples[: registry.args_base] + registry.arg_tuples
+        return whole
+
+    def _file(self) -> tuple[dict, SpooledTables, np.ndarray]:
+        """The file's records (read once, after ``close``)."""
+        if self._read is None:
+            self._read = read_spool_records(Path(self.path).read_bytes())
+        return self._read
 
     def remove(self) -> None:
         try:
@@ -122,10 +154,12 @@ class Spool(Mover):
     def _new_table_entries(self) -> dict[str, Any]:
         registry = self._recorder.registry  # type: ignore[union-attr]
         entries: dict[str, Any] = {}
+        bases = {"strings": registry.strings_base, "arg_tuples": registry.args_base}
         for name, seen in self._sizes.items():
             table = getattr(registry, name)
-            if len(table) > seen:
-                new = table[seen:]
+            base = bases.get(name, 0)
+            if base + len(table) > seen:
+                new = table[seen - base :]
                 if name == "functions":
                     new = [_function_fields(f) for f in new]
                 entries[name] = new
