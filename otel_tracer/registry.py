@@ -9,6 +9,7 @@ import os
 import threading
 from dataclasses import dataclass, field
 from types import CodeType, FrameType
+from typing import Any
 
 from otel_tracer.model import Function
 from otel_tracer.scope import Scope
@@ -130,10 +131,7 @@ class Registry:
         index = self._string_ids.get(text)
         if index is None:
             with self._lock:
-                next_index = self.strings_base + len(self.strings)
-                index = self._string_ids.setdefault(text, next_index)
-                if index == next_index:
-                    self.strings.append(text)
+                index = _intern(text, self._string_ids, self.strings, self.strings_base)
         return index
 
     def args(self, summary_ids: tuple[int, ...]) -> int:
@@ -141,10 +139,7 @@ class Registry:
         index = self._arg_ids.get(summary_ids)
         if index is None:
             with self._lock:
-                next_index = self.args_base + len(self.arg_tuples)
-                index = self._arg_ids.setdefault(summary_ids, next_index)
-                if index == next_index:
-                    self.arg_tuples.append(summary_ids)
+                index = _intern(summary_ids, self._arg_ids, self.arg_tuples, self.args_base)
         return index
 
     def forget(self, strings: int, args: int, core: object) -> None:
@@ -186,8 +181,19 @@ class Registry:
         traceback's frames (and their locals) alive."""
         summary = summarize_exception(exc)
         with self._lock:
-            index = self._exc_ids.setdefault(summary, len(self.exceptions))
-            if index == len(self.exceptions):
-                self.exceptions.append(summary)
+            index = _intern(summary, self._exc_ids, self.exceptions, 0)
             for slot in slots:
                 self.exception_slots[slot] = index
+
+
+def _intern(key: Any, ids: dict[Any, int], table: list[Any], base: int) -> int:
+    """The index of ``key`` in ``table`` (numbered from ``base``), appended when new
+    (holding the registry's lock). The entry goes into ``table`` before ``ids``:
+    a signal handler that raises between the two (CPython runs handlers after
+    C calls too) leaves an unused entry, never an index without its entry."""
+    index = ids.get(key)
+    if index is None:
+        index = base + len(table)
+        table.append(key)
+        ids[key] = index
+    return index

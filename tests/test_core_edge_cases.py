@@ -481,3 +481,43 @@ def test_interrupted_hooks_stay_sound(
             assert (names[parent] if parent >= 0 else None) in PARENTS[name], (at, row)
         # Recording goes on after the interruption (at most the call it hit is lost).
         assert names.count("work") >= started - 1, at
+
+
+class _Interrupting(list):
+    """A table whose next append is interrupted before it happens, as by a
+    signal handler that raises when CPython checks for pending work."""
+
+    interrupt = True
+
+    def append(self, item: object) -> None:
+        if self.interrupt:
+            self.interrupt = False
+            raise KeyboardInterrupt
+        super().append(item)
+
+
+@pytest.mark.parametrize("table", ["strings", "arg_tuples", "exceptions"])
+def test_an_interrupted_registry_hands_out_only_indices_it_holds(table):
+    """A handler raising in the middle of interning must not leave an index
+    without its entry (the JSON writer then failed on the whole trace)."""
+    registry = Registry(Scope([]))
+    setattr(registry, table, _Interrupting())
+    intern = {
+        "strings": lambda: registry.string("'step-7'"),
+        "arg_tuples": lambda: registry.args((1, 2)),
+        "exceptions": lambda: registry.fill_exception_slots(
+            [registry.new_exception_slot()], KeyError("k")
+        ),
+    }[table]
+    with pytest.raises(KeyboardInterrupt):
+        intern()
+    intern()
+    intern()
+    entries = getattr(registry, table)
+    assert len(entries) == 1
+    if table == "strings":
+        assert registry.string("'step-7'") == 0 and entries == ["'step-7'"]
+    elif table == "arg_tuples":
+        assert registry.args((1, 2)) == 0 and entries == [(1, 2)]
+    else:
+        assert registry.exception_slots[-2:] == [0, 0]
