@@ -90,17 +90,22 @@ def untraced(tmp_path_factory: pytest.TempPathFactory) -> Untraced:
     return get
 
 
-def traced(
+def traced_like_untraced(
     label: str,
     program: list[str],
-    plain: Run,
+    core: str,
     cwd: Path,
-    options: list[str] | None = None,
-    timeout: float = 300,
+    untraced: Untraced,
+    tracer_lines: tuple[str, ...] = (),
 ) -> Run:
-    """The program run under the tracer in ``cwd``, its time noted against ``plain``'s."""
-    result = run(traced_command(program, options or []), cwd, timeout=timeout)
-    note_timing(label, plain, result)
+    """The program run under the tracer (``core``) in ``cwd``, its time noted
+    against the untraced run's; both must succeed and behave alike, the tracer
+    printing only ``tracer_lines``."""
+    plain = untraced(program)
+    result = run(traced_command(program, ["--core", core]), cwd)
+    note_timing(f"{label} [{core}]", plain, result)
+    assert plain.returncode == 0, plain.describe()
+    assert_same_behaviour(plain, result, tracer_lines)
     return result
 
 
@@ -109,10 +114,7 @@ def test_threads_and_asyncio(tmp_path: Path, core: str, untraced: Untraced) -> N
     async generator, a queue, cancellation, a timeout, to_thread) and an event
     loop in a thread of its own."""
     program = [str(CONCURRENCY / "threads_asyncio.py"), "12"]
-    plain = untraced(program)
-    result = traced(f"threads_asyncio [{core}]", program, plain, tmp_path, ["--core", core])
-    assert plain.returncode == 0, plain.describe()
-    assert_same_behaviour(plain, result)
+    result = traced_like_untraced("threads_asyncio", program, core, tmp_path, untraced)
     assert set(result.files) == {"report.json"}
     expected = {
         "word_counts": 4,
@@ -131,10 +133,7 @@ def test_multiprocessing_pool(tmp_path: Path, core: str, untraced: Untraced) -> 
     of the script. Only the parent's trace is checked here: the worker processes'
     traces are the business of the child-process tests."""
     program = [str(CONCURRENCY / "pool_program.py"), "12"]
-    plain = untraced(program)
-    result = traced(f"pool_program [{core}]", program, plain, tmp_path, ["--core", core])
-    assert plain.returncode == 0, plain.describe()
-    assert_same_behaviour(plain, result)
+    result = traced_like_untraced("pool_program", program, core, tmp_path, untraced)
     assert set(result.files) == {"results.txt"}
     check_trace(result.trace_path, 0, CONCURRENCY, {"use_pool": 2, "main": 1}, min_calls=3)
 
@@ -166,10 +165,8 @@ def test_program_with_its_own_hooks(
         require_module("coverage")
     expect_known_difference(request, core, section)
     program = [str(OWN_HOOKS / "own_hooks.py"), section]
-    plain = untraced(program)
-    result = traced(f"own_hooks {section} [{core}]", program, plain, tmp_path, ["--core", core])
-    assert plain.returncode == 0, plain.describe()
-    assert_same_behaviour(plain, result, expected_warnings(core, [section]))
+    label, warnings = f"own_hooks {section}", expected_warnings(core, [section])
+    result = traced_like_untraced(label, program, core, tmp_path, untraced, warnings)
     assert set(result.files) == {"hooks-done.txt"}
 
 
@@ -183,10 +180,8 @@ def test_own_hooks_all_at_once(tmp_path: Path, core: str, untraced: Untraced) ->
     require_module("coverage")
     sections = [s for s in HOOK_SECTIONS if s != "bdb"]
     program = [str(OWN_HOOKS / "own_hooks.py"), *sections]
-    plain = untraced(program)
-    result = traced(f"own_hooks all [{core}]", program, plain, tmp_path, ["--core", core])
-    assert plain.returncode == 0, plain.describe()
-    assert_same_behaviour(plain, result, expected_warnings(core, sections))
+    warnings = expected_warnings(core, sections)
+    result = traced_like_untraced("own_hooks all", program, core, tmp_path, untraced, warnings)
     counts = call_counts(otel_tracer.load(result.trace_path))
     assert counts["call_counter"] == counts["line_counter"] == 1
     assert counts["scaled"] == 1  # in the thread coverage.py measures
