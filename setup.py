@@ -4,11 +4,16 @@ from setuptools import Extension, setup
 
 setup(
     ext_modules=[
-        Extension("otel_tracer._speedups", ["otel_tracer/_speedups.c"], optional=True),
-        Extension("otel_tracer._ctracer", ["otel_tracer/_ctracer.c"], optional=True),
+        Extension("otel_tracer.trace._speedups", ["otel_tracer/trace/_speedups.c"], optional=True),
         Extension(
-            "otel_tracer._sigretry",
-            ["otel_tracer/_sigretry.c"],
+            "otel_tracer.record._ctracer",
+            ["otel_tracer/record/_ctracer.c"],
+            depends=["otel_tracer/record/_cmoncore.h"],  # included by _ctracer.c
+            optional=True,
+        ),
+        Extension(
+            "otel_tracer.run._sigretry",
+            ["otel_tracer/run/_sigretry.c"],
             libraries=["rt"],
             optional=True,
         ),

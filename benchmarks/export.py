@@ -137,12 +137,12 @@ def child(fmt: str, pickled: str, endpoint: str | None) -> dict[str, Any]:
     start = time.perf_counter()
     spans = len(trace) + 1
     if fmt == "json":
-        from exporters.json_trace import save
+        from otel_tracer.trace.save import save
 
         save(trace, out / "t.json")
     elif fmt in ("otlp-json", "otlp-json-folded"):
         from exporters.otlp_json import write_otlp_json
-        from otel_tracer.span_plan import span_plan
+        from otel_tracer.spans.plan import span_plan
 
         spans = write_otlp_json(trace, out / "t.otlp.json", span_plan(trace, fmt != "otlp-json"))
     elif fmt == "perfetto":
@@ -151,7 +151,7 @@ def child(fmt: str, pickled: str, endpoint: str | None) -> dict[str, Any]:
         write_perfetto(trace, out / "t.pftrace")
     else:
         from exporters.otlp import otlp_target, send_trace
-        from otel_tracer.span_plan import span_plan
+        from otel_tracer.spans.plan import span_plan
 
         protocol = "grpc" if fmt == "otlp-grpc" else "http/protobuf"
         target = otlp_target(endpoint, protocol, {})

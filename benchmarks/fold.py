@@ -42,7 +42,7 @@ if str(REPO) not in sys.path:
 
 from run import WORKLOADS, child_env  # noqa: E402  (benchmarks/run.py)
 
-from otel_tracer.model import EXTERNAL, Calls, Function, ThreadInfo, Trace  # noqa: E402
+from otel_tracer.trace.model import EXTERNAL, Calls, Function, ThreadInfo, Trace  # noqa: E402
 
 PY = sys.executable
 

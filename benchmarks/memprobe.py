@@ -2,9 +2,10 @@
 
 ``python benchmarks/memprobe.py MODE RESULT.json SCRIPT [ARGS...]`` runs SCRIPT as
 ``__main__`` (via ``runpy``) in this process, either untraced (MODE ``none``) or
-inside ``otel_tracer.Tracer`` (MODE ``c``, ``python``, ``monitoring`` or ``noargs`` =
-C core without argument capture), and writes to RESULT.json the peak RSS (``ru_maxrss``, KiB)
-taken right before recording stops, i.e. before ``Tracer.__exit__`` builds the
+inside ``otel_tracer.Tracer`` (MODE ``c``, ``python``, ``monitoring``,
+``pymonitoring`` or ``noargs`` = C core without argument capture), and writes to
+RESULT.json the peak RSS (``ru_maxrss``, KiB) taken right before recording stops,
+i.e. before ``Tracer.__exit__`` builds the
 trace, and the time the program ran while recording (``run_s``). The untraced
 mode imports ``otel_tracer`` too, so the difference between the two is what
 recording itself holds and costs. This file lives outside the workloads
@@ -23,7 +24,7 @@ from typing import Any
 
 import otel_tracer
 
-MODES = ("none", "c", "python", "noargs", "monitoring")
+MODES = ("none", "c", "python", "noargs", "monitoring", "pymonitoring")
 
 
 def peak_rss_kib() -> int:
@@ -45,7 +46,7 @@ def probe(mode: str, script: str, args: list[str]) -> dict[str, Any]:
         result["before_stop_kib"] = peak_rss_kib()
         result["calls"] = 0
         return result
-    core = mode if mode in ("python", "monitoring") else "c"
+    core = mode if mode in ("python", "monitoring", "pymonitoring") else "c"
     tracer = otel_tracer.Tracer(scope=[scope], core=core, capture_args=mode != "noargs")
     with tracer:
         started = time.perf_counter()

@@ -42,14 +42,24 @@ WORKLOADS: dict[str, tuple[str, str, str]] = {
     "library_heavy": ("library_heavy.py", "130", "25"),
     "threaded": ("threaded.py", "23", "19"),
 }
-TOOLS = ("untraced", "c", "python", "noargs", "monitoring", "cprofile", "viztracer")
-OUR_TOOLS = ("c", "python", "noargs", "monitoring")
+TOOLS = (
+    "untraced",
+    "c",
+    "python",
+    "noargs",
+    "monitoring",
+    "pymonitoring",
+    "cprofile",
+    "viztracer",
+)
+OUR_TOOLS = ("c", "python", "noargs", "monitoring", "pymonitoring")
 TOOL_LABELS = {
     "untraced": "untraced",
     "c": "otel-tracer C core",
     "python": "otel-tracer Python core",
     "noargs": "otel-tracer C core --no-args",
-    "monitoring": "otel-tracer sys.monitoring core",
+    "monitoring": "otel-tracer sys.monitoring core (C when built)",
+    "pymonitoring": "otel-tracer sys.monitoring core in Python",
     "cprofile": "cProfile",
     "viztracer": "VizTracer",
 }
@@ -175,8 +185,8 @@ def tool_argv(tool: str, script: Path, args: list[str], output: Path) -> list[st
         return [*ours, "--core", "python", "--", *args]
     if tool == "noargs":
         return [*ours, "--core", "c", "--no-args", "--", *args]
-    if tool == "monitoring":
-        return [*ours, "--core", "monitoring", "--", *args]
+    if tool in ("monitoring", "pymonitoring"):
+        return [*ours, "--core", tool, "--", *args]
     if tool == "cprofile":
         return [PY, "-m", "cProfile", "-o", str(output), str(script), *args]
     if tool == "viztracer":
@@ -192,7 +202,7 @@ def output_name(tool: str) -> str | None:
 def c_core_problem() -> str | None:
     """None when the C core imports, else why not."""
     check = subprocess.run(
-        [PY, "-c", "from otel_tracer._ctracer import CCore"],
+        [PY, "-c", "from otel_tracer.record._ctracer import CCore"],
         cwd=REPO,
         env=child_env(),
         capture_output=True,
@@ -224,8 +234,9 @@ def skip_reasons(tools: list[str]) -> dict[str, str]:
         problem = c_core_problem()
         if problem:
             reasons.update(c=problem, noargs=problem)
-    if "monitoring" in tools and not monitoring_available():
-        reasons["monitoring"] = "sys.monitoring needs Python 3.12+"
+    if not monitoring_available():
+        reasons.update(monitoring="sys.monitoring needs Python 3.12+")
+        reasons.update(pymonitoring=reasons["monitoring"])
     if "viztracer" in tools and not module_available("viztracer"):
         reasons["viztracer"] = "VizTracer not installed (pip install viztracer)"
     return {t: r for t, r in reasons.items() if t in tools}
@@ -476,10 +487,13 @@ class Target:
 
 
 def targets(rows: list[Row]) -> tuple[str, list[Target]]:
-    """Evaluate the targets on our default mode (C core, arguments recorded)."""
+    """Evaluate the targets on our default mode (arguments recorded): the
+    sys.monitoring core from 3.12, else the C core."""
     by_key = {(r.workload, r.tool): r for r in rows}
     ours = "c"
-    if not any(r.tool == "c" and r.wall_s is not None for r in rows):
+    if any(r.tool == "monitoring" and r.wall_s is not None for r in rows):
+        ours = "monitoring"
+    elif not any(r.tool == "c" and r.wall_s is not None for r in rows):
         ours = "python"
     label = TOOL_LABELS[ours]
     if ours == "python":

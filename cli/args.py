@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 
 VERSION_TEXT_PREFIX = "otel-tracer"
 USAGE = "usage: python -m cli.main <script.py | -m module> [options] [script args...]"
-CORES = ("auto", "c", "python", "monitoring")
-OTLP_PROTOCOLS = ("grpc", "http/protobuf")
+CORES = ("auto", "c", "python", "monitoring", "pymonitoring")
+OTLP_PROTOCOLS = ("grpc", "http/protobuf", "http/json")
 MATCHES = ("structure", "function")
 
 
@@ -45,6 +45,7 @@ class Options:
     match: str = "structure"
     near: bool = True
     redact: list[str] = field(default_factory=list)
+    show: list[str] = field(default_factory=list)
     redaction: bool = True
     otlp_endpoint: str | None = None
     otlp_protocol: str | None = None
@@ -97,8 +98,11 @@ class OptionSpec:
         return f"{names} {self.metavar}" if self.metavar else names
 
 
+_INT64_MAX = 2**63 - 1  # the recorder counts in 64-bit integers
+
+
 def _positive_int(label: str, value: str) -> int:
-    """``value`` as an integer >= 1."""
+    """``value`` as an integer from 1 to 2**63 - 1."""
     message = f"option {label} needs an integer >= 1, got {value!r}"
     try:
         number = int(value)
@@ -106,6 +110,8 @@ def _positive_int(label: str, value: str) -> int:
         raise UsageError(message) from None
     if number < 1:
         raise UsageError(message)
+    if number > _INT64_MAX:
+        raise UsageError(f"option {label} needs an integer <= {_INT64_MAX}, got {value!r}")
     return number
 
 
@@ -210,9 +216,18 @@ OPTIONS: tuple[OptionSpec, ...] = (
         ("--redact",),
         "redact",
         "also redact argument values whose names match REGEX (case-insensitive search); "
-        "repeatable. By default values of arguments named like password, secret, token, "
-        "api_key, auth, cookie, credential, ... are replaced by [redacted] in every output",
+        "repeatable. By default values of arguments (and command-line options) named like "
+        "password, pwd, secret, token, api_key, auth, cookie, credential, ... (by word: "
+        "authKey and auth_token are, max_new_tokens and tokenizer are not) are replaced by "
+        "[redacted] in every output and in the spool",
         metavar="REGEX",
+        repeat=True,
+    ),
+    OptionSpec(
+        ("--show",),
+        "show",
+        "never redact the values of arguments named exactly NAME (repeatable)",
+        metavar="NAME",
         repeat=True,
     ),
     OptionSpec(
@@ -231,8 +246,8 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec(
         ("--otlp-protocol",),
         "otlp_protocol",
-        "grpc or http/protobuf (default: OTEL_EXPORTER_OTLP_PROTOCOL, else http/protobuf "
-        "for a URL ending in /v1/traces or on port 4318, else grpc)",
+        "grpc, http/protobuf or http/json (default: OTEL_EXPORTER_OTLP_PROTOCOL, else "
+        "http/protobuf for a URL ending in /v1/traces or on port 4318, else grpc)",
         metavar="{" + ",".join(OTLP_PROTOCOLS) + "}",
         convert=_one_of(OTLP_PROTOCOLS),
     ),
@@ -257,7 +272,8 @@ OPTIONS: tuple[OptionSpec, ...] = (
         ("--core",),
         "core",
         "the recording core: auto (the default) is monitoring (sys.monitoring) on Python "
-        "3.12+, else the C accelerator when it is built, else python",
+        "3.12+, else the C accelerator when it is built, else python; monitoring is in C "
+        "when built, pymonitoring always in Python",
         metavar="{" + ",".join(CORES) + "}",
         convert=_one_of(CORES),
     ),
@@ -266,7 +282,8 @@ OPTIONS: tuple[OptionSpec, ...] = (
 _MODULE = OptionSpec(
     ("-m",),
     "module",
-    "run library module MODULE as the script, as python -m does (instead of a script path)",
+    "run library module MODULE as the script, as python -m does (instead of a script path); "
+    "every word after MODULE is the module's",
     metavar="MODULE",
 )
 _AFTER_SCRIPT = {name: spec for spec in OPTIONS for name in spec.names}
@@ -295,8 +312,9 @@ Argument rules:
        s.py a -- -o x   -> script args: a -o x (and no -o for the tracer)
        -- s.py -o x     -> script s.py, script args: -o x
   5. -m MODULE (or -mMODULE) takes the place of the script path, as with
-     python -m; options may stand before -m and after MODULE:
-       -m pkg.mod a b   -> runs module pkg.mod with script args: a b
+     python -m; tracer options stand before -m, and every word after MODULE
+     goes to the module verbatim (-o, -q and -- included):
+       -o t.json -m pytest -q   -> runs pytest -q; trace written to t.json
 """
 
 
@@ -410,6 +428,9 @@ def parse_args(argv: list[str]) -> Options:
                 "see --help)"
             )
         i = _take(*found, argv, i, opts)
+    if opts.module is not None:  # as python -m: the rest is the module's, verbatim
+        opts.script_args = argv[i:]
+        return opts
     while i < len(argv):
         token = argv[i]
         if token == "--":

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+# First of all, as a command: a Ctrl-C from now on waits for the program's first line.
+from otel_tracer.run import interrupts
+
+if __name__ == "__main__":
+    interrupts.hold()
+
 import contextlib
 import os
 import re
 import shutil
 import signal
 import sys
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from tempfile import mkdtemp
 from typing import TYPE_CHECKING
@@ -32,18 +40,28 @@ from exporters.outputs import (
     write_output,
     written_line,
 )
-from otel_tracer import follow
-from otel_tracer.context import BadTraceParent, TraceParent, inherited_traceparent
-from otel_tracer.options import RecordOptions
-from otel_tracer.recorder import CoreUnavailable, Recorder, tool_version
-from otel_tracer.redact import redact, secret_pattern
-from otel_tracer.runner import ProgramNotFound, module_origin, run_module, run_script
-from otel_tracer.scope import Scope, default_scope
-from otel_tracer.spool import SUFFIX as SPOOL_SUFFIX
-from otel_tracer.spool import Spool
+from otel_tracer.record.options import RecordOptions
+from otel_tracer.record.recorder import CoreUnavailable, Recorder, core_class, tool_version
+from otel_tracer.record.scope import Scope, default_scope, library_dirs
+from otel_tracer.run import execs, follow, frozen, imports, streams
+from otel_tracer.run.imports import tool_imports
+from otel_tracer.run.runner import (
+    Outcome,
+    ProgramNotFound,
+    module_origin,
+    run_module,
+    run_script,
+)
+from otel_tracer.run.streams import tool_streams
+from otel_tracer.stream.spool import Spool
+from otel_tracer.trace.context import BadTraceParent, TraceParent, inherited_traceparent
+from otel_tracer.trace.numpy_threads import import_numpy
+from otel_tracer.trace.redact import SecretNames, redact, redact_argv, secret_names
+from otel_tracer.trace.spool_file import SUFFIX as SPOOL_SUFFIX
+from otel_tracer.trace.text import printable
 
 if TYPE_CHECKING:
-    from exporters.otlp import OtlpTarget
+    from exporters.collector import SpanExport
 
 
 class BadInput(Exception):
@@ -57,7 +75,8 @@ class Plan:
     program: str
     scope: list[str]
     outputs: list[Output]
-    otlp: OtlpTarget | None
+    spans: SpanExport | None
+    secrets: SecretNames | None  # None with --no-redact
 
 
 def check_inputs(opts: Options) -> Plan:
@@ -66,9 +85,10 @@ def check_inputs(opts: Options) -> Plan:
         outputs = [checked_output(path, opts.format) for path in opts.outputs]
     except OutputError as error:
         raise BadInput(str(error)) from None
-    otlp = _otlp_target(opts)
+    spans = _span_export(opts)
     if opts.fold_patterns and not opts.patterns:
         raise BadInput("--fold-patterns needs the pattern groups: drop --no-patterns")
+    core_class(opts.core)  # raises CoreUnavailable before anything is created
     if opts.module is not None:
         try:
             program = module_origin(opts.module)
@@ -82,10 +102,10 @@ def check_inputs(opts: Options) -> Plan:
             raise BadInput(f"not a file: {program}")
         if not os.access(program, os.R_OK):
             raise BadInput(f"script is not readable: {program}")
-    if opts.redact and not opts.redaction:
-        raise BadInput("--redact and --no-redact cannot go together")
+    if (opts.redact or opts.show) and not opts.redaction:
+        raise BadInput("--redact and --show cannot go with --no-redact")
     try:
-        secret_pattern(opts.redact)
+        secrets = secret_names(opts.redact, opts.show) if opts.redaction else None
     except re.error as error:
         raise BadInput(f"--redact: not a valid regular expression ({error})") from None
     for root in opts.scopes:
@@ -97,20 +117,26 @@ def check_inputs(opts: Options) -> Plan:
         scope = [_package_root(program, opts.module)]
     else:
         scope = default_scope(program)
-    return Plan(program, scope, outputs, otlp)
+    return Plan(program, scope, outputs, spans, secrets)
 
 
-def _otlp_target(opts: Options) -> OtlpTarget | None:
-    """Where to send spans, if ``--otlp-endpoint`` or ``OTEL_TRACES_EXPORTER`` asks;
-    the OpenTelemetry SDK is only imported then."""
+def _span_export(opts: Options) -> SpanExport | None:
+    """Where spans go beyond the files, if ``--otlp-endpoint`` or
+    ``OTEL_TRACES_EXPORTER`` asks (the OpenTelemetry SDK is only imported then);
+    a bad ``OTEL_*`` value is a warning line, a bad option an error."""
     if opts.otlp_endpoint is None and not os.environ.get("OTEL_TRACES_EXPORTER"):
         return None
-    from exporters.otlp import OtlpConfigError, otlp_target
+    import_numpy()  # the exporters need it: its threads and warning filters kept quiet
+    from exporters.collector import span_export
+    from exporters.otlp import OtlpConfigError
 
     try:
-        return otlp_target(opts.otlp_endpoint, opts.otlp_protocol)
+        export = span_export(opts.otlp_endpoint, opts.otlp_protocol)
     except OtlpConfigError as error:
         raise BadInput(str(error)) from None
+    for warning in export.warnings:
+        _warn(warning)
+    return export
 
 
 def _package_root(origin: str, module: str) -> str:
@@ -125,6 +151,17 @@ def _package_root(origin: str, module: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m cli.main`` and the ``otel-tracer`` command."""
+    interrupts.hold()
+    try:
+        return _command(argv)
+    finally:
+        interrupts.release()  # when the program never started
+
+
+def _command(argv: list[str] | None) -> int:
+    """Check the command line, then trace the program."""
+    imports.remember()
+    streams.remember()
     follow.discard_inherited()  # run by a traced program: this command records on its own
     try:
         opts = parse_args(sys.argv[1:] if argv is None else argv)
@@ -139,7 +176,9 @@ def main(argv: list[str] | None = None) -> int:
             ring_buffer=opts.ring_buffer,
         )
         base = _files_base(plan)
-        argv_run = [opts.module and f"-m {opts.module}" or program, *opts.script_args]
+        argv_run = redact_argv(
+            [opts.module and f"-m {opts.module}" or program, *opts.script_args], plan.secrets
+        )
         spool = (
             None
             if opts.ring_buffer
@@ -149,7 +188,12 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
         recorder = Recorder(
-            Scope(plan.scope), record_options, opts.core, parent=_traceparent(), spool=spool
+            Scope(plan.scope),
+            record_options,
+            opts.core,
+            parent=_traceparent(),
+            spool=spool,
+            secrets=plan.secrets,
         )
     except HelpRequested as help_request:
         print(help_request.text)
@@ -158,38 +202,177 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{VERSION_TEXT_PREFIX} {tool_version()}")
         return 0
     except UsageError as error:
-        print(f"otel-tracer: error: {error}\n{USAGE}", file=sys.stderr)
+        print(f"otel-tracer: error: {printable(str(error))}\n{USAGE}", file=sys.stderr)
         return 2
     except (BadInput, CoreUnavailable) as error:
-        print(f"otel-tracer: error: {error}", file=sys.stderr)
+        print(f"otel-tracer: error: {printable(str(error))}", file=sys.stderr)
         return 2
 
+    temporary = None if any(out.path != "-" for out in plan.outputs) else os.path.dirname(base)
+    try:
+        return _run_and_write(opts, plan, recorder, base, argv_run)
+    finally:  # every way out, a failure of the tracer's own included
+        if temporary is not None and not recorder.forked:
+            shutil.rmtree(temporary, ignore_errors=True)
+
+
+def _run_and_write(
+    opts: Options, plan: Plan, recorder: Recorder, base: str, argv_run: list[str]
+) -> int:
+    """Run the program under ``recorder``, then write every output; the exit status."""
+    program = plan.program
+    record_options = recorder.options
     status = status_printer("otel-tracer", opts.quiet)
     status(f"tracing {opts.module or program} (scope: {', '.join(recorder.scope.roots)})")
     parts = _follow_config(base, plan, opts, record_options) if opts.follow else None
     saved_environment = follow.enable(parts, recorder) if parts else None
+    execs.install(
+        partial(
+            _write_before_exec,
+            opts,
+            plan,
+            recorder,
+            parts,
+            saved_environment,
+            status,
+            argv_run,
+            base,
+        ),
+        (follow.ENV_VAR,),
+    )
     if opts.module is not None:
         outcome = run_module(opts.module, opts.script_args, recorder.start)
     else:
         outcome = run_script(program, opts.script_args, recorder.start)
+    execs.uninstall()
+    try:
+        if frozen.daemon_threads_alive():  # frozen soon: until then, seldom run
+            sys.setswitchinterval(100.0)
+        recorder.stop()
+        if recorder.forked:  # a forked child of the program returned here: never write
+            return outcome.exit_code
+        with tool_imports(numpy=False), tool_streams():  # the program sees neither
+            return _after_run(
+                opts, plan, recorder, outcome, parts, saved_environment, status, argv_run, base
+            )
+    except KeyboardInterrupt:  # a (second) Ctrl-C while the trace was being built
+        with tool_streams():
+            _interrupted_while_writing(recorder)
+        return 130
+
+
+def _write_before_exec(
+    opts: Options,
+    plan: Plan,
+    recorder: Recorder,
+    parts: follow.FollowConfig | None,
+    saved_environment: dict[str, str | None] | None,
+    status: Callable[[str], None],
+    argv_run: list[str],
+    base: str,
+) -> None:
+    """The program calls ``os.exec*``: write the trace of what it ran until then
+    (the process is about to become another program, untraced; run/execs.py)."""
+    if recorder.forked:  # a forked child: it writes its own part (follow)
+        follow.before_exec()
+        return
     recorder.stop()
-    if recorder.forked:  # a forked child of the program returned here: never write
-        return outcome.exit_code
+    try:
+        with tool_imports(numpy=False), tool_streams():
+            _warn(
+                "the program replaced itself by another program (os.exec*): the trace "
+                "ends there, and the new program is not traced"
+            )
+            if saved_environment is not None:
+                follow.disable(saved_environment)
+            _finish(recorder, plan, opts, Outcome(0, execed=True), parts, base, argv_run, status)
+    except Exception as error:  # the program goes on to its exec all the same
+        _warn(f"the trace was not written before the exec ({type(error).__name__}: {error})")
+    if not any(out.path != "-" for out in plan.outputs):  # no -o: files in a temporary directory
+        shutil.rmtree(os.path.dirname(base), ignore_errors=True)
+
+
+def _interrupted_while_writing(recorder: Recorder) -> None:
+    """Say where the recording is, then die of SIGINT as Python would."""
+    spool = recorder.spool.path if recorder.spool is not None else None
+    if spool is not None and os.path.exists(spool):
+        kept = (
+            f"the recording is kept in {spool} "
+            f"(python -m exporters {spool} --to json turns it into a trace)"
+        )
+    else:
+        kept = "the recording is lost"
+    print(f"otel-tracer: interrupted while writing the trace; {kept}", file=sys.stderr)
+    _die_of(signal.SIGINT)
+
+
+def _after_run(
+    opts: Options,
+    plan: Plan,
+    recorder: Recorder,
+    outcome: Outcome,
+    parts: follow.FollowConfig | None,
+    saved_environment: dict[str, str | None] | None,
+    status: Callable[[str], None],
+    argv_run: list[str],
+    base: str,
+) -> int:
+    """Build the trace of the program that ended, write and export it; the exit status."""
     if saved_environment is not None:
         follow.disable(saved_environment)
+    die_of = signal.SIGINT if outcome.interrupted else None
+    die_of = signal.SIGTERM if outcome.terminated else die_of
+    finish = partial(
+        _interruptible,
+        recorder,
+        partial(_finish, recorder, plan, opts, outcome, parts, base, argv_run, status),
+    )
+    if frozen.daemon_threads_alive():  # they stop now, as at interpreter exit
+        frozen.finish_then_exit(finish, outcome.exit_code, die_of)
+    finish()
+    if die_of is not None:
+        _die_of(die_of)
+    return outcome.exit_code
+
+
+def _interruptible(recorder: Recorder, finish: Callable[[], None]) -> None:
+    """``finish()``; a Ctrl-C meanwhile keeps the recording and says where."""
+    try:
+        finish()
+    except KeyboardInterrupt:
+        _interrupted_while_writing(recorder)
+
+
+def _finish(recorder, plan, opts, outcome, parts, base, argv_run, status) -> None:
+    """Build the trace of the run that ended, write its outputs and say so."""
+    import_numpy()  # only now: the daemon threads are frozen by then (run/frozen.py)
+    program = plan.program
     trace = recorder.build(
         script=program,
         module=opts.module,
         argv=argv_run,
-        exit_code=outcome.exit_code,
+        exit_code=None if outcome.execed else outcome.exit_code,
         uncaught_exception=_describe(outcome.exception),
     )
-    redact(trace, secret_pattern(opts.redact) if opts.redaction else None)
+    redact(trace, plan.secrets)
+    if opts.module is not None and not opts.scopes and _only_module_bodies(trace, program):
+        _warn(
+            f"{len(trace)} calls recorded: -m {opts.module} runs an installed module whose "
+            "code is outside the default scope; pass --scope DIR (the code to trace) before -m"
+        )
     merged: list[str] = []
     if parts is not None:
         trace, merged = follow.merge_parts(trace, parts.parts, _warn)
         if merged:
             status(f"merged the traces of {len(merged)} more processes")
+        lost = follow.children_without_trace(trace, parts.parts)
+        if lost:
+            _warn(
+                f"{len(lost)} Python process{'es' if len(lost) != 1 else ''} the program "
+                "started left no trace "
+                f"(pids {', '.join(map(str, lost))}): they ended before their recording "
+                "began (killed while starting?), or ran with python -E/-I"
+            )
     folding = None
     if opts.patterns:
         from patterns.annotate import annotate
@@ -209,9 +392,9 @@ def main(argv: list[str] | None = None) -> int:
             status(f"patterns: {summary_line(folding)}")
     written, failed = _write_outputs(trace, folding, plan.outputs, opts.fold_patterns, status)
     spool_path = [recorder.spool.path] if recorder.spool is not None else []
-    if failed and spool_path:
-        _warn(f"the recording is kept in {spool_path[0]} (python -m exporters reads it)")
-    elif not failed:
+    if failed:
+        _warn(_kept(trace, recorder.spool))
+    else:
         _remove([*merged, *spool_path], base if not written else None)
     if written:
         dropped, discarded = trace.meta["dropped_calls"], trace.meta.get("discarded_calls", 0)
@@ -220,21 +403,26 @@ def main(argv: list[str] | None = None) -> int:
             + (f", {dropped} dropped" if dropped else "")
             + (f", {discarded} older calls discarded (--ring-buffer)" if discarded else "")
         )
-    if plan.otlp is not None:
-        from exporters.collector import export_to_collector
+    if plan.spans is not None:
+        from exporters.collector import export_spans
 
-        export_to_collector(trace, plan.otlp, opts.fold_patterns, status)
-    if outcome.interrupted:
-        _die_of(signal.SIGINT)
-    if outcome.terminated:
-        _die_of(signal.SIGTERM)
-    return outcome.exit_code
+        export_spans(trace, plan.spans, opts.fold_patterns, status)
+
+
+def _only_module_bodies(trace, origin: str) -> bool:
+    """Whether the module run by -m is installed (in the standard library or a
+    site-packages) and no function of the default scope ran, only module bodies
+    (``python -m pytest``: the scope is ``pytest/``, its code is in ``_pytest/``)."""
+    path = os.path.realpath(origin)
+    if not any(path.startswith(os.path.join(d, "")) for d in library_dirs()):
+        return False
+    return all(f.external or f.name == "<module>" for f in trace.functions)
 
 
 def _describe(error: BaseException | None) -> dict[str, str] | None:
     if error is None:
         return None
-    from otel_tracer.summary import summarize_exception
+    from otel_tracer.record.summary import summarize_exception
 
     kind, message = summarize_exception(error)
     return {"type": kind, "message": message}
@@ -247,20 +435,48 @@ def _write_outputs(
     whether there were file outputs, and how many failed: a failed output costs
     a message, not the others."""
     if not outputs:
-        sys.stdout.flush()
-        render_text(trace, folding, sys.stdout)
+        try:
+            sys.stdout.flush()
+            render_text(trace, folding, sys.stdout)
+            sys.stdout.flush()
+        except BrokenPipeError:  # piped into head: it has read what it wanted
+            streams.reader_gone()
         return False, 0
     failed = 0
     for out in outputs:
         try:
             write_output(trace, folding, out, fold_patterns)
+            if out.path == "-":
+                sys.stdout.flush()
         except OSError as error:
-            print(f"otel-tracer: error: cannot write {out.path}: {error}", file=sys.stderr)
+            if out.path == "-" and isinstance(error, BrokenPipeError):
+                streams.reader_gone()  # piped into head
+                continue
+            print(
+                printable(f"otel-tracer: error: cannot write {out.name or out.path}: {error}"),
+                file=sys.stderr,
+            )
             failed += 1
             continue
         if out.path != "-":
             status(written_line(trace, out))
     return True, failed
+
+
+def _kept(trace, spool: Spool | None) -> str:
+    """Where the recording is, after an output failed: the spool when it holds it
+    all, else a copy of the trace in a new temporary directory (checked: every
+    word of the message is true)."""
+    if spool is not None and spool.on_disk():
+        return f"the recording is kept in {spool.path} (python -m exporters reads it)"
+    from otel_tracer.trace.save import save
+
+    try:
+        rescue = os.path.join(mkdtemp("-otel-tracer"), "trace.json")
+        save(trace, rescue)
+    except OSError as error:
+        return f"the trace was not kept anywhere ({error.strerror or error})"
+    return f"the trace is kept in {rescue}"
 
 
 def _traceparent() -> TraceParent | None:
@@ -291,7 +507,7 @@ def _follow_config(
         options=asdict(record_options),
         core=opts.core,
         parts=base,
-        redact=secret_pattern(opts.redact).pattern if opts.redaction else None,
+        redact=plan.secrets.to_json() if plan.secrets is not None else None,
     )
 
 
@@ -305,7 +521,7 @@ def _remove(files: list[str], temporary: str | None) -> None:
 
 
 def _warn(message: str) -> None:
-    print(f"otel-tracer: warning: {message}", file=sys.stderr)
+    print(f"otel-tracer: warning: {printable(message)}", file=sys.stderr)
 
 
 def _die_of(signum: signal.Signals) -> None:

@@ -9,7 +9,8 @@ import os
 import sys
 from pathlib import Path
 
-from exporters.otlp import OtlpConfigError, OtlpTarget, otlp_target
+from exporters.collector import SpanExport, span_export
+from exporters.otlp import OtlpConfigError
 from exporters.outputs import (
     FORMATS,
     SUFFIXES,
@@ -21,7 +22,8 @@ from exporters.outputs import (
     written_line,
 )
 from otel_tracer.cli_parser import OneLineParser
-from otel_tracer.trace_format import TraceFormatError, load_noting_truncation
+from otel_tracer.trace.format import TraceFormatError, load_noting_truncation
+from otel_tracer.trace.text import printable
 
 PROG = "exporters"
 TARGETS = (*FORMATS, "otlp")
@@ -58,8 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--otlp-protocol",
-        choices=("grpc", "http/protobuf"),
-        help="grpc or http/protobuf (default: OTEL_EXPORTER_OTLP_PROTOCOL, else from the URL)",
+        choices=("grpc", "http/protobuf", "http/json"),
+        help="grpc, http/protobuf or http/json (default: OTEL_EXPORTER_OTLP_PROTOCOL, else "
+        "from the URL)",
     )
     parser.add_argument(
         "--fold-patterns",
@@ -89,16 +92,18 @@ def main(argv: list[str] | None = None) -> int:
         output, target = _destination(args)
         trace = load_noting_truncation(args.trace, PROG)
     except (OutputError, OtlpConfigError, TraceFormatError) as error:
-        print(f"{PROG}: error: {error}", file=sys.stderr)
+        print(f"{PROG}: error: {printable(str(error))}", file=sys.stderr)
         return 2
     if args.fold_patterns and trace.patterns is None:
         from patterns.annotate import annotate
 
         annotate(trace)
     if target is not None:
-        from exporters.collector import export_to_collector
+        from exporters.collector import export_spans
 
-        sent = export_to_collector(trace, target, args.fold_patterns, status, PROG)
+        for warning in target.warnings:
+            print(f"{PROG}: warning: {warning}", file=sys.stderr)
+        sent = export_spans(trace, target, args.fold_patterns, status, PROG)
         return 0 if sent else 1
     assert output is not None
     folding = None
@@ -109,20 +114,20 @@ def main(argv: list[str] | None = None) -> int:
     try:
         write_output(trace, folding, output, args.fold_patterns)
     except OSError as error:
-        print(f"{PROG}: error: cannot write {output.path}: {error}", file=sys.stderr)
+        print(printable(f"{PROG}: error: cannot write {output.path}: {error}"), file=sys.stderr)
         return 1
     if output.path != "-":
         status(written_line(trace, output))
     return 0
 
 
-def _destination(args: argparse.Namespace) -> tuple[Output | None, OtlpTarget | None]:
+def _destination(args: argparse.Namespace) -> tuple[Output | None, SpanExport | None]:
     """The file output, or the OTLP target for ``--to otlp``."""
     if args.to == "otlp":
         if args.output is not None:
             raise OutputError("--to otlp sends to a collector: use --otlp-endpoint, not -o")
         environ = {**os.environ, "OTEL_TRACES_EXPORTER": "otlp"}  # --to otlp asks for it
-        return None, otlp_target(args.otlp_endpoint, args.otlp_protocol, environ)
+        return None, span_export(args.otlp_endpoint, args.otlp_protocol, environ)
     if args.otlp_endpoint is not None or args.otlp_protocol is not None:
         raise OutputError("--otlp-endpoint and --otlp-protocol go with --to otlp")
     if args.output is None:

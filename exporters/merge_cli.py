@@ -1,6 +1,6 @@
 """``python -m exporters merge TRACE... [-o OUT]``: combine the per-process
 traces of one run (``trace.json`` and ``trace.<pid>.json``, see
-``otel_tracer.follow``) into one trace whose processes are separate roots."""
+``otel_tracer.run.follow``) into one trace whose processes are separate roots."""
 
 from __future__ import annotations
 
@@ -16,8 +16,9 @@ from exporters.outputs import (
     written_line,
 )
 from otel_tracer.cli_parser import OneLineParser
-from otel_tracer.merge import MergeError, merge_traces
-from otel_tracer.trace_format import TraceFormatError, load_noting_truncation
+from otel_tracer.trace.format import TraceFormatError, load_noting_truncation
+from otel_tracer.trace.merge import MergeError, merge_traces
+from otel_tracer.trace.text import printable
 
 PROG = "exporters merge"
 
@@ -54,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         traces = [load_noting_truncation(path, PROG) for path in args.traces]
         trace = merge_traces(traces)
     except (OutputError, TraceFormatError, MergeError) as error:
-        print(f"{PROG}: error: {error}", file=sys.stderr)
+        print(f"{PROG}: error: {printable(str(error))}", file=sys.stderr)
         return 2
     folding = None
     if not args.no_patterns:
@@ -64,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         write_output(trace, folding, output, False)
     except OSError as error:
-        print(f"{PROG}: error: cannot write {output.path}: {error}", file=sys.stderr)
+        print(printable(f"{PROG}: error: cannot write {output.path}: {error}"), file=sys.stderr)
         return 1
     processes = len(trace.meta["processes"])
     if output.path != "-":

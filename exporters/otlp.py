@@ -12,6 +12,7 @@ turn a failure into one line instead of the SDK's log records.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
 import re
@@ -20,33 +21,41 @@ import types
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from tqdm import tqdm
 
 from exporters.otlp_proto import BATCH_BYTES, BATCH_SPANS, encode_requests
-from otel_tracer.model import Trace
-from otel_tracer.span_plan import SpanPlan
-from otel_tracer.spans import trace_spans
+from otel_tracer.spans.plan import SpanPlan
+from otel_tracer.spans.sdk import trace_spans
+from otel_tracer.trace.model import Trace
+from otel_tracer.trace.redact import REDACTED
 
 GRPC = "grpc"
 HTTP = "http/protobuf"
-PROTOCOLS = (GRPC, HTTP)
-DEFAULT_ENDPOINTS = {GRPC: "http://localhost:4317", HTTP: "http://localhost:4318/v1/traces"}
+HTTP_JSON = "http/json"
+PROTOCOLS = (GRPC, HTTP, HTTP_JSON)
+COMPRESSIONS = ("gzip", "none")
+DEFAULT_ENDPOINTS = {
+    GRPC: "http://localhost:4317",
+    HTTP: "http://localhost:4318/v1/traces",
+    HTTP_JSON: "http://localhost:4318/v1/traces",
+}
 TRACES_PATH = "/v1/traces"
 TRACE_EXPORT_METHOD = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"  # gRPC
 DEFAULT_TIMEOUT_MS = 10_000
 PROGRESS_MIN_SPANS = 50_000
+NO_ANSWER = "no answer"
 _HEADER_KEY = re.compile(r"[!#$%&'*+.^_`|~0-9a-z-]+")
 _Batch = TypeVar("_Batch")
 
 
 class OtlpConfigError(ValueError):
-    """One-line message for a bad endpoint/protocol/header setting."""
+    """One-line message for a bad ``--otlp-endpoint``/``--otlp-protocol``."""
 
 
 @dataclass(frozen=True)
@@ -54,9 +63,39 @@ class OtlpTarget:
     """Where and how to send spans."""
 
     endpoint: str  # full URL as given to the SDK exporter
-    protocol: str  # "grpc" or "http/protobuf"
+    protocol: str  # "grpc", "http/protobuf" or "http/json"
     headers: tuple[tuple[str, str], ...]
     timeout: float  # seconds per batch
+    compression: str = "none"  # "gzip" or "none"
+    warnings: tuple[str, ...] = ()  # OTEL_* values ignored, one line each
+
+    @property
+    def shown(self) -> str:
+        """The endpoint as printed: without the user and password it may hold."""
+        return shown_url(self.endpoint)
+
+    def scrub(self, text: str) -> str:
+        """``text`` (a message of the SDK, an exception) with the endpoint's
+        credentials and every header value replaced by ``[redacted]``."""
+        userinfo = urlsplit(self.endpoint).netloc.rpartition("@")[0]
+        secrets = {userinfo, unquote(userinfo), *userinfo.split(":"), *unquote(userinfo).split(":")}
+        secrets |= {value for _, value in self.headers}
+        for secret in sorted((s for s in secrets if len(s) >= 3), key=len, reverse=True):
+            text = text.replace(secret, REDACTED)
+        return text
+
+
+def shown_url(url: str) -> str:
+    """``url`` with its user and password (``http://user:pass@host``) replaced by
+    ``[redacted]``, for messages."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return REDACTED
+    if "@" not in parts.netloc:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{REDACTED}@{host}"))
 
 
 @dataclass
@@ -65,6 +104,9 @@ class SendResult:
 
     sent: int
     error: str | None  # one line, None on success
+    rejected: int = 0  # spans a partial success answer said were not stored
+    messages: list[str] = field(default_factory=list)  # the partial success messages
+    uncertain: int = 0  # spans of a request that timed out: maybe stored
 
 
 def otlp_target(
@@ -72,24 +114,37 @@ def otlp_target(
 ) -> OtlpTarget | None:
     """The OTLP target asked for by ``--otlp-endpoint``/``--otlp-protocol`` and the
     ``OTEL_*`` variables; None when neither an endpoint option nor
-    ``OTEL_TRACES_EXPORTER=otlp`` asks for OTLP. Raises OtlpConfigError."""
-    if endpoint is None and not _exporter_requested(environ):
+    ``OTEL_TRACES_EXPORTER=otlp`` asks for OTLP. A bad option raises
+    OtlpConfigError; a bad ``OTEL_*`` value is ignored, with a line in
+    ``warnings`` (spec: configuration/sdk-environment-variables.md, "Parsing":
+    an invalid value SHOULD be warned about and treated as if it were not set)."""
+    if endpoint is None and not exporter_requested(environ):
         return None
+    warnings: list[str] = []
     source, url = _endpoint_setting(endpoint, environ)
-    if url is not None:
-        _check_url(source, url)
-    chosen = _protocol(protocol, url, environ)
+    if url is not None and not _is_url(url):
+        if source == "--otlp-endpoint":
+            raise OtlpConfigError(
+                f"{source}={shown_url(url)!r} is not an OTLP endpoint URL "
+                "(expected http:// or https:// and a host, e.g. http://localhost:4317)"
+            )
+        warnings.append(f"{source}: not an http:// or https:// URL with a host; ignored")
+        source, url = "default", None
+    chosen = _protocol(protocol, url, environ, warnings)
     return OtlpTarget(
         endpoint=_signal_url(source, url, chosen),
         protocol=chosen,
-        headers=_headers(environ),
-        timeout=_timeout(environ),
+        headers=_headers(environ, warnings),
+        timeout=_timeout(environ, warnings),
+        compression=_compression(environ, warnings),
+        warnings=tuple(warnings),
     )
 
 
 def _setting(environ: Mapping[str, str], name: str) -> tuple[str, str] | None:
     """(variable, value) of the signal-specific ``OTEL_EXPORTER_OTLP_TRACES_<name>``,
-    else of ``OTEL_EXPORTER_OTLP_<name>``, else None (empty values count as unset)."""
+    else of ``OTEL_EXPORTER_OTLP_<name>``, else None (empty values count as unset:
+    spec, "Parsing empty value")."""
     for variable in (f"OTEL_EXPORTER_OTLP_TRACES_{name}", f"OTEL_EXPORTER_OTLP_{name}"):
         value = environ.get(variable, "").strip()
         if value:
@@ -97,7 +152,7 @@ def _setting(environ: Mapping[str, str], name: str) -> tuple[str, str] | None:
     return None
 
 
-def _exporter_requested(environ: Mapping[str, str]) -> bool:
+def exporter_requested(environ: Mapping[str, str]) -> bool:
     """Whether the comma list ``OTEL_TRACES_EXPORTER`` names ``otlp``."""
     names = {name.strip().lower() for name in environ.get("OTEL_TRACES_EXPORTER", "").split(",")}
     return "otlp" in names
@@ -110,32 +165,36 @@ def _endpoint_setting(endpoint: str | None, environ: Mapping[str, str]) -> tuple
     return _setting(environ, "ENDPOINT") or ("default", None)
 
 
-def _check_url(source: str, url: str) -> None:
-    """Raise OtlpConfigError unless ``url`` is an http(s) URL with a host and valid port."""
+def _is_url(url: str) -> bool:
+    """Whether ``url`` is an http(s) URL with a host and a valid port."""
     try:
         parts = urlsplit(url)
-        valid = parts.scheme in ("http", "https") and bool(parts.hostname)
         parts.port  # noqa: B018 - raises ValueError for a bad port
     except ValueError:
-        valid = False
-    if not valid:
-        raise OtlpConfigError(
-            f"{source}={url!r} is not an OTLP endpoint URL "
-            "(expected http:// or https:// and a host, e.g. http://localhost:4317)"
-        )
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
-def _protocol(protocol: str | None, url: str | None, environ: Mapping[str, str]) -> str:
-    """The protocol: the option, else OTEL_EXPORTER_OTLP_(TRACES_)PROTOCOL, else
-    http/protobuf for an endpoint on port 4318 or ending in /v1/traces, else grpc."""
-    setting = ("--otlp-protocol", protocol.strip()) if protocol else _setting(environ, "PROTOCOL")
-    if setting is None:
-        return HTTP if url is not None and _looks_like_http(url) else GRPC
-    source, value = setting
-    if value in PROTOCOLS:
-        return value
-    problem = "is not supported" if value == "http/json" else "is not an OTLP protocol"
-    raise OtlpConfigError(f"{source}={value!r} {problem} (use grpc or http/protobuf)")
+def _protocol(
+    protocol: str | None, url: str | None, environ: Mapping[str, str], warnings: list[str]
+) -> str:
+    """The protocol: the option, else OTEL_EXPORTER_OTLP_(TRACES_)PROTOCOL (an enum:
+    case-insensitive), else http/protobuf for an endpoint on port 4318 or ending
+    in /v1/traces, else grpc."""
+    if protocol:
+        if protocol.strip().lower() not in PROTOCOLS:
+            raise OtlpConfigError(
+                f"--otlp-protocol={protocol!r} is not an OTLP protocol "
+                "(use grpc, http/protobuf or http/json)"
+            )
+        return protocol.strip().lower()
+    setting = _setting(environ, "PROTOCOL")
+    if setting is not None:
+        variable, value = setting
+        if value.lower() in PROTOCOLS:
+            return value.lower()
+        warnings.append(f"{variable}={value!r} is not grpc, http/protobuf or http/json; ignored")
+    return HTTP if url is not None and _looks_like_http(url) else GRPC
 
 
 def _looks_like_http(url: str) -> bool:
@@ -145,8 +204,9 @@ def _looks_like_http(url: str) -> bool:
 
 
 def _signal_url(source: str, url: str | None, protocol: str) -> str:
-    """The URL for the SDK exporter: for http/protobuf the generic
-    OTEL_EXPORTER_OTLP_ENDPOINT, or an option URL without a path, gets /v1/traces."""
+    """The URL for the exporter: for OTLP/HTTP the generic OTEL_EXPORTER_OTLP_ENDPOINT,
+    or an option URL without a path, gets /v1/traces (spec: protocol/exporter.md,
+    "Endpoint URLs for OTLP/HTTP")."""
     if url is None:
         return DEFAULT_ENDPOINTS[protocol]
     if protocol == GRPC or source == "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT":
@@ -156,28 +216,29 @@ def _signal_url(source: str, url: str | None, protocol: str) -> str:
     return url
 
 
-def _headers(environ: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+def _headers(environ: Mapping[str, str], warnings: list[str]) -> tuple[tuple[str, str], ...]:
     """OTEL_EXPORTER_OTLP_(TRACES_)HEADERS ``k=v,k2=v2`` with URL-decoded values;
-    keys lower-cased (gRPC metadata keys must be)."""
+    keys lower-cased (gRPC metadata keys must be). An item that is not
+    ``key=value`` is left out with a warning that names it by position only (a
+    header value is often a credential)."""
     setting = _setting(environ, "HEADERS")
     if setting is None:
         return ()
     variable, value = setting
     headers = []
-    for item in value.split(","):
+    for position, item in enumerate(value.split(","), 1):
         if not item.strip():
             continue
         key, equals, text = item.partition("=")
         key = unquote(key).strip().lower()
         if not equals or not _HEADER_KEY.fullmatch(key):
-            raise OtlpConfigError(
-                f"{variable}: {item.strip()!r} is not a header (expected key=value,key2=value2)"
-            )
+            warnings.append(f"{variable}: item {position} is not key=value; ignored")
+            continue
         headers.append((key, unquote(text).strip()))
     return tuple(headers)
 
 
-def _timeout(environ: Mapping[str, str]) -> float:
+def _timeout(environ: Mapping[str, str], warnings: list[str]) -> float:
     """OTEL_EXPORTER_OTLP_(TRACES_)TIMEOUT in milliseconds (as the specification
     says) as seconds; 10 s by default."""
     setting = _setting(environ, "TIMEOUT")
@@ -189,8 +250,21 @@ def _timeout(environ: Mapping[str, str]) -> float:
     except ValueError:
         milliseconds = -1.0
     if not 0 < milliseconds < float("inf"):
-        raise OtlpConfigError(f"{variable}={value!r} is not a timeout in milliseconds")
+        warnings.append(f"{variable}={value!r} is not a timeout in milliseconds; ignored")
+        return DEFAULT_TIMEOUT_MS / 1000
     return milliseconds / 1000
+
+
+def _compression(environ: Mapping[str, str], warnings: list[str]) -> str:
+    """OTEL_EXPORTER_OTLP_(TRACES_)COMPRESSION: ``gzip`` or ``none`` (default)."""
+    setting = _setting(environ, "COMPRESSION")
+    if setting is None:
+        return "none"
+    variable, value = setting
+    if value.lower() in COMPRESSIONS:
+        return value.lower()
+    warnings.append(f"{variable}={value!r} is not gzip or none; ignored")
+    return "none"
 
 
 def send_trace(
@@ -203,9 +277,17 @@ def send_trace(
     that takes an encoded request."""
     exporter_class = _request_exporter_class(target.protocol)
     if exporter_class is None:
+        if target.protocol == HTTP_JSON:
+            reason = "the installed OTLP/HTTP exporter cannot send JSON bodies"
+            return SendResult(0, _failure(target, 0, len(plan), reason))
         return send_spans(trace_spans(trace, plan=plan), len(plan), target, progress=progress)
     exporter_for = functools.partial(_exporter, exporter_class=exporter_class)
-    requests = _one_ahead(encode_requests(trace, plan))
+    if target.protocol == HTTP_JSON:
+        from exporters.otlp_json import otlp_json_requests
+
+        requests = _one_ahead(otlp_json_requests(trace, plan))
+    else:
+        requests = _one_ahead(encode_requests(trace, plan))
     return _send(target, len(plan), progress, exporter_for, requests, _export_request)
 
 
@@ -240,24 +322,37 @@ def _send(
 ) -> SendResult:
     """Export ``batches`` (each with its number of spans) with the exporter made by
     ``exporter_for``; stop at the first batch that ``export`` says the collector
-    did not take; one line for a failure."""
-    sent = 0
-    with _sdk_log_records() as records, _progress_bar(total, progress) as bar:
+    did not take; one line for a failure. A ``partial_success`` answer counts its
+    rejected spans (spec: protocol/otlp.md, "Partial Success"); a request that
+    got no answer in time is uncertain, not failed: the collector may have
+    stored it."""
+    result = SendResult(0, None)
+    with sdk_log_records() as records, _progress_bar(total, progress) as bar:
         try:
             exporter = exporter_for(target)
         except Exception as error:
-            return SendResult(0, _failure(target, 0, total, _exception_text(error)))
+            result.error = _failure(target, 0, total, _exception_text(error))
+            return result
         try:
             for batch, count in batches:
-                if not export(exporter, batch, count):
-                    return SendResult(sent, _failure(target, sent, total, _reason(records, target)))
-                sent += count
+                ok = export(exporter, batch, count)
+                for rejected, message in getattr(exporter, "partial", ()):
+                    result.rejected += rejected
+                    if message and message not in result.messages:
+                        result.messages.append(message)
+                if not ok:
+                    reason = _reason(records, target)
+                    if reason.startswith(NO_ANSWER):
+                        result.uncertain = count
+                    result.error = _failure(target, result.sent, total, reason)
+                    return result
+                result.sent += count
                 bar.update(count)
         except Exception as error:
-            return SendResult(sent, _failure(target, sent, total, _exception_text(error)))
+            result.error = _failure(target, result.sent, total, _exception_text(error))
         finally:
             exporter.shutdown()
-    return SendResult(sent, None)
+    return result
 
 
 def _export_spans(exporter: SpanExporter, batch: list[ReadableSpan], count: int) -> bool:
@@ -275,6 +370,7 @@ def _exporter(target: OtlpTarget, exporter_class: type[SpanExporter] | None = No
     of it from ``_request_exporter_class``, made with the same settings)."""
     if target.protocol == GRPC:
         _quiet_grpc()
+        from grpc import Compression
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 
         return (exporter_class or OTLPSpanExporter)(
@@ -282,13 +378,23 @@ def _exporter(target: OtlpTarget, exporter_class: type[SpanExporter] | None = No
             insecure=urlsplit(target.endpoint).scheme == "http",
             headers=target.headers,
             timeout=target.timeout,
+            compression=Compression.Gzip
+            if target.compression == "gzip"
+            else Compression.NoCompression,
         )
+    from opentelemetry.exporter.otlp.proto.http import Compression as HttpCompression
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
         OTLPSpanExporter as HttpSpanExporter,
     )
 
+    headers = dict(target.headers)
+    if target.protocol == HTTP_JSON:  # spec: protocol/otlp.md, "JSON Protobuf Encoding"
+        headers["content-type"] = "application/json"
     return (exporter_class or HttpSpanExporter)(
-        endpoint=target.endpoint, headers=dict(target.headers), timeout=target.timeout
+        endpoint=target.endpoint,
+        headers=headers,
+        timeout=target.timeout,
+        compression=HttpCompression(target.compression),
     )
 
 
@@ -329,9 +435,18 @@ def _grpc_request_exporter() -> type[SpanExporter] | None:
         return None
 
     class GrpcRequestExporter(OTLPSpanExporter):
+        partial: list[tuple[int, str]]
+
         def export_request(self, request: bytes, spans: int) -> bool:
-            """Send an encoded ExportTraceServiceRequest of ``spans`` spans."""
+            """Send an encoded ExportTraceServiceRequest of ``spans`` spans; what a
+            partial success answer said is in ``partial``."""
+            self.partial = []
             return self._export(_Request(request, spans)) is SpanExportResult.SUCCESS
+
+        def _answered(self, response: ExportTraceServiceResponse) -> None:
+            answer = response.partial_success
+            if answer.rejected_spans or answer.error_message:
+                self.partial.append((answer.rejected_spans, answer.error_message))
 
         def _translate_data(self, data: _Request) -> bytes:
             return data.request
@@ -346,7 +461,13 @@ def _grpc_request_exporter() -> type[SpanExporter] | None:
                 request_serializer=None,  # the request is serialized already
                 response_deserializer=ExportTraceServiceResponse.FromString,
             )
-            self._client = types.SimpleNamespace(Export=export)
+
+            def answered(**call: Any) -> ExportTraceServiceResponse:
+                response = export(**call)
+                self._answered(response)
+                return response
+
+            self._client = types.SimpleNamespace(Export=answered)
 
     return GrpcRequestExporter
 
@@ -362,11 +483,51 @@ def _http_request_exporter() -> type[SpanExporter] | None:
         return None
 
     class HttpRequestExporter(trace_exporter.OTLPSpanExporter):
+        partial: list[tuple[int, str]]
+
         def export_request(self, request: bytes, spans: int) -> bool:
-            """Send an encoded ExportTraceServiceRequest of ``spans`` spans."""
-            return bool(self._client.export(request).success)
+            """Send an encoded ExportTraceServiceRequest of ``spans`` spans (protobuf,
+            or JSON for http/json); what a partial success answer said is in
+            ``partial``."""
+            self.partial = []
+            transport = self._client._transport
+            post = transport.request
+
+            def answered(*args: Any, **kwargs: Any) -> Any:
+                result = post(*args, **kwargs)
+                status = getattr(result, "status_code", None)
+                if status is not None and 200 <= status < 300:
+                    self.partial += _partial_success(result.content())
+                return result
+
+            transport.request = answered
+            try:
+                return bool(self._client.export(request).success)
+            finally:
+                transport.request = post
 
     return HttpRequestExporter
+
+
+def _partial_success(body: bytes) -> list[tuple[int, str]]:
+    """(rejected spans, message) of an OTLP/HTTP answer's ``partial_success``, in
+    protobuf or JSON (an empty body is full success)."""
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceResponse,
+    )
+
+    if not body:
+        return []
+    try:
+        if body.lstrip().startswith(b"{"):
+            answer = json.loads(body).get("partialSuccess") or {}
+            rejected, message = int(answer.get("rejectedSpans") or 0), answer.get("errorMessage")
+        else:
+            partial = ExportTraceServiceResponse.FromString(body).partial_success
+            rejected, message = partial.rejected_spans, partial.error_message
+    except (ValueError, AttributeError, TypeError):
+        return []
+    return [(rejected, str(message or ""))] if rejected or message else []
 
 
 @dataclass(frozen=True)
@@ -413,7 +574,7 @@ def _attributes_size(attributes: Mapping[str, object] | None) -> int:
 
 
 @contextmanager
-def _sdk_log_records() -> Iterator[list[logging.LogRecord]]:
+def sdk_log_records() -> Iterator[list[logging.LogRecord]]:
     """Collect the warnings and errors the SDK logs meanwhile, instead of letting
     them reach the terminal or the traced program's logging configuration. The
     SDK loggers' own filters (one drops a repeat of the last message) are lifted
@@ -475,8 +636,8 @@ def _progress_bar(total: int, progress: bool) -> Iterator[tqdm]:
 def _failure(target: OtlpTarget, sent: int, total: int, reason: str) -> str:
     """The one-line error of a failed export."""
     return (
-        f"OTLP export to {target.endpoint} ({target.protocol}) failed after "
-        f"{sent} of {total} spans: {reason}"
+        f"OTLP export to {target.shown} ({target.protocol}) failed after "
+        f"{sent} of {total} spans: {target.scrub(reason)}"
     )
 
 
@@ -500,8 +661,8 @@ def _reason(records: list[logging.LogRecord], target: OtlpTarget) -> str:
     answers = [cause for cause in causes if not _is_timeout(cause)]
     if answers:
         return answers[-1]
-    if causes:
-        return f"no answer within {target.timeout:g} s"
+    if causes or re.search(r"Read timed out|ReadTimeout|DEADLINE_EXCEEDED|due to timeout", text):
+        return f"{NO_ANSWER} within {target.timeout:g} s"
     return _one_line(messages[-1]) if messages else "the exporter reported a failure"
 
 

@@ -21,21 +21,27 @@ import orjson
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import StatusCode
 
-from exporters.json_trace import atomic_output
-from otel_tracer.model import EXTERNAL, RAISED, RESUMED, UNFINISHED, YIELDED, Trace
-from otel_tracer.span_plan import SpanPlan, span_plan
-from otel_tracer.spans import (
+from otel_tracer.spans.plan import SpanPlan, pattern_attributes, span_plan
+from otel_tracer.spans.sdk import (
     ARGS_PREFIX,
     RETURN_VALUE,
     YIELDED_VALUE,
     SpanBuilder,
     span_name,
 )
+from otel_tracer.trace.model import EXTERNAL, FINALIZER, RAISED, RESUMED, UNFINISHED, YIELDED, Trace
+from otel_tracer.trace.save import atomic_output
 
-CHUNK = 20_000  # spans encoded and written at a time
+CHUNK = 20_000  # calls encoded at a time
+# At most 1 MiB per line: the Collector's otlpjsonfile receiver reads files with
+# stanza's fileconsumer, whose ``max_log_size`` (the longest line) defaults to 1 MiB.
+LINE_BYTES = 1 << 20
 _KIND_INTERNAL = 1  # OTLP SpanKind: the SDK's SpanKind value + 1
+_HAS_IS_REMOTE = 0x100  # SpanFlags.SPAN_FLAGS_CONTEXT_HAS_IS_REMOTE_MASK (trace.proto)
+_IS_REMOTE = 0x200  # SpanFlags.SPAN_FLAGS_CONTEXT_IS_REMOTE_MASK
 _STATUS_CODES = {StatusCode.UNSET: 0, StatusCode.OK: 1, StatusCode.ERROR: 2}
 
 
@@ -66,6 +72,8 @@ def span_object(span: ReadableSpan) -> dict[str, Any]:
         "traceId": f"{context.trace_id:032x}",
         "spanId": f"{context.span_id:016x}",
     }
+    if context.trace_state:
+        out["traceState"] = context.trace_state.to_header()
     if span.parent is not None:
         out["parentSpanId"] = f"{span.parent.span_id:016x}"
     out["name"] = span.name
@@ -83,6 +91,8 @@ def span_object(span: ReadableSpan) -> dict[str, Any]:
             for e in span.events
         ]
     out["status"] = _status(span)
+    remote = span.parent is not None and span.parent.is_remote
+    out["flags"] = _HAS_IS_REMOTE | (_IS_REMOTE if remote else 0)  # as the SDK sends them
     return out
 
 
@@ -94,43 +104,82 @@ def _status(span: ReadableSpan) -> dict[str, Any]:
     return status
 
 
-def _document_parts(resource: Resource, scope: dict[str, str]) -> tuple[bytes, bytes]:
-    """The document around the spans array of one resource and scope."""
+def _document_parts(resource: Resource, scope: InstrumentationScope) -> tuple[bytes, bytes]:
+    """The request around the spans array of one resource and scope."""
     head = {
         "resourceSpans": [
             {
                 "resource": {"attributes": key_values(resource.attributes)},
-                "scopeSpans": [{"scope": scope, "spans": []}],
+                "scopeSpans": [{"scope": _scope(scope), "spans": [], **_schema(scope)}],
+                **_schema(resource),
             }
         ]
     }
     text = orjson.dumps(head)
-    cut = text.rindex(b"[]")
+    cut = text.index(b"[]")
     return text[: cut + 1], text[cut + 1 :]
+
+
+def _scope(scope: InstrumentationScope | None) -> dict[str, str]:
+    """An OTLP/JSON ``InstrumentationScope``."""
+    if scope is None:
+        return {}
+    return {"name": scope.name, **({"version": scope.version} if scope.version else {})}
+
+
+def _schema(owner: Resource | InstrumentationScope | None) -> dict[str, str]:
+    """The ``schemaUrl`` field of a ResourceSpans or ScopeSpans, when there is one."""
+    url = getattr(owner, "schema_url", "")
+    return {"schemaUrl": url} if url else {}
 
 
 def write_otlp_json(
     trace: Trace, path: str | os.PathLike[str], plan: SpanPlan | None = None
 ) -> int:
-    """Write ``trace`` (the spans of ``plan``, by default every call) as one OTLP/JSON
-    document, atomically; returns the number of spans."""
+    """Write ``trace`` (the spans of ``plan``, by default every call) as OTLP/JSON
+    Lines, atomically; returns the number of spans."""
     plan = plan if plan is not None else span_plan(trace)
     with atomic_output(Path(path)) as out:
-        out.writelines(otlp_json_pieces(trace, plan))
+        out.writelines(otlp_json_lines(trace, plan))
     return len(plan)
 
 
-def otlp_json_pieces(trace: Trace, plan: SpanPlan | None = None) -> Iterator[bytes]:
-    """The OTLP/JSON document of ``trace`` in pieces of at most ``CHUNK`` spans."""
+def otlp_json_lines(trace: Trace, plan: SpanPlan | None = None) -> Iterator[bytes]:
+    """The OTLP/JSON Lines of ``trace``: one ``ExportTraceServiceRequest`` per line,
+    ending in a newline, of one process (one Resource) each and at most
+    ``LINE_BYTES`` bytes (a single span larger than that goes alone)."""
+    for request, _ in otlp_json_requests(trace, plan):
+        yield request + b"\n"
+
+
+def otlp_json_requests(trace: Trace, plan: SpanPlan | None = None) -> Iterator[tuple[bytes, int]]:
+    """The OTLP/JSON requests of ``trace`` (each of one process, at most
+    ``LINE_BYTES`` - 1 bytes) with their number of spans: the lines of the file,
+    and the bodies of ``http/json``."""
     plan = plan if plan is not None else span_plan(trace)
-    build = SpanBuilder(trace)
-    root = build.root(plan)
-    scope = root.instrumentation_scope
-    head, tail = _document_parts(root.resource, {"name": scope.name, "version": scope.version})
-    yield head + orjson.dumps(span_object(root))
-    for chunk in _CallEncoder(build, plan).chunks():
-        yield b"," + chunk
-    yield tail
+    first = SpanBuilder(trace)
+    for part in plan.parts:
+        build = first.for_part(part)
+        root = build.root(part)
+        head, tail = _document_parts(root.resource, root.instrumentation_scope)
+        room = LINE_BYTES - len(head) - len(tail) - 1
+        spans = _CallEncoder(build, part).spans(first=orjson.dumps(span_object(root)))
+        for batch in _lines(spans, room):
+            yield head + b",".join(batch) + tail, len(batch)
+
+
+def _lines(spans: Iterator[bytes], room: int) -> Iterator[list[bytes]]:
+    """The encoded spans in lists whose comma-joined size fits ``room``."""
+    batch: list[bytes] = []
+    size = -1
+    for span in spans:
+        if batch and size + 1 + len(span) > room:
+            yield batch
+            batch, size = [], -1
+        batch.append(span)
+        size += 1 + len(span)
+    if batch:
+        yield batch
 
 
 def _items(attributes: dict[str, Any]) -> bytes:
@@ -142,9 +191,10 @@ _CALL_ID = b',{"key":"otel_tracer.call.id","value":{"intValue":"%d"}}'
 _EXTERNAL = {flag: b"," + _items({"otel_tracer.call.external": flag}) for flag in (False, True)}
 _RESUMED = b"," + _items({"otel_tracer.call.resumed": True})
 _UNFINISHED = b"," + _items({"otel_tracer.call.unfinished": True})
+_FINALIZER = b"," + _items({"otel_tracer.call.finalizer": True})
 _PATTERN_POSITION = (
-    b',{"key":"pattern.iteration","value":{"intValue":"%d"}}'
-    b',{"key":"pattern.variant","value":{"intValue":"%d"}}'
+    b',{"key":"otel_tracer.pattern.iteration","value":{"intValue":"%d"}}'
+    b',{"key":"otel_tracer.pattern.variant","value":{"intValue":"%d"}}'
 )
 
 
@@ -157,6 +207,8 @@ class _CallEncoder:
         self.trace = build.trace
         self.plan = plan
         self.head = b'{"traceId":"%032x","spanId":"' % build.trace_id
+        state = build.trace_state.to_header()
+        self.state = b',"traceState":' + orjson.dumps(state) if state else b""
         self.names: dict[tuple[int, int], bytes] = {}
         attributes = build.attributes
         self.functions = [_items(a) for a in attributes.functions]
@@ -181,6 +233,8 @@ class _CallEncoder:
             parts.append(_RESUMED)
         if flags & UNFINISHED:
             parts.append(_UNFINISHED)
+        if flags & FINALIZER:
+            parts.append(_FINALIZER)
         if a.arg_tuple[row] >= 0:
             key = (function, a.arg_tuple[row])
             args = self.args.get(key)
@@ -206,27 +260,27 @@ class _CallEncoder:
         if shared is None:
             named = self.patterns.attributes_of(row)
             del named["pattern.iteration"], named["pattern.variant"]
+            named = pattern_attributes(named)
             shared = self.pattern_groups[group] = b"," + _items(named)
         return shared + _PATTERN_POSITION % (
             int(self.patterns.iteration[row]),
             int(self.patterns.variant[row]),
         )
 
-    def chunks(self) -> Iterator[bytes]:
-        """Comma-joined spans, ``CHUNK`` calls at a time, group spans before their
-        first call."""
+    def spans(self, first: bytes) -> Iterator[bytes]:
+        """``first`` (the root span), then the spans of the calls, ``CHUNK`` calls
+        encoded at a time, group spans before their first call."""
+        yield first
         plan = self.plan
         groups = iter(plan.groups)
         group = next(groups, None)
         for lo in range(0, len(plan.rows), CHUNK):
             hi = min(lo + CHUNK, len(plan.rows))
-            pieces = []
             for i, piece in enumerate(self._calls(lo, hi), lo):
                 while group is not None and group.before == i:
-                    pieces.append(orjson.dumps(span_object(self.build.group(group))))
+                    yield orjson.dumps(span_object(self.build.group(group)))
                     group = next(groups, None)
-                pieces.append(piece)
-            yield b",".join(pieces)
+                yield piece
 
     def _calls(self, lo: int, hi: int) -> Iterator[bytes]:
         calls, build = self.trace.calls, self.build
@@ -243,9 +297,10 @@ class _CallEncoder:
             if flags & RAISED:  # rare: the generic path, with the exception event
                 yield orjson.dumps(span_object(build.call(row, parent_id)))
                 continue
-            yield b'%s%016x","parentSpanId":"%016x","name":%s,%s%d",%s%d",%s%s]%s' % (
+            yield b'%s%016x"%s,"parentSpanId":"%016x","name":%s,%s%d",%s%d",%s%s]%s' % (
                 self.head,
                 span_id,
+                self.state,
                 parent_id,
                 self._name(row, flags),
                 b'"kind":1,"startTimeUnixNano":"',
@@ -254,7 +309,7 @@ class _CallEncoder:
                 end,
                 b'"attributes":[',
                 self._attributes(row, flags),
-                b',"status":{}}',
+                b',"status":{},"flags":%d}' % _HAS_IS_REMOTE,
             )
 
     def _name(self, row: int, flags: int) -> bytes:
@@ -266,14 +321,15 @@ class _CallEncoder:
 
 
 class OtlpJsonFileExporter(SpanExporter):
-    """A ``SpanExporter`` writing every span it is given to one OTLP/JSON file on
-    ``shutdown`` (atomically), grouped by resource and instrumentation scope."""
+    """A ``SpanExporter`` writing every span it is given to one OTLP/JSON Lines
+    file on ``shutdown`` (atomically): per resource and instrumentation scope,
+    requests of at most ``LINE_BYTES``, one per line."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
-        self._resources: dict[int, Resource] = {}
-        self._spans: dict[tuple[int, tuple[str, str]], list[bytes]] = {}
+        self._owners: dict[tuple[int, int], tuple[Resource, InstrumentationScope | None]] = {}
+        self._spans: dict[tuple[int, int], list[bytes]] = {}
         self._closed = False
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
@@ -283,9 +339,8 @@ class OtlpJsonFileExporter(SpanExporter):
                 return SpanExportResult.FAILURE
             for span in spans:
                 scope = span.instrumentation_scope
-                self._resources.setdefault(id(span.resource), span.resource)
-                names = (scope.name, scope.version or "") if scope else ("", "")
-                key = (id(span.resource), names)
+                key = (id(span.resource), id(scope))
+                self._owners.setdefault(key, (span.resource, scope))
                 self._spans.setdefault(key, []).append(orjson.dumps(span_object(span)))
         return SpanExportResult.SUCCESS
 
@@ -296,25 +351,14 @@ class OtlpJsonFileExporter(SpanExporter):
                 return
             self._closed = True
             with atomic_output(self.path) as out:
-                out.writelines(self._document())
+                out.writelines(self._lines())
 
-    def _document(self) -> Iterator[bytes]:
-        """The document in pieces: the encoded spans are spliced in, not re-parsed."""
-        by_resource: dict[int, list[tuple[tuple[str, str], list[bytes]]]] = {}
-        for (resource, names), spans in self._spans.items():
-            by_resource.setdefault(resource, []).append((names, spans))
-        yield b'{"resourceSpans":['
-        for i, (resource, scopes) in enumerate(by_resource.items()):
-            attributes = key_values(self._resources[resource].attributes)
-            yield b"," * (i > 0) + b'{"resource":' + orjson.dumps({"attributes": attributes})
-            yield b',"scopeSpans":['
-            for j, ((name, version), spans) in enumerate(scopes):
-                scope = {"name": name, **({"version": version} if version else {})}
-                yield b"," * (j > 0) + b'{"scope":' + orjson.dumps(scope) + b',"spans":['
-                yield b",".join(spans)
-                yield b"]}"
-            yield b"]}"
-        yield b"]}"
+    def _lines(self) -> Iterator[bytes]:
+        """The requests, one per line: the encoded spans are spliced in, not re-parsed."""
+        for key, spans in self._spans.items():
+            head, tail = _document_parts(*self._owners[key])
+            for batch in _lines(iter(spans), LINE_BYTES - len(head) - len(tail) - 1):
+                yield head + b",".join(batch) + tail + b"\n"
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         """Nothing is buffered outside the file's contents; always true."""

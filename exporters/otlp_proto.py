@@ -22,9 +22,8 @@ from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans
 from opentelemetry.sdk.trace import ReadableSpan
 
-from otel_tracer.model import EXTERNAL, RAISED, RESUMED, UNFINISHED, YIELDED, Trace
-from otel_tracer.span_plan import SpanPlan
-from otel_tracer.spans import (
+from otel_tracer.spans.plan import PATTERN_PREFIX, SpanPlan, pattern_attributes
+from otel_tracer.spans.sdk import (
     ARGS_PREFIX,
     CALL_EXTERNAL,
     CALL_ID,
@@ -34,6 +33,7 @@ from otel_tracer.spans import (
     SpanBuilder,
     span_name,
 )
+from otel_tracer.trace.model import EXTERNAL, FINALIZER, RAISED, RESUMED, UNFINISHED, YIELDED, Trace
 
 BATCH_SPANS = 2_000  # ~0.9 MB of protobuf for typical call spans
 BATCH_BYTES = 1 << 20  # collectors and Jaeger refuse gRPC messages over 4 MiB
@@ -54,14 +54,18 @@ def encode_requests(
     """The spans of ``plan`` (the root first, group spans before their first call)
     as serialized ``ExportTraceServiceRequest``s of at most ``batch_spans`` spans
     and ``batch_bytes`` bytes of spans (a larger span goes alone), each with its
-    number of spans; encoded lazily, a chunk of calls at a time."""
-    build = SpanBuilder(trace)
-    resource_spans = encode_spans([build.root(plan)]).resource_spans[0]
-    root = resource_spans.scope_spans[0].spans[0].SerializeToString()
-    envelope = _Envelope(resource_spans)
-    spans = _CallEncoder(build, plan).spans(first=root)
-    for batch in _batches(spans, batch_spans, batch_bytes):
-        yield envelope.request(batch), len(batch)
+    number of spans; encoded lazily, a chunk of calls at a time. Each process of
+    the run is its own ResourceSpans (its own Resource), so a request holds the
+    spans of one process."""
+    first = SpanBuilder(trace)
+    for part in plan.parts:
+        build = first.for_part(part)
+        resource_spans = encode_spans([build.root(part)]).resource_spans[0]
+        root = resource_spans.scope_spans[0].spans[0].SerializeToString()
+        envelope = _Envelope(resource_spans)
+        spans = _CallEncoder(build, part).spans(first=root)
+        for batch in _batches(spans, batch_spans, batch_bytes):
+            yield envelope.request(batch), len(batch)
 
 
 def _batches(spans: Iterable[bytes], most: int, most_bytes: int) -> Iterator[list[bytes]]:
@@ -177,6 +181,8 @@ class _CallEncoder:
                 parts.append(_RESUMED)
             if flag & UNFINISHED:
                 parts.append(_UNFINISHED)
+            if flag & FINALIZER:
+                parts.append(_FINALIZER)
             if arg >= 0:
                 parts.append(self.args.get(arg) or self._args(arg, row))
             if value >= 0:
@@ -228,8 +234,8 @@ class _CallEncoder:
         shared = self.pattern_groups.get(group)
         position = self.positions.get((iteration, variant))
         if shared is None or position is None:
-            named = self.trace.patterns.attributes_of(row)
-            where = {name: named.pop(name) for name in ("pattern.iteration", "pattern.variant")}
+            named = pattern_attributes(self.trace.patterns.attributes_of(row))
+            where = {name: named.pop(name) for name in _PATTERN_POSITION}
             shared = self.pattern_groups[group] = _attributes(named)
             position = _remember(self.positions, (iteration, variant), _attributes(where))
         return shared + position
@@ -244,6 +250,8 @@ class _Records:
         calls = build.trace.calls
         self.span_ids, self.starts, self.ends = calls.span_id, calls.start, calls.end
         self.trace_id = build.trace_id.to_bytes(16, "big")
+        state = build.trace_state.to_header().encode()
+        self.trace_state = _field(3, state) if state else b""  # Span.trace_state
         self.layouts: dict[int, np.ndarray] = {}
 
     def of(self, rows: np.ndarray, parent_ids: np.ndarray) -> list[bytes]:
@@ -271,7 +279,7 @@ class _Records:
             layout = [
                 ("trace_id", _key(1) + b"\x10" + self.trace_id + _key(2) + b"\x08"),
                 ("span_id", ">u8"),
-                ("parent_key", _key(4) + b"\x08"),
+                ("parent_key", self.trace_state + _key(4) + b"\x08"),
                 ("parent_id", ">u8"),
                 ("kind", _key(6, 0) + b"\x01" + _key(7, 1)),  # SPAN_KIND_INTERNAL
                 ("start", "<u8"),
@@ -383,5 +391,7 @@ _STATUS_AND_FLAGS = (
 _EXTERNAL = {flag: _attribute(CALL_EXTERNAL, bool(flag)) for flag in (0, EXTERNAL)}
 _RESUMED = _attribute(f"{NAMESPACE}.call.resumed", True)
 _UNFINISHED = _attribute(f"{NAMESPACE}.call.unfinished", True)
+_FINALIZER = _attribute(f"{NAMESPACE}.call.finalizer", True)
+_PATTERN_POSITION = (PATTERN_PREFIX + "pattern.iteration", PATTERN_PREFIX + "pattern.variant")
 _RETURN_VALUE = _field(1, RETURN_VALUE.encode())
 _YIELDED_VALUE = _field(1, YIELDED_VALUE.encode())

@@ -4,21 +4,26 @@ one of them; shared by the tracer (``python -m cli.main``) and the converter
 
 from __future__ import annotations
 
+import io
 import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from exporters.json_trace import output_problem
-from otel_tracer.model import Trace
+from otel_tracer.trace.files import output_problem
+from otel_tracer.trace.text import printable
 
 if TYPE_CHECKING:
+    from otel_tracer.trace.model import Trace
     from patterns.engine import Folding
 
 FORMATS = ("json", "json.gz", "text", "html", "otlp-json", "perfetto")
 SUFFIXES = (
+    (".otlp.jsonl", "otlp-json"),  # the extension the OTLP file format prefers
     (".otlp.json", "otlp-json"),
+    (".jsonl", "otlp-json"),
     (".json.gz", "json.gz"),
     (".json", "json"),
     (".txt", "text"),
@@ -41,8 +46,9 @@ class OutputError(ValueError):
 class Output:
     """One place the trace goes, and in which format."""
 
-    path: str  # "-" for stdout
+    path: str  # "-" for stdout; absolute for a file (the program may change directory)
     format: str
+    name: str = ""  # the path as the user gave it, for messages
 
 
 def output_format(path: str, forced: str | None) -> str:
@@ -72,8 +78,9 @@ def stem(path: str) -> str:
 
 
 def checked_output(path: str, forced: str | None) -> Output:
-    """The output for ``-o path``, checked before anything runs."""
-    out = Output(path, output_format(path, forced))
+    """The output for ``-o path``, checked before anything runs; a relative path
+    is taken from the directory the command runs in, now."""
+    out = Output(path if path == "-" else os.path.abspath(path), output_format(path, forced), path)
     if path == "-":
         if out.format in FILE_ONLY:
             raise OutputError(FILE_ONLY[out.format])
@@ -97,7 +104,7 @@ def render_text(trace: Trace, folding: Folding | None, stream: TextIO) -> None:
 
         render_grouped(folding, stream)
     else:
-        from otel_tracer.tree import render_tree
+        from otel_tracer.trace.tree import render_tree
 
         render_tree(trace, stream)
 
@@ -116,13 +123,13 @@ def write_output(
 
         write_perfetto(trace, out.path)
     elif out.format == "otlp-json":
-        from exporters.otlp_json import otlp_json_pieces, write_otlp_json
-        from otel_tracer.span_plan import span_plan
+        from exporters.otlp_json import otlp_json_lines, write_otlp_json
+        from otel_tracer.spans.plan import span_plan
 
         plan = span_plan(trace, fold_patterns)
         if out.path == "-":
             sys.stdout.flush()
-            sys.stdout.buffer.writelines([*otlp_json_pieces(trace, plan), b"\n"])
+            sys.stdout.buffer.writelines(otlp_json_lines(trace, plan))
             sys.stdout.flush()
         else:
             write_otlp_json(trace, out.path, plan)
@@ -130,10 +137,15 @@ def write_output(
         if out.path == "-":
             render_text(trace, folding, sys.stdout)
         else:
-            with open(out.path, "w", encoding="utf-8") as stream:
+            from otel_tracer.trace.save import atomic_output
+
+            with atomic_output(Path(out.path)) as raw:
+                stream = io.TextIOWrapper(raw, encoding="utf-8")
                 render_text(trace, folding, stream)
+                stream.flush()
+                stream.detach()
     else:
-        from exporters.json_trace import save
+        from otel_tracer.trace.save import save
 
         save(trace, out.path, compress=out.format == "json.gz")
 
@@ -142,7 +154,7 @@ def written_line(trace: Trace, out: Output) -> str:
     """``trace written to PATH (N bytes, B bytes/call)`` for the status line."""
     size = os.path.getsize(out.path)
     per_call = f", {size / len(trace):.0f} bytes/call" if len(trace) else ""
-    return f"trace written to {out.path} ({size} bytes{per_call})"
+    return f"trace written to {out.name or out.path} ({size} bytes{per_call})"
 
 
 def status_printer(label: str, quiet: bool) -> Callable[[str], None]:
@@ -150,6 +162,6 @@ def status_printer(label: str, quiet: bool) -> Callable[[str], None]:
 
     def status(message: str) -> None:
         if not quiet:
-            print(f"{label}: {message}", file=sys.stderr, flush=True)
+            print(f"{label}: {printable(message)}", file=sys.stderr, flush=True)
 
     return status

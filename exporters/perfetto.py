@@ -39,20 +39,27 @@ from perfetto.protos.perfetto.trace.perfetto_trace_pb2 import (
 )
 from perfetto.trace_builder.proto_builder import TraceProtoBuilder
 
-from exporters.json_trace import atomic_output
-from otel_tracer.model import EXTERNAL, RAISED, RESUMED, UNFINISHED, YIELDED, Trace
-from otel_tracer.span_plan import group_label
+from otel_tracer.spans.plan import group_label
+from otel_tracer.trace.model import EXTERNAL, FINALIZER, RAISED, RESUMED, UNFINISHED, YIELDED, Trace
+from otel_tracer.trace.save import atomic_output
 
 CHUNK_PACKETS = 100_000  # packets per serialized chunk
 CALL_SEQUENCE = 1  # trusted_packet_sequence_id of the call slices
 PATTERN_SEQUENCE = 2  # ... of the pattern slices
 SPAN_SEQUENCE = 3  # ... of PerfettoFileExporter's slices
+EXCEPTION_SEQUENCE = 4  # ... of the exception instants
+CLOCK_SEQUENCE = 5  # ... of the clock snapshot and the process tree
+# Perfetto's builtin clocks (protos/perfetto/common/builtin_clock.proto): the
+# recorded times are Unix ns, REALTIME; BOOTTIME is what system traces use.
+REALTIME, BOOTTIME = 1, 6
 PROCESS_UUID = 1
 SCOPE, EXTERNAL_CATEGORY = "scope", "external"
+PATTERN_CATEGORY, EXCEPTION_CATEGORY = "pattern", "exception"
 MIN_SHARED = 3  # calls that must share a BEGIN content for it to be pre-serialized
 CLEARED = TracePacket.SEQ_INCREMENTAL_STATE_CLEARED
 NEEDS_STATE = TracePacket.SEQ_NEEDS_INCREMENTAL_STATE
 BEGIN, END = TrackEvent.TYPE_SLICE_BEGIN, TrackEvent.TYPE_SLICE_END
+INSTANT = TrackEvent.TYPE_INSTANT
 CALL_ID = "otel_tracer.call.id"
 FIXED_ANNOTATIONS = (
     CALL_ID,
@@ -62,6 +69,7 @@ FIXED_ANNOTATIONS = (
     "otel_tracer.call.external",
     "otel_tracer.call.resumed",
     "otel_tracer.call.unfinished",
+    "otel_tracer.call.finalizer",
     "otel_tracer.return_value",
     "otel_tracer.yielded_value",
     "exception.type",
@@ -122,6 +130,7 @@ class _Interner:
         packet = packets.add()
         packet.trusted_packet_sequence_id = sequence
         packet.sequence_flags = CLEARED | NEEDS_STATE
+        packet.trace_packet_defaults.timestamp_clock_id = REALTIME  # Unix ns
         packet.interned_data.CopyFrom(
             InternedData(
                 event_names=[EventName(iid=i, name=n) for n, i in self.names.items()],
@@ -180,17 +189,14 @@ def _call_tracks(trace: Trace) -> list[TrackDescriptor]:
     """A track per process, one thread track per thread and a pattern track (a
     child of the thread's) per thread that has pattern groups."""
     main_pid = int(trace.meta.get("pid") or 1)
-    processes = trace.meta.get("processes") or [
-        {"pid": main_pid, "argv": trace.meta.get("argv") or [trace.meta.get("script") or ""]}
-    ]
+    processes = _processes(trace)
     tracks, process_uuids = [], {}
-    for index, process in enumerate(processes):
+    for index, (process, name) in enumerate(
+        zip(processes, _process_names(trace, processes), strict=True)
+    ):
         pid = int(process["pid"])
         process_uuids[pid] = PROCESS_UUID if index == 0 else (1 << 40) + index
         argv = [str(a) for a in process["argv"]]
-        program = trace.meta.get("script") if index == 0 else None
-        program = str(program or (argv[0] if argv else "") or "python")
-        name = os.path.basename(program) or program
         tracks.append(_process_track(process_uuids[pid], pid, name, argv))
     for index, (thread, tid) in enumerate(zip(trace.threads, _thread_tids(trace), strict=True)):
         pid = thread.pid or main_pid
@@ -203,14 +209,70 @@ def _call_tracks(trace: Trace) -> list[TrackDescriptor]:
         )
     groups = trace.patterns.section["groups"] if trace.patterns is not None else []
     for index in sorted({int(group["thread"]) for group in groups}):
-        tracks.append(
+        thread = trace.threads[index]
+        tracks.append(  # a process-scoped track: per-thread SQL sees only calls
             TrackDescriptor(
                 uuid=_pattern_uuid(index),
-                parent_uuid=_thread_uuid(index),
-                name=f"{trace.threads[index].name} patterns",
+                parent_uuid=process_uuids.get(thread.pid or main_pid, PROCESS_UUID),
+                name=f"{thread.name} {_thread_tids(trace)[index]} patterns",
             )
         )
     return tracks
+
+
+def _processes(trace: Trace) -> list[dict[str, Any]]:
+    """``metadata.processes``, or the one process of the trace."""
+    main_pid = int(trace.meta.get("pid") or 1)
+    return trace.meta.get("processes") or [
+        {
+            "pid": main_pid,
+            "parent_pid": int(trace.meta.get("parent_pid") or 0),
+            "argv": trace.meta.get("argv") or [trace.meta.get("script") or ""],
+        }
+    ]
+
+
+def _process_names(trace: Trace, processes: list[dict[str, Any]]) -> list[str]:
+    """The program's file name per process; a child named like another process
+    gets ``(child of <parent pid>)`` (multiprocessing workers run the parent's
+    script), so the tracks read apart."""
+    names = []
+    for index, process in enumerate(processes):
+        argv = [str(a) for a in process["argv"]]
+        program = trace.meta.get("script") if index == 0 else None
+        program = str(program or (argv[0] if argv else "") or "python")
+        names.append(os.path.basename(program) or program)
+    seen = [names.count(name) > 1 for name in names]
+    return [
+        f"{name} (child of {process['parent_pid']})" if index and repeated else name
+        for index, (name, process, repeated) in enumerate(zip(names, processes, seen, strict=True))
+    ]
+
+
+def _write_clock_and_processes(packets: _Packets, trace: Trace) -> None:
+    """A clock snapshot making REALTIME (the recorded Unix ns) the trace's clock,
+    tied to BOOTTIME when the recording noted it (so the file merges with a system
+    trace of that machine), and the process tree: each process's command line
+    and parent, where the trace processor reads them (``process.cmdline``,
+    ``process.parent_upid``)."""
+    start = int(trace.meta.get("start_time_unix_nano") or 0)
+    packet = packets.add()
+    packet.trusted_packet_sequence_id = CLOCK_SEQUENCE
+    snapshot = packet.clock_snapshot
+    snapshot.primary_trace_clock = REALTIME
+    snapshot.clocks.add(clock_id=REALTIME, timestamp=start)
+    boottime = trace.meta.get("start_boottime_ns")
+    snapshot.clocks.add(clock_id=BOOTTIME, timestamp=int(boottime if boottime else start))
+    packet = packets.add()
+    packet.trusted_packet_sequence_id = CLOCK_SEQUENCE
+    packet.timestamp = start
+    packet.timestamp_clock_id = REALTIME
+    for process in _processes(trace):
+        packet.process_tree.processes.add(
+            pid=int(process["pid"]),
+            ppid=int(process.get("parent_pid") or 0),
+            cmdline=[str(a) for a in process["argv"]],
+        )
 
 
 def _write_tracks(packets: _Packets, sequence: int, tracks: Sequence[TrackDescriptor]) -> None:
@@ -359,7 +421,11 @@ class _CallPackets:
             )
             _annotate(event, keys["code.line.number"], function.line)
         _annotate(event, keys["otel_tracer.call.external"], external)
-        for bit, key in ((RESUMED, "resumed"), (UNFINISHED, "unfinished")):
+        for bit, key in (
+            (RESUMED, "resumed"),
+            (UNFINISHED, "unfinished"),
+            (FINALIZER, "finalizer"),
+        ):
             if flags & bit:
                 _annotate(event, keys[f"otel_tracer.call.{key}"], True)
         return _packet_bytes(event)
@@ -459,6 +525,7 @@ class _Slice:
     start: int
     end: int
     annotations: dict[str, Any]
+    category: str | None = None
 
 
 def _nesting_events(slices: Sequence[_Slice]) -> list[tuple[int, int, int, int]]:
@@ -492,12 +559,16 @@ def _write_slices(
     interner = _Interner()
     for item in slices:
         interner.iid(interner.names, item.name)
+        if item.category:
+            interner.iid(interner.categories, item.category)
         for key in item.annotations:
             interner.iid(interner.keys, key)
     interner.start(packets, sequence)
     _write_tracks(packets, sequence, tracks)
     keys = interner.keys
     for time, track, _, index in _nesting_events(slices):
+        if index < 0 and slices[~index].category == EXCEPTION_CATEGORY:
+            continue  # an instant has no END
         packet = packets.add()
         packet.timestamp = time
         packet.trusted_packet_sequence_id = sequence
@@ -508,8 +579,12 @@ def _write_slices(
             event.type = END
             continue
         item = slices[index]
-        event.type = BEGIN
+        event.type = (
+            INSTANT if item.start == item.end and item.category == EXCEPTION_CATEGORY else BEGIN
+        )
         event.name_iid = interner.names[item.name]
+        if item.category:
+            event.category_iids.append(interner.categories[item.category])
         add = event.debug_annotations.add
         for key, value in item.annotations.items():
             if type(value) is int:  # the common case, without _annotate's dispatch
@@ -539,8 +614,28 @@ def _pattern_slices(trace: Trace, event_times: np.ndarray) -> list[_Slice]:
         annotations["pattern.first_call"] = group["first"]
         annotations["pattern.last_call"] = group["last"]
         name = group_label(trace, group, groups)
-        slices.append(_Slice(_pattern_uuid(group["thread"]), name, start, end, annotations))
+        track = _pattern_uuid(group["thread"])
+        slices.append(_Slice(track, name, start, end, annotations, PATTERN_CATEGORY))
     return slices
+
+
+def _exception_instants(trace: Trace, event_times: np.ndarray) -> list[_Slice]:
+    """An instant on the thread's track where each exception was raised: at the
+    end of the innermost call that ended with it (its callers that it unwound
+    end with it too, and get none)."""
+    calls = trace.calls
+    raised = (calls.flags & RAISED) != 0
+    unwound = np.zeros(len(calls), dtype=bool)
+    parents = calls.parent[raised & (calls.parent >= 0)]
+    unwound[parents] = True
+    instants = []
+    for row in np.flatnonzero(raised & ~unwound).tolist():
+        kind, message = trace.exception_of(row) or UNKNOWN_EXCEPTION
+        when = int(event_times[2 * row + 1])
+        annotations = {"exception.type": kind, "exception.message": message, CALL_ID: row + 1}
+        track = _thread_uuid(int(calls.thread[row]))
+        instants.append(_Slice(track, kind, when, when, annotations, EXCEPTION_CATEGORY))
+    return instants
 
 
 def write_perfetto(trace: Trace, path: str | os.PathLike[str]) -> None:
@@ -550,12 +645,16 @@ def write_perfetto(trace: Trace, path: str | os.PathLike[str]) -> None:
     begins = _begins(trace, builder)
     with atomic_output(Path(path)) as out:
         packets = _Packets(out)
+        _write_clock_and_processes(packets, trace)
         builder.interner.start(packets, CALL_SEQUENCE)
         _write_tracks(packets, CALL_SEQUENCE, _call_tracks(trace))
         event_times = _write_call_events(trace, packets, begins, builder)
         slices = _pattern_slices(trace, event_times)
         if slices:
             _write_slices(packets, PATTERN_SEQUENCE, slices)
+        instants = _exception_instants(trace, event_times)
+        if instants:
+            _write_slices(packets, EXCEPTION_SEQUENCE, instants)
         packets.flush()
 
 

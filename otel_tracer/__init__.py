@@ -5,25 +5,26 @@ OpenTelemetry spans.
         train()
     t.save("trace.json")
     trace = otel_tracer.load("trace.json")
+
+The names below are imported on first use: the tracer's command line and the
+processes it follows import this package before the program starts, and pay
+only for what recording needs (numpy and the rest come after the program).
 """
 
-import signal as _signal
+from importlib import import_module
 
-# numpy starts its BLAS threads when it is imported. They start with SIGINT and
-# SIGTERM blocked, so that these signals reach the traced program's main thread:
-# delivered to a BLAS thread, they would leave a main thread blocked in a wait (a
-# multiprocessing worker in ``SimpleQueue.get``) waiting for ever.
-if hasattr(_signal, "pthread_sigmask"):
-    _mask = _signal.pthread_sigmask(_signal.SIG_BLOCK, {_signal.SIGINT, _signal.SIGTERM})
-    try:
-        import numpy  # noqa: F401
-    finally:
-        _signal.pthread_sigmask(_signal.SIG_SETMASK, _mask)
+from otel_tracer.version import VERSION as __version__
 
-from otel_tracer.api import Tracer, traced
-from otel_tracer.model import Function, ThreadInfo, Trace
-from otel_tracer.options import RecordOptions
-from otel_tracer.trace_format import TraceFormatError, load
+_EXPORTS = {
+    "Function": "otel_tracer.trace.model",
+    "RecordOptions": "otel_tracer.record.options",
+    "ThreadInfo": "otel_tracer.trace.model",
+    "Trace": "otel_tracer.trace.model",
+    "TraceFormatError": "otel_tracer.trace.format",
+    "Tracer": "otel_tracer.api",
+    "load": "otel_tracer.trace.format",
+    "traced": "otel_tracer.api",
+}
 
 __all__ = [
     "Function",
@@ -32,6 +33,19 @@ __all__ = [
     "Trace",
     "TraceFormatError",
     "Tracer",
+    "__version__",
     "load",
     "traced",
 ]
+
+
+def __getattr__(name: str) -> object:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

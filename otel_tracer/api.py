@@ -8,12 +8,12 @@ import sys
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
-from otel_tracer.model import Trace
-from otel_tracer.options import RecordOptions
-from otel_tracer.recorder import Recorder
-from otel_tracer.redact import redact as redact_secrets
-from otel_tracer.redact import secret_pattern
-from otel_tracer.scope import Scope
+from otel_tracer.record.options import RecordOptions
+from otel_tracer.record.recorder import Recorder
+from otel_tracer.record.scope import Scope
+from otel_tracer.trace.model import Trace
+from otel_tracer.trace.redact import redact as redact_secrets
+from otel_tracer.trace.redact import redact_argv, secret_names
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -24,7 +24,8 @@ class Tracer:
     ``scope`` defaults to the directory of the file that creates the Tracer.
     After the block, ``tracer.trace`` is the Trace and ``tracer.save(path)``
     writes it (``.json`` or ``.json.gz``). Argument values named like secrets
-    are redacted (``redact``: False for none, or extra name patterns)."""
+    are redacted (``redact``: False for none, or extra name patterns; ``show``:
+    names never redacted), and never reach the recording."""
 
     def __init__(
         self,
@@ -32,15 +33,18 @@ class Tracer:
         options: RecordOptions | None = None,
         core: str = "auto",
         redact: bool | Sequence[str] = True,
+        show: Sequence[str] = (),
         **option_values: Any,
     ) -> None:
         if scope is None:
             scope = [os.path.dirname(os.path.abspath(sys._getframe(1).f_code.co_filename))]
         self.options = options or RecordOptions(**option_values)
-        self.recorder = Recorder(Scope(os.fspath(s) for s in scope), self.options, core=core)
-        self.trace: Trace | None = None
         extra = () if isinstance(redact, bool) else tuple(redact)
-        self.secrets = secret_pattern(extra) if redact is not False else None
+        self.secrets = secret_names(extra, show) if redact is not False else None
+        self.recorder = Recorder(
+            Scope(os.fspath(s) for s in scope), self.options, core=core, secrets=self.secrets
+        )
+        self.trace: Trace | None = None
 
     def __enter__(self) -> Tracer:
         self.recorder.start()
@@ -48,20 +52,20 @@ class Tracer:
 
     def __exit__(self, *exc_info: object) -> None:
         self.recorder.stop()
-        self.trace = self.recorder.build(argv=list(sys.argv), exit_code=None)
+        argv = redact_argv(sys.argv, self.secrets)
+        self.trace = self.recorder.build(argv=argv, exit_code=None)
         redact_secrets(self.trace, self.secrets)
 
     def save(self, path: str | os.PathLike[str], patterns: bool = True) -> None:
         """Write the trace as the documented JSON (gzipped for ``.gz`` names),
         annotated with its pattern groups unless ``patterns`` is false."""
-        from exporters.json_trace import save
+        from otel_tracer.trace.annotators import annotator
+        from otel_tracer.trace.save import save
 
         if self.trace is None:
             raise RuntimeError("the Tracer has not finished recording yet")
         if patterns and self.trace.patterns is None:
-            from patterns.annotate import annotate
-
-            annotate(self.trace)
+            annotator("patterns")(self.trace)
         save(self.trace, path)
 
 

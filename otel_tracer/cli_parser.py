@@ -6,6 +6,8 @@ import argparse
 import sys
 from typing import Any, NoReturn
 
+from otel_tracer.trace.text import printable
+
 
 class OneLineParser(argparse.ArgumentParser):
     """Prints ``LABEL: error: MESSAGE (see --help)`` on bad arguments and exits 2."""
@@ -15,5 +17,5 @@ class OneLineParser(argparse.ArgumentParser):
         self.label = label
 
     def error(self, message: str) -> NoReturn:
-        print(f"{self.label}: error: {message} (see --help)", file=sys.stderr)
+        print(f"{self.label}: error: {printable(message)} (see --help)", file=sys.stderr)
         raise SystemExit(2)

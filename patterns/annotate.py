@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from otel_tracer.model import PatternColumns, Trace
+from otel_tracer.trace.model import PatternColumns, Trace
 from patterns.engine import Folding, fold_trace
 from patterns.fold import FoldOptions
 from patterns.render import count_rows, entries_of
@@ -43,11 +43,14 @@ def section(folding: Folding) -> dict[str, Any]:
             "last",
         )
     }
-    groups = []
+    by_layout: dict[tuple[int, int], list[int]] = {}
     for index, key in enumerate(zip(columns["sequence"], columns["placed"], strict=True)):
-        if key not in layouts:
-            layouts[key] = _Layout(folding, *key)
-        groups.append(layouts[key].entry(columns, index))
+        by_layout.setdefault(key, []).append(index)
+    groups: list[dict[str, Any]] = [{}] * len(columns["sequence"])
+    for key, indices in by_layout.items():  # the instances of one layout at once
+        layouts[key] = _Layout(folding, *key)
+        for index, entry in zip(indices, layouts[key].entries(columns, indices), strict=True):
+            groups[index] = entry
     for group in groups:
         if group["parent"] is not None:
             groups[group["parent"] - 1]["groups"].append(group["id"])
@@ -95,45 +98,62 @@ class _Layout:
         self.nested = np.asarray(nested_placed, dtype=np.int64)
         self.sequence = sequence
 
-    def entry(self, instances: dict[str, list[int]], index: int) -> dict[str, Any]:
-        """The group entry of instance ``index`` (``instances``: the instance columns)."""
-        owner = instances["owner"][index]
-        calls = (self.sequence.steps[owner, self.positions] + 1).tolist()
-        nested = (self.sequence.instance_ids[owner, self.nested] + 1).tolist()
+    def entries(self, instances: dict[str, list[int]], indices: list[int]) -> list[dict[str, Any]]:
+        """The group entries of instances ``indices`` of this layout (``instances``:
+        the instance columns), their calls gathered for all of them at once."""
+        owners = np.asarray([instances["owner"][i] for i in indices], dtype=np.int64)
+        sequence = self.sequence
+        sequence.calls_between(self.shapes, 0, 0, 0)  # builds the cumulative sizes
+        cumulative = sequence._cumulative[owners]
+        calls_of = (sequence.steps[owners[:, None], self.positions[None, :]] + 1).tolist()
+        nested_of = (sequence.instance_ids[owners[:, None], self.nested[None, :]] + 1).tolist()
+        per_variant_of = np.stack(
+            [cumulative[:, hi] - cumulative[:, lo] for lo, hi in self.ranges], axis=1
+        ).tolist()
+        totals = (cumulative[:, self.span[1]] - cumulative[:, self.span[0]]).tolist()
         group = self.group
-        per_variant = [self.sequence.calls_between(self.shapes, owner, *r) for r in self.ranges]
-        variants = [
-            {
-                "iterations": iterations,
-                "calls": calls_in_variant,
-                "steps": variant.steps,
-                "entries": [
-                    {"call": calls[i]} if kind == "call" else {"group": nested[i]}
-                    for kind, i in entries
-                ],
-            }
-            for (iterations, entries), variant, calls_in_variant in zip(
-                self.variants, group.variants, per_variant, strict=True
-            )
+        shapes = [
+            (iterations, entries, variant.steps)
+            for (iterations, entries), variant in zip(self.variants, group.variants, strict=True)
         ]
-        parent = instances["parent"][index]
-        parent_call = instances["parent_call"][index]
-        return {
-            "id": index + 1,
-            "parent": parent + 1 if parent >= 0 else None,
-            "parent_call": parent_call + 1 if parent_call >= 0 else None,
-            "thread": instances["thread"][index],
-            "first": instances["first"][index] + 1,
-            "last": instances["last"][index] + 1,
-            "repetitions": group.repetitions,
-            "calls_per_repetition": per_variant[0],
-            "total_calls": self.sequence.calls_between(self.shapes, owner, *self.span),
-            "near": group.near,
-            "iterations": calls[: group.repetitions],
-            "template": variants[0]["entries"],
-            "variants": variants,
-            "groups": [],
-        }
+        out = []
+        for k, index in enumerate(indices):
+            calls, nested, per_variant = calls_of[k], nested_of[k], per_variant_of[k]
+            variants = [
+                {
+                    "iterations": iterations,
+                    "calls": calls_in_variant,
+                    "steps": steps,
+                    "entries": [
+                        {"call": calls[i]} if kind == "call" else {"group": nested[i]}
+                        for kind, i in entries
+                    ],
+                }
+                for (iterations, entries, steps), calls_in_variant in zip(
+                    shapes, per_variant, strict=True
+                )
+            ]
+            parent = instances["parent"][index]
+            parent_call = instances["parent_call"][index]
+            out.append(
+                {
+                    "id": index + 1,
+                    "parent": parent + 1 if parent >= 0 else None,
+                    "parent_call": parent_call + 1 if parent_call >= 0 else None,
+                    "thread": instances["thread"][index],
+                    "first": instances["first"][index] + 1,
+                    "last": instances["last"][index] + 1,
+                    "repetitions": group.repetitions,
+                    "calls_per_repetition": per_variant[0],
+                    "total_calls": totals[k],
+                    "near": group.near,
+                    "iterations": calls[: group.repetitions],
+                    "template": variants[0]["entries"],
+                    "variants": variants,
+                    "groups": [],
+                }
+            )
+        return out
 
 
 def statistics(folding: Folding, groups: list[dict[str, Any]]) -> dict[str, Any]:

@@ -11,11 +11,13 @@ import argparse
 import sys
 from typing import TextIO
 
-from exporters.json_trace import output_problem, save
 from otel_tracer.cli_parser import OneLineParser
-from otel_tracer.model import Trace
-from otel_tracer.trace_format import TraceFormatError, load_noting_truncation
-from otel_tracer.tree import render_tree
+from otel_tracer.run.streams import reader_gone
+from otel_tracer.trace.format import TraceFormatError, load_noting_truncation
+from otel_tracer.trace.model import Trace
+from otel_tracer.trace.save import output_problem, save
+from otel_tracer.trace.text import printable
+from otel_tracer.trace.tree import render_tree
 from patterns.annotate import annotate
 from patterns.engine import Folding
 from patterns.fold import FoldOptions
@@ -128,6 +130,15 @@ def print_statistics(folding: Folding, out: TextIO) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m patterns``: the exit status."""
+    try:
+        return _main(argv)
+    except BrokenPipeError:  # piped into head: the reader has gone, as intended
+        reader_gone()
+        return 0
+
+
+def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     try:
         problem = output_problem(args.json) if args.json not in (None, "-") else None
@@ -136,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         trace = load_noting_truncation(args.trace, "patterns")
         threads = select_threads(trace, args.thread)
     except (TraceFormatError, ValueError) as error:
-        print(f"patterns: error: {error}", file=sys.stderr)
+        print(f"patterns: error: {printable(str(error))}", file=sys.stderr)
         return 2
     if args.no_patterns:
         if args.json is not None or args.stats:
@@ -154,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             save(trace, args.json)
         except OSError as error:
-            print(f"patterns: error: cannot write {args.json}: {error}", file=sys.stderr)
+            print(printable(f"patterns: error: cannot write {args.json}: {error}"), file=sys.stderr)
             return 1
         return 0
     if args.stats:

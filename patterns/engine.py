@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from otel_tracer.model import Trace
+from otel_tracer.trace.model import Trace
 from patterns.fold import Folder, FoldOptions
 from patterns.groups import LocalGroup
 from patterns.shapes import Shapes, compute_shapes

@@ -25,7 +25,8 @@ from typing import TextIO
 
 import numpy as np
 
-from otel_tracer.tree import call_label, duration_text, more_below, write_lines
+from otel_tracer.trace.text import printable
+from otel_tracer.trace.tree import call_label, duration_text, indent, more_below, write_lines
 from patterns.engine import Folding
 from patterns.groups import LocalGroup
 
@@ -89,7 +90,7 @@ class _View:
         for i, (kind, value) in enumerate(entries):
             last = i == len(entries) - 1
             line_prefix = prefix + ((LAST if last else BRANCH) if branches else "")
-            inner = prefix + ((SPACE if last else PIPE) if branches else "")
+            inner = indent(prefix, (SPACE if last else PIPE) if branches else "")
             if kind == "step":
                 yield self.step(int(steps[value]), line_prefix, inner, template, level)
             else:
@@ -132,7 +133,7 @@ class _View:
                 f"{line_prefix}🔄 Repeating Pattern: {count} "
                 f"(calls #{first}-#{last}, total: {_calls(total)})"
             )
-            label_prefix, body_prefix = inner + "  ", inner + "    "
+            label_prefix, body_prefix = indent(inner, "  "), indent(inner, "    ")
         if label_prefix is not None:
             times = len(template_variant.iterations)
             yield f"{label_prefix}📋 Pattern template (repeated {times} time{'s' * (times != 1)}):"
@@ -156,7 +157,7 @@ class _View:
             f"iteration{'s' * (len(variant.iterations) != 1)} ({listed}), "
             f"{_calls(self._calls(steps, group, shift, v))} each:"
         )
-        yield self.diff_lines(self.differences(steps, group, shift, v), prefix + "  ", level)
+        yield self.diff_lines(self.differences(steps, group, shift, v), indent(prefix, "  "), level)
 
     def _span_calls(self, steps, lo: int, hi: int) -> int:
         """Calls in the subtrees of steps ``lo..hi``."""
@@ -185,7 +186,7 @@ class _View:
         for i, (mark, entry, base) in enumerate(lines):
             last = i == len(lines) - 1
             line_prefix = prefix + (LAST if last else BRANCH) + mark
-            inner = prefix + (SPACE if last else PIPE) + "  "
+            inner = indent(prefix, (SPACE if last else PIPE) + "  ")
             _, _, kind, value, steps = entry
             if mark == "- ":
                 yield line_prefix + self._entry_name(entry)
@@ -311,7 +312,7 @@ class _RowCounter:
         self.view = _View(folding, None)
         self.shape = folding.shapes.shape
         self.size = folding.shapes.size
-        self.memo: dict[tuple[int, bool], int] = {}
+        self.memo: dict[tuple, int] = {}
 
     def total(self) -> int:
         """Rows of the whole view, thread headers excluded."""
@@ -370,9 +371,16 @@ class _RowCounter:
             elif mark == "+ ":
                 rows += self.step(int(steps[value]), True)
             else:
-                base_row = int(base[4][base[3]])
-                rows += 1 + self.diff(self.view.child_differences(base_row, int(steps[value])))
+                rows += 1 + self.child_diff(int(base[4][base[3]]), int(steps[value]))
         return rows
+
+    def child_diff(self, base_row: int, row: int) -> int:
+        """Rows of the differences below two calls of the same function: they
+        depend only on the two calls' shapes, so they are counted once per pair."""
+        key = ("diff", int(self.shape[base_row]), int(self.shape[row]))
+        if key not in self.memo:
+            self.memo[key] = self.diff(self.view.child_differences(base_row, row))
+        return self.memo[key]
 
 
 def count_rows(folding: Folding) -> int:
@@ -389,7 +397,7 @@ def grouped_lines(
     for t, roots in enumerate(folding.thread_roots):
         if not len(roots) or (threads is not None and t not in threads):
             continue
-        yield f"Thread {trace.thread_label(t)}"
+        yield f"Thread {printable(trace.thread_label(t))}"
         yield from _flatten(view.sequence(-1 - t, "", False, False, 0))
 
 

@@ -5,19 +5,27 @@ Each is a context manager that listens on a free port while open, keeps every
 ``ExportTraceServiceRequest`` it receives and the request's headers (gRPC metadata),
 and with ``refuse=True`` answers UNAVAILABLE / HTTP 503 instead (with
 ``refuse_first=n``, to its first ``n`` requests only: a collector that comes back).
+``reject=(n, message)`` answers every request with a ``partial_success`` of ``n``
+rejected spans; ``delay=s`` stores a request, then answers only ``s`` seconds later
+(a slow collector). The HTTP receiver takes protobuf and, with ``Content-Type:
+application/json``, OTLP/JSON bodies (hex ids, as the OTLP/JSON encoding says).
 """
 
 from __future__ import annotations
 
+import base64
 import gzip
+import json
 import os
 import threading
+import time
 import zlib
 from concurrent import futures
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 os.environ.setdefault("GRPC_VERBOSITY", "NONE")  # as exporters.otlp does before gRPC loads
 import grpc  # noqa: E402
+from google.protobuf import json_format  # noqa: E402
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
@@ -30,9 +38,18 @@ class OtlpReceiver:
 
     endpoint: str  # the URL to give an exporter
 
-    def __init__(self, refuse: bool = False, refuse_first: int = 0) -> None:
+    def __init__(
+        self,
+        refuse: bool = False,
+        refuse_first: int = 0,
+        reject: tuple[int, str] | None = None,
+        delay: float = 0.0,
+    ) -> None:
         self.refuse = refuse
         self.refuse_first = refuse_first
+        self.reject = reject
+        self.delay = delay
+        self.content_types: list[str] = []
         self.requests: list[Request] = []
         self.headers: list[dict[str, str]] = []
         self._lock = threading.Lock()
@@ -49,6 +66,15 @@ class OtlpReceiver:
         with self._lock:
             self.requests.append(request)
             self.headers.append({key.lower(): value for key, value in headers.items()})
+
+    def _response(self) -> trace_service_pb2.ExportTraceServiceResponse:
+        """The answer to a stored request: after ``delay``, with ``reject``."""
+        time.sleep(self.delay)
+        response = trace_service_pb2.ExportTraceServiceResponse()
+        if self.reject is not None:
+            response.partial_success.rejected_spans = self.reject[0]
+            response.partial_success.error_message = self.reject[1]
+        return response
 
     def spans(self) -> list[Span]:
         """Every span received, in arrival order."""
@@ -88,7 +114,7 @@ class GrpcReceiver(OtlpReceiver, trace_service_pb2_grpc.TraceServiceServicer):
         if self._refusing():
             context.abort(grpc.StatusCode.UNAVAILABLE, "receiver refuses (test)")
         self._received(request, dict(context.invocation_metadata()))
-        return trace_service_pb2.ExportTraceServiceResponse()
+        return self._response()
 
 
 class HttpReceiver(OtlpReceiver):
@@ -125,11 +151,21 @@ def _handler_for(receiver: HttpReceiver) -> type[BaseHTTPRequestHandler]:
             if receiver._refusing():
                 self._answer(503, b"receiver refuses (test)", "text/plain")
                 return
-            request = Request()
-            request.ParseFromString(_decoded(body, self.headers.get("Content-Encoding", "")))
+            body = _decoded(body, self.headers.get("Content-Encoding", ""))
+            content_type = self.headers.get("Content-Type", "")
+            receiver.content_types.append(content_type)
+            if content_type == "application/json":
+                request = _from_json(body)
+            else:
+                request = Request()
+                request.ParseFromString(body)
             receiver._received(request, dict(self.headers.items()))
-            response = trace_service_pb2.ExportTraceServiceResponse().SerializeToString()
-            self._answer(200, response, "application/x-protobuf")
+            response = receiver._response()
+            if content_type == "application/json":
+                answer = json_format.MessageToJson(response, indent=None).encode()
+                self._answer(200, answer, content_type)
+            else:
+                self._answer(200, response.SerializeToString(), "application/x-protobuf")
 
         def _answer(self, status: int, body: bytes, content_type: str) -> None:
             self.send_response(status)
@@ -142,6 +178,19 @@ def _handler_for(receiver: HttpReceiver) -> type[BaseHTTPRequestHandler]:
             """Quiet: no access log on stderr."""
 
     return Handler
+
+
+def _from_json(body: bytes) -> Request:
+    """An OTLP/JSON request: its hex trace and span ids become bytes (protobuf's
+    JSON mapping reads bytes as base64), then the standard parser."""
+    document = json.loads(body)
+    for resource_spans in document.get("resourceSpans", []):
+        for scope_spans in resource_spans.get("scopeSpans", []):
+            for span in scope_spans.get("spans", []):
+                for key in ("traceId", "spanId", "parentSpanId"):
+                    if span.get(key):
+                        span[key] = base64.b64encode(bytes.fromhex(span[key])).decode()
+    return json_format.ParseDict(document, Request())
 
 
 def _decoded(body: bytes, encoding: str) -> bytes:

@@ -25,7 +25,7 @@ def bad_files(tmp_path_factory):
     good = (root / "good.json").read_bytes()
     document = json.loads(good)
     broken_tree = json.loads(good)
-    broken_tree["calls"][3]["parent"] = 40  # a parent after its child
+    broken_tree["calls"][3][0] = 40  # a parent after its child
     files = {
         "truncated.json": good[: len(good) // 2],
         "truncated.json.gz": gzip.compress(good)[:200],

@@ -1,5 +1,5 @@
-"""The C recording core (otel_tracer/_ctracer.c) records exactly what the
-pure-Python core (otel_tracer/pycore.py) records.
+"""The C recording core (otel_tracer/record/_ctracer.c) records exactly what the
+pure-Python core (otel_tracer/record/pycore.py) records.
 
 Every program below runs under both cores with the same options; the traces
 must have the same calls, per thread and in order, with the same function,
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio  # noqa: F401 - imported before recording, as the programs use them
 import functools  # noqa: F401
-import gc
 import json  # noqa: F401
 import math  # noqa: F401
 import os
@@ -23,26 +22,25 @@ import textwrap
 import threading
 import time
 import weakref
-from collections import defaultdict
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import programs
 import pytest
+from core_equivalence import MONITORING, assert_cores_agree, cases, record, structure
 
-from otel_tracer.model import Trace
-from otel_tracer.options import RecordOptions
-from otel_tracer.recorder import Recorder, core_class
-from otel_tracer.registry import Registry
-from otel_tracer.scope import Scope
+from otel_tracer.record.options import RecordOptions
+from otel_tracer.record.recorder import Recorder, core_class
+from otel_tracer.record.registry import Registry
+from otel_tracer.record.scope import Scope
+from otel_tracer.trace.model import RAISED, UNFINISHED
 
 try:
-    from otel_tracer._ctracer import CCore
+    from otel_tracer.record._ctracer import CCore
 except ImportError as error:
     if os.environ.get("OTEL_TRACER_ALLOW_NO_C") != "1":
         raise ImportError(
-            f"the C core otel_tracer._ctracer is not built ({error}); build it with "
+            f"the C core otel_tracer.record._ctracer is not built ({error}); build it with "
             "`pip install -e .`, or set OTEL_TRACER_ALLOW_NO_C=1 to skip these tests"
         ) from error
     pytest.skip("C core not built (OTEL_TRACER_ALLOW_NO_C=1)", allow_module_level=True)
@@ -494,13 +492,52 @@ PROGRAMS["value_kinds"] = {  # summaries cached per type and interned in C
     """,
 }
 
-OPTIONS: dict[str, dict[str, Any]] = {
-    "default": {},
-    "no_externals": {"external_calls": False},
-    "builtins": {"include_builtins": True},
-    "no_args": {"capture_args": False},
-    "max_depth": {"max_depth": 2},
-    "max_calls": {"max_calls": 12},
+PROGRAMS["trust"] = {  # issue 19: swallowed exceptions, builtins calling back, finalizers
+    "main.py": """
+        import heapq
+        import weakref
+
+        class Resource:
+            def __del__(self):
+                note("del")
+
+        class Node:
+            pass
+
+        def note(x):
+            return x
+
+        def key(x):
+            return -x
+
+        def on_dead(ref):
+            return "dead"
+
+        def steps():
+            it = heapq.merge([3, 1], [2], key=key)
+            next(it)
+            return next(it)  # closed as the frame is freed
+
+        def main():
+            from io import BytesIO  # io.__getattr__('__path__') raises, C swallows it
+            steps()
+            first = next(iter(heapq.merge([5], [4], key=key)))
+            resource = Resource()
+            del resource
+            node = Node()
+            watch = weakref.ref(node, on_dead)
+            del node
+            other = Node()
+            weakref.finalize(other, note, "fin")
+            del other
+            try:
+                {}["late"]
+            except KeyError:
+                pass
+            return BytesIO, first, watch
+
+        main()
+    """,
 }
 
 
@@ -510,73 +547,17 @@ def write_program(directory: Path, name: str) -> Path:
     return directory / "main.py"
 
 
-def record(directory: Path, main: Path, core: str, **options: Any) -> tuple[Recorder, Trace]:
-    """Run ``main`` as __main__ under a Recorder on ``core``; returns it and its Trace."""
-    recorder = Recorder(Scope([str(directory)]), RecordOptions(**options), core=core)
-    gc.collect()  # no finalizer of an earlier run's objects runs while recording
-    recorder.start()
-    try:
-        runpy.run_path(str(main), run_name="__main__")
-    except Exception:  # the program's own uncaught exception
-        pass
-    finally:
-        recorder.stop()
-    return recorder, recorder.build()
+# Programs that replace the profile and trace hooks: the sys.monitoring cores
+# never see that, and are compared with each other only.
+HOOK_PROGRAMS = ("hook_swap", "lost_c_return")
 
 
-def structure(trace: Trace) -> dict[str, list[tuple[Any, ...]]]:
-    """Per thread name, the calls in start order with everything but times;
-    a call's parent is given as its position in the thread's list."""
-    calls: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
-    position: dict[int, int] = {}
-    for row in range(len(trace)):
-        thread = trace.threads[int(trace.calls.thread[row])].name
-        function = trace.function_of(row)
-        parent = int(trace.calls.parent[row])
-        position[row] = len(calls[thread])
-        calls[thread].append(
-            (
-                function.qualname,
-                function.module,
-                function.external,
-                function.argnames,
-                int(trace.calls.depth[row]),
-                position[parent] if parent >= 0 else -1,
-                int(trace.calls.flags[row]),
-                trace.args_of(row),
-                trace.value_of(row),
-                trace.exception_of(row),
-            )
-        )
-    return dict(calls)
-
-
-def cases() -> list[Any]:
-    params = []
-    for program in PROGRAMS:
-        for option in OPTIONS:
-            marks = []
-            if program == "threads" and option == "max_calls":
-                # the call budget is shared by threads: who uses it up depends on scheduling
-                marks.append(pytest.mark.skip(reason="scheduling-dependent"))
-            params.append(pytest.param(program, option, marks=marks, id=f"{program}-{option}"))
-    return params
-
-
-@pytest.mark.parametrize(("program", "option"), cases())
+@pytest.mark.parametrize(("program", "option"), cases(list(PROGRAMS)))
 def test_same_trace_as_python_core(tmp_path: Path, program: str, option: str) -> None:
+    """Every core (c; from 3.12 pymonitoring and monitoring too) records what
+    the Python core records (see tests/core_equivalence.py)."""
     main = write_program(tmp_path, program)
-    try:  # first run untraced: lazy initialisation in the libraries used happens here
-        runpy.run_path(str(main), run_name="__main__")
-    except Exception:
-        pass
-    py_recorder, py_trace = record(tmp_path, main, "python", **OPTIONS[option])
-    c_recorder, c_trace = record(tmp_path, main, "c", **OPTIONS[option])
-    assert c_recorder.core.name == "c"
-    assert len(py_trace) > 0
-    assert structure(c_trace) == structure(py_trace)
-    assert c_recorder.core.dropped == py_recorder.core.dropped
-    assert c_trace.meta["dropped_calls"] == py_trace.meta["dropped_calls"]
+    assert_cores_agree(tmp_path, main, option, program not in HOOK_PROGRAMS)
 
 
 def test_string_table_shared_with_python(tmp_path: Path) -> None:
@@ -601,11 +582,26 @@ def test_string_table_shared_with_python(tmp_path: Path) -> None:
     assert {"<__main__.Renamed>", "<elsewhere.Renamed>", "'more'", "1.25"} <= set(registry.strings)
 
 
+# The cores in C: on the profile API, and from 3.12 on sys.monitoring.
+C_CORES = ["c", *(["monitoring"] if MONITORING else [])]
+# Every core, to compare the C ones with.
+ALL_CORES = ["python", "c", *(["pymonitoring", "monitoring"] if MONITORING else [])]
+
+
 def test_c_core_is_selected() -> None:
     assert core_class("c") is CCore
-    if sys.version_info < (3, 12):  # from 3.12, "auto" is the sys.monitoring core
-        assert core_class("auto") is CCore
     assert CCore.name == "c"
+    if not MONITORING:
+        assert core_class("auto") is CCore
+        return
+    from otel_tracer.record._ctracer import MonCore  # type: ignore[attr-defined]
+
+    from otel_tracer.record.moncore import MonitoringCore
+
+    # from 3.12, "auto" is the sys.monitoring core, in C
+    assert core_class("auto") is core_class("monitoring") is MonCore
+    assert core_class("pymonitoring") is MonitoringCore
+    assert (MonCore.name, MonitoringCore.name) == ("c-monitoring", "monitoring")
 
 
 def test_interface(tmp_path: Path) -> None:
@@ -699,7 +695,7 @@ def test_other_threads_stop_recording(tmp_path: Path) -> None:
     assert steps.count("step") == 1 and "body" in steps
 
 
-@pytest.mark.parametrize("core", ["python", "c"])
+@pytest.mark.parametrize("core", ALL_CORES)
 def test_exceptions_are_not_kept_alive(tmp_path: Path, core: str) -> None:
     (tmp_path / "keep.py").write_text(
         textwrap.dedent(
@@ -762,10 +758,11 @@ class _FailingRegistry(Registry):
         raise RuntimeError("args table broken")
 
 
-def test_registry_failures_stay_out_of_the_program(tmp_path: Path) -> None:
+@pytest.mark.parametrize("name", C_CORES)
+def test_registry_failures_stay_out_of_the_program(tmp_path: Path, name: str) -> None:
     main = write_program(tmp_path, "exceptions")
     registry = _FailingRegistry(Scope([str(tmp_path)]))
-    core = CCore(registry, RecordOptions())
+    core = core_class(name)(registry, RecordOptions())
     core.start()
     try:
         with pytest.raises(Exception, match="too big: 99"):
@@ -795,9 +792,10 @@ def test_speed_report(tmp_path: Path) -> None:
     print("; ".join(report))
 
 
-def test_recorder_does_not_keep_the_core_alive(tmp_path: Path) -> None:
+@pytest.mark.parametrize("core", C_CORES)
+def test_recorder_does_not_keep_the_core_alive(tmp_path: Path, core: str) -> None:
     main = write_program(tmp_path, "recursion")
-    recorder, _ = record(tmp_path, main, "c")
+    recorder, _ = record(tmp_path, main, core)
     ref = weakref.ref(recorder.core)
     del recorder
     assert ref() is None
@@ -813,7 +811,7 @@ class _InterruptingRegistry(Registry):
         return super().string(text)
 
 
-@pytest.mark.parametrize("core", ["python", "c"])
+@pytest.mark.parametrize("core", ALL_CORES)
 def test_interrupt_inside_a_hook_reaches_the_program(tmp_path: Path, core: str) -> None:
     (tmp_path / "ctrl_c.py").write_text(
         textwrap.dedent(
@@ -849,3 +847,7 @@ def test_interrupt_inside_a_hook_reaches_the_program(tmp_path: Path, core: str) 
         assert echo[0] == "echo" and echo[4:10] == (1, 0, 0, {}, None, None)
         assert after[0] == "after" and after[4:10] == (1, 0, 0, {"y": "1"}, "1", None)
         assert not calls[0][6] & 16  # the module call finished
+    if core == "monitoring":  # raised from echo's PY_START once recorded: echo ends with it
+        assert calls[1][0] == "echo"
+        assert calls[1][4:10] == (1, 0, RAISED, {}, None, ("KeyboardInterrupt", ""))
+        assert calls[2][0] == "after" and not calls[0][6] & UNFINISHED

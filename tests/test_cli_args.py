@@ -231,11 +231,11 @@ def test_rule4_only_first_double_dash_is_consumed():
     assert opts.script_args == ["a", "--", "b"]
 
 
-def test_rule4_double_dash_after_module():
+def test_rule4_double_dash_after_module_is_the_modules():
     opts = parse_args(["-m", "pkg", "-q", "--", "-q"])
     assert opts.module == "pkg"
-    assert opts.quiet is True
-    assert opts.script_args == ["-q"]
+    assert opts.quiet is False
+    assert opts.script_args == ["-q", "--", "-q"]
 
 
 # Rule 5: -m MODULE ------------------------------------------------------------------------------
@@ -254,12 +254,13 @@ def test_rule5_forms(argv):
     assert (opts.module, opts.script) == ("pkg.mod", None)
 
 
-def test_rule5_options_before_and_after_module():
-    opts = parse_args(["-o", "a.json", "-m", "pkg.mod", "x", "--scope", "src", "--flag"])
-    assert opts.module == "pkg.mod"
+def test_rule5_options_before_module_only():
+    """As with python -m, every word after the module is its own: pytest's -q and -o too."""
+    opts = parse_args(["-o", "a.json", "-m", "pytest", "-q", "-o", "x=1", "--scope", "src"])
+    assert opts.module == "pytest"
     assert opts.outputs == ["a.json"]
-    assert opts.scopes == ["src"]
-    assert opts.script_args == ["x", "--flag"]
+    assert (opts.quiet, opts.scopes) == (False, [])
+    assert opts.script_args == ["-q", "-o", "x=1", "--scope", "src"]
 
 
 def test_rule5_only_one_of_script_or_module():
@@ -328,6 +329,14 @@ def test_rule6_bad_integers(option, value):
     assert usage_error(["s.py", f"{option}={value}"]) == message
 
 
+@pytest.mark.parametrize("option", ["--max-depth", "--max-calls", "--ring-buffer"])
+def test_rule6_integers_past_64_bits(option):
+    dest = option[2:].replace("-", "_")
+    assert getattr(parse_args([option, str(2**63 - 1), "s.py"]), dest) == 2**63 - 1
+    message = f"option {option} needs an integer <= {2**63 - 1}, got '{2**63}'"
+    assert usage_error([option, str(2**63), "s.py"]) == message
+
+
 @pytest.mark.parametrize("option", ["--max-depth", "--max-calls"])
 def test_rule6_good_integers(option):
     dest = option[2:].replace("-", "_")
@@ -335,7 +344,7 @@ def test_rule6_good_integers(option):
     assert getattr(parse_args(["s.py", f"{option}=250000"]), dest) == 250000
 
 
-@pytest.mark.parametrize("core", ["auto", "c", "python"])
+@pytest.mark.parametrize("core", ["auto", "c", "python", "monitoring", "pymonitoring"])
 def test_rule6_core_choices(core):
     assert parse_args(["--core", core, "s.py"]).core == core
     assert parse_args(["s.py", f"--core={core}"]).core == core
@@ -344,7 +353,7 @@ def test_rule6_core_choices(core):
 @pytest.mark.parametrize("core", ["C", "rust", "py"])
 def test_rule6_bad_core(core):
     assert usage_error(["--core", core, "s.py"]) == (
-        f"option --core must be one of auto, c, python, monitoring, got '{core}'"
+        f"option --core must be one of auto, c, python, monitoring, pymonitoring, got '{core}'"
     )
 
 
@@ -420,7 +429,7 @@ def test_help_text_contents():
         "-m MODULE",
         "-o, --output FILE",
         "--scope DIR",
-        "--core {auto,c,python,monitoring}",
+        "--core {auto,c,python,monitoring,pymonitoring}",
         "-h, --help",
         "--version",
         "'.json.gz'",
@@ -434,7 +443,7 @@ def test_help_text_contents():
         "train.py --config c.yaml -o t.json",
         "s.py a -- -o x",
         "-- s.py -o x",
-        "-m pkg.mod a b",
+        "-m pytest -q",
     ]:
         assert text in flat, text
     assert max(len(line) for line in HELP.splitlines()) <= 79

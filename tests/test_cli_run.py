@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, run_python, run_tracer, write_files
+from conftest import REPO, call_objects, run_python, run_tracer, write_files
 
 import otel_tracer
 
@@ -359,7 +359,7 @@ def test_non_daemon_threads_finish_inside_the_trace(tmp_path):
     trace = otel_tracer.load(tmp_path / "t.json")
     late = names(trace).index("late")
     assert trace.value_of(late) == "'done'"
-    assert not trace.calls.flags[late] & otel_tracer.model.UNFINISHED
+    assert not trace.calls.flags[late] & otel_tracer.trace.model.UNFINISHED
 
 
 def test_generators_and_coroutines(tmp_path, core):
@@ -385,11 +385,12 @@ def test_generators_and_coroutines(tmp_path, core):
     assert result.returncode == 0, result.stderr
     trace = otel_tracer.load(tmp_path / "t.json")
     doc = json.loads((tmp_path / "t.json").read_text())
-    gens = [c for c in doc["calls"] if doc["functions"][c["function"]]["qualname"] == "gen"]
+    calls = call_objects(doc)
+    gens = [c for c in calls if doc["functions"][c["function"]]["qualname"] == "gen"]
     assert [c.get("resumed", False) for c in gens] == [False, True, True]
     assert [c.get("yielded", False) for c in gens] == [True, True, False]
     assert gens[0]["args"] == {"n": "2"} and [c.get("return") for c in gens] == ["0", "1", "None"]
-    childs = [c for c in doc["calls"] if doc["functions"][c["function"]]["qualname"] == "child"]
+    childs = [c for c in calls if doc["functions"][c["function"]]["qualname"] == "child"]
     assert len(childs) == 2 and childs[1]["resumed"] and childs[1]["return"] == "2"
     assert "main" in names(trace)
 
@@ -425,13 +426,29 @@ def test_run_module_with_dash_m(tmp_path):
             """,
         },
     )
-    result = run_tracer(["-q", "-m", "pkg.tool", "a", "-o", "t.json", "b"], tmp_path)
+    result = run_tracer(["-q", "-o", "t.json", "-m", "pkg.tool", "a", "-o", "b", "-q"], tmp_path)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines()[0] == "['a', 'b']"
+    assert result.stdout.splitlines()[0] == "['a', '-o', 'b', '-q']"  # all the module's
     trace = otel_tracer.load(tmp_path / "t.json")
     assert "run" in names(trace)
     assert trace.meta["scope"] == [str((tmp_path / "pkg").resolve())]
     assert trace.meta["module"] == "pkg.tool"
+
+
+def test_installed_module_without_scope_warns(tmp_path):
+    """-m pytest: the default scope (site-packages/pytest) holds only its
+    ``__main__``, pytest's code is in ``_pytest``: said so, with the way out."""
+    result = run_tracer(["-q", "-o", "t.json", "-m", "pytest", "--version"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("otel-tracer")]
+    assert len(lines) == 1, result.stderr
+    assert "calls recorded: -m pytest runs an installed module" in lines[0]
+    assert "pass --scope" in lines[0]
+    # a module of the program's own, or one whose code is in the scope: no warning
+    (tmp_path / "in.json").write_text('{"a": 1}')
+    for args in (["-m", "json.tool", "in.json"], ["--scope", str(tmp_path), "-m", "pytest", "-h"]):
+        result = run_tracer(["-q", "-o", "t.json", *args], tmp_path)
+        assert "otel-tracer" not in result.stderr, result.stderr
 
 
 @pytest.mark.parametrize(
@@ -444,6 +461,9 @@ def test_run_module_with_dash_m(tmp_path):
         (["prog.py", "-o", "t.weird"], "cannot tell the output format"),
         (["--bogus", "prog.py"], "unknown option: --bogus"),
         (["prog.py", "--max-calls", "0"], "--max-calls"),
+        (["--max-calls", str(2**64), "prog.py"], "--max-calls needs an integer <= "),
+        (["--max-depth", str(2**100), "prog.py"], "--max-depth needs an integer <= "),
+        (["--ring-buffer", str(2**63), "prog.py"], "--ring-buffer needs an integer <= "),
         (["-m", "no_such_module_xyz"], "no_such_module_xyz"),
         ([], "missing script"),
         (["."], "not a file"),
@@ -554,7 +574,7 @@ def test_limits_depth_calls_and_args(tmp_path, core):
     assert limited.meta["dropped_calls"] == 1 + 5 * 5 - 7
     run_tracer(["-q", "--core", core, "prog.py", "--no-args", "-o", "n.json"], tmp_path)
     doc = json.loads((tmp_path / "n.json").read_text())
-    assert not any("args" in c or "return" in c for c in doc["calls"])
+    assert not any("args" in c or "return" in c for c in call_objects(doc))
     assert doc["metadata"]["args_captured"] is False
 
 

@@ -45,8 +45,8 @@ def one_error_line(result, text: str) -> None:
 def test_to_otlp_json_matches_what_the_tracer_wrote(saved):
     result = convert(["run.json", "--to", "otlp-json"], saved)
     assert result.returncode == 0, result.stderr
-    assert "trace written to " in result.stderr and "run.otlp.json" in result.stderr
-    converted = json.loads((saved / "run.otlp.json").read_bytes())
+    assert "trace written to " in result.stderr and "run.otlp.jsonl" in result.stderr
+    converted = json.loads((saved / "run.otlp.jsonl").read_bytes())
     direct = json.loads((saved / "direct.otlp.json").read_bytes())
     assert converted == direct
     spans = converted["resourceSpans"][0]["scopeSpans"][0]["spans"]
@@ -74,7 +74,7 @@ def test_fold_patterns_folds_a_trace_saved_without_them(saved):
     assert result.returncode == 0, result.stderr
     spans = json.loads((saved / "folded.otlp.json").read_bytes())["resourceSpans"][0]
     names = [s["name"] for s in spans["scopeSpans"][0]["spans"]]
-    assert names == ["python prog.py", "<module>", "train", "6x step", "step"]
+    assert names == ["prog.py", "<module>", "train", "6x step", "step"]
 
 
 def test_a_collector_that_is_down_is_one_line_and_status_1(saved):

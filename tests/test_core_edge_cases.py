@@ -15,20 +15,19 @@ from array import array
 from pathlib import Path
 from typing import Any
 
+import conftest
 import pytest
 
-from otel_tracer import pycore
-from otel_tracer.model import EXTERNAL, RAISED, RESUMED, YIELDED, Trace
-from otel_tracer.options import RecordOptions
-from otel_tracer.recorder import Recorder
-from otel_tracer.registry import Registry
-from otel_tracer.scope import Scope
+from otel_tracer.record import pycore
+from otel_tracer.record.options import RecordOptions
+from otel_tracer.record.recorder import Recorder
+from otel_tracer.record.registry import Registry
+from otel_tracer.record.scope import Scope
+from otel_tracer.trace.model import EXTERNAL, RAISED, RESUMED, YIELDED, Trace
 
 # The cores that must record the same traces, which these tests are about: the
-# monitoring core too where sys.monitoring exists (Python 3.12+).
-CORES = pytest.mark.parametrize(
-    "core", ["python", "c"] + (["monitoring"] if sys.version_info >= (3, 12) else [])
-)
+# monitoring cores too where sys.monitoring exists (Python 3.12+).
+CORES = pytest.mark.parametrize("core", conftest.CORES)
 
 
 def record(tmp_path: Path, source: str, core: str, **options: Any) -> Trace:
@@ -227,7 +226,7 @@ def test_a_lost_c_return_does_not_keep_its_caller_open(tmp_path: Path, core: str
     """A C call's entry belongs to its caller's frame: when its c_return is lost
     (here the program removes the hook in it), the caller's next C call or its
     return closes it first."""
-    if core == "monitoring":
+    if core in conftest.MONITORING_CORES:
         pytest.skip(
             "sys.setprofile() does not reach a sys.monitoring tool: nothing is lost, "
             "restore()'s setprofile is recorded too (the monitoring core's healing of "
@@ -472,7 +471,9 @@ def test_interrupted_hooks_stay_sound(
     gets the handler's exception, and every recorded call keeps its true parent."""
     (tmp_path / "main.py").write_text(textwrap.dedent(INTERRUPTED))
     _, points, _ = _interrupted_run(tmp_path, core, 0, monkeypatch)
-    assert points > 50
+    # the C monitoring core caches values and sees library code only where called
+    # from scope: it makes the fewest registry calls
+    assert points > (25 if core == "monitoring" else 50)
     for at in range(1, points + 1):
         trace, _, started = _interrupted_run(tmp_path, core, at, monkeypatch)
         names = [trace.function_of(row).name for row in range(len(trace))]

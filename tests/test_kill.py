@@ -13,13 +13,13 @@ import pytest
 from conftest import run_python, start_traced_group, write_files
 
 import otel_tracer
-from exporters.otlp_json import otlp_json_pieces
+from exporters.otlp_json import otlp_json_lines
 from exporters.outputs import render_text
 from exporters.viewer.data import build_data
 from exporters.viewer.site import fold_for_viewer
-from otel_tracer.model import UNFINISHED
-from otel_tracer.mover import INTERVAL
-from otel_tracer.trace_format import TraceFormatError
+from otel_tracer.stream.mover import INTERVAL
+from otel_tracer.trace.format import TraceFormatError
+from otel_tracer.trace.model import UNFINISHED
 
 PROGRAM = """
     import multiprocessing as mp
@@ -154,7 +154,7 @@ def test_a_spool_damaged_anywhere_loads_or_is_refused(tmp_path, spool_bytes):
         folding = fold_for_viewer(trace)
         build_data(trace, folding)
         render_text(trace, folding, io.StringIO())
-        b"".join(otlp_json_pieces(trace))
+        b"".join(otlp_json_lines(trace))
 
 
 ENDINGS = """

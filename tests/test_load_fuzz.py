@@ -15,13 +15,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import otel_tracer
-from exporters.otlp_json import otlp_json_pieces
+from exporters.otlp_json import otlp_json_lines
 from exporters.perfetto import write_perfetto
 from exporters.viewer.data import build_data
-from otel_tracer.span_plan import span_plan
-from otel_tracer.spans import trace_spans
-from otel_tracer.trace_format import TraceFormatError, from_document
-from otel_tracer.tree import render_tree
+from otel_tracer.spans.plan import span_plan
+from otel_tracer.spans.sdk import trace_spans
+from otel_tracer.trace.format import TraceFormatError, from_document
+from otel_tracer.trace.tree import render_tree
 from patterns.engine import fold_trace
 from patterns.render import render_grouped
 
@@ -88,7 +88,7 @@ def use_everywhere(trace, tmp_path) -> None:
     build_data(trace, folding)
     plan = span_plan(trace, fold_patterns=True)
     assert sum(1 for _ in trace_spans(trace, plan=plan)) == len(plan)
-    b"".join(otlp_json_pieces(trace))
+    b"".join(otlp_json_lines(trace))
     write_perfetto(trace, tmp_path / "fuzz.pftrace")
 
 

@@ -1,13 +1,16 @@
-"""The sys.monitoring recording core (otel_tracer/moncore.py) records what the
-pure-Python core (otel_tracer/pycore.py) records.
+"""The sys.monitoring recording cores, in Python (otel_tracer/record/moncore.py,
+``pymonitoring``) and in C (otel_tracer/record/_cmoncore.h, ``monitoring``), record
+what the pure-Python core (otel_tracer/record/pycore.py) records.
 
-Every program below runs under both cores with the same options; the traces
+Every program below runs under every core with the same options; the traces
 must have the same calls, per thread and in order, with the same function,
 parent, depth, flags, arguments, return value and exception (times differ).
-The one allowed difference is where PythonCore is wrong and MonitoringCore is
-right (see ``pycore_misreads``), which ``test_generator_throw_and_close`` pins
-down. The programs' scope is ``app/``; ``lib/vendorlib.py`` stands for an
-installed library (out of scope).
+The one allowed difference is where PythonCore is wrong and the monitoring
+cores are right (see ``core_equivalence.pycore_misreads``), which
+``test_generator_throw_and_close`` pins down; the two monitoring cores agree
+exactly. The programs' scope is ``app/``; ``lib/vendorlib.py`` stands for an
+installed library (out of scope). The tests of monitoring behaviour run on
+both monitoring cores.
 """
 
 from __future__ import annotations
@@ -15,7 +18,6 @@ from __future__ import annotations
 import asyncio  # noqa: F401 - imported before recording, as the programs use them
 import difflib  # noqa: F401
 import functools  # noqa: F401
-import gc
 import json
 import math  # noqa: F401
 import runpy
@@ -36,13 +38,20 @@ import pytest
 if sys.version_info < (3, 12):
     pytest.skip("sys.monitoring (PEP 669) needs Python 3.12+", allow_module_level=True)
 
-from conftest import run_python
+from conftest import c_core_built, run_python
+from core_equivalence import OPTIONS, assert_cores_agree, assert_same_calls, cases, record
 
-from otel_tracer.model import EXTERNAL, RAISED, RESUMED, YIELDED, Trace
-from otel_tracer.moncore import MonitoringCore, MonitoringUnavailable
-from otel_tracer.options import RecordOptions
-from otel_tracer.recorder import CoreUnavailable, Recorder
-from otel_tracer.scope import Scope
+from otel_tracer.record.moncore import MonitoringUnavailable
+from otel_tracer.record.options import RecordOptions
+from otel_tracer.record.recorder import CoreUnavailable, Recorder, core_class
+from otel_tracer.record.scope import Scope
+from otel_tracer.trace.model import EXTERNAL, RAISED, RESUMED, YIELDED, Trace
+
+# The sys.monitoring cores: in Python, and in C (when built: else "monitoring"
+# is the Python one too).
+MON_CORES = pytest.mark.parametrize(
+    "core", ["pymonitoring", *(["monitoring"] if c_core_built() else [])]
+)
 
 VENDORLIB = """
     import functools
@@ -383,15 +392,6 @@ HELPER = """
             return i + self.n
 """
 
-OPTIONS: dict[str, dict[str, Any]] = {
-    "default": {},
-    "no_externals": {"external_calls": False},
-    "builtins": {"include_builtins": True},
-    "no_args": {"capture_args": False},
-    "max_depth": {"max_depth": 2},
-    "max_calls": {"max_calls": 12},
-}
-
 
 @pytest.fixture(scope="module")
 def lib_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
@@ -414,136 +414,30 @@ def write_program(directory: Path, name: str) -> Path:
     return app / "main.py"
 
 
-def make_recorder(scope: Path, core: str, **options: Any) -> Recorder:
-    """A Recorder on ``core`` ("python" or "monitoring"): Recorder knows only
-    auto/c/python, so the monitoring core replaces the Python one before start."""
-    recorder = Recorder(Scope([str(scope)]), RecordOptions(**options), core="python")
-    if core == "monitoring":
-        recorder.core = MonitoringCore(recorder.registry, recorder.options)
-    return recorder
+def record_app(main: Path, core: str, **options: Any) -> tuple[Recorder, Trace]:
+    """Run the program ``main`` (in ``app/``, the scope) under ``core``."""
+    return record(main.parent, main, core, **options)
 
 
-def record(main: Path, core: str, **options: Any) -> tuple[Recorder, Trace]:
-    """Run ``main`` as __main__ under a Recorder on ``core``; returns it and its Trace."""
-    recorder = make_recorder(main.parent, core, **options)
-    gc.collect()  # earlier runs' generators are closed now, not while recording
-    recorder.start()
-    try:
-        runpy.run_path(str(main), run_name="__main__")
-    except Exception:  # the program's own uncaught exception
-        pass
-    finally:
-        recorder.stop()
-    return recorder, recorder.build()
-
-
-Call = tuple[Any, ...]
-
-
-def structure(trace: Trace) -> dict[str, list[Call]]:
-    """Per thread name, the calls in start order with everything but times;
-    a call's parent is given as its position in the thread's list."""
-    calls: dict[str, list[Call]] = defaultdict(list)
-    position: dict[int, int] = {}
-    for row in range(len(trace)):
-        thread = trace.threads[int(trace.calls.thread[row])].name
-        function = trace.function_of(row)
-        parent = int(trace.calls.parent[row])
-        position[row] = len(calls[thread])
-        calls[thread].append(
-            (
-                function.qualname,
-                function.module,
-                function.external,
-                function.argnames,
-                int(trace.calls.depth[row]),
-                position[parent] if parent >= 0 else -1,
-                int(trace.calls.flags[row]),
-                trace.args_of(row),
-                trace.value_of(row),
-                trace.exception_of(row),
-            )
-        )
-    return dict(calls)
-
-
-def pycore_misreads(py: Call, mon: Call) -> bool:
-    """The differences allowed: where PythonCore is wrong and MonitoringCore right,
-    both on an exception thrown into a suspended generator (``throw()``,
-    ``close()``, or ``close()`` when an unfinished generator is freed):
-
-    * PythonCore tells how a frame left from its last instruction, and a generator
-      that does not catch the thrown exception leaves from its ``yield``: without
-      its trace hook, which only watches in-scope frames, it records a yield of
-      None (seen for library generators, external calls);
-    * PythonCore before its ``is_resumption`` fix took a throw on 3.12 for a
-      fresh call, with arguments.
-    """
-    if py[:6] != mon[:6] or (py[6] ^ mon[6]) & ~(RESUMED | YIELDED | RAISED):
-        return False
-    py_flags, mon_flags = py[6], mon[6]
-    if mon_flags & RAISED and not py_flags & RAISED:
-        if not (py_flags & YIELDED and py[8] in ("None", None) and py[9] is None):
-            return False  # only "yielded None" may stand for the exception
-        py_flags = py_flags & ~YIELDED | RAISED
-    if sys.version_info < (3, 13) and mon_flags & RESUMED and not py_flags & RESUMED:
-        py_flags |= RESUMED
-        if mon[7] != {}:
-            return False
-    elif py[7] != mon[7]:
-        return False
-    return py_flags == mon_flags and (bool(mon_flags & RAISED) or py[8:] == mon[8:])
-
-
-def assert_same_calls(py_trace: Trace, mon_trace: Trace) -> None:
-    py_calls, mon_calls = structure(py_trace), structure(mon_trace)
-    assert sorted(py_calls) == sorted(mon_calls)
-    for thread, calls in py_calls.items():
-        assert len(calls) == len(mon_calls[thread]), thread
-        for py, mon in zip(calls, mon_calls[thread], strict=True):
-            assert py == mon or pycore_misreads(py, mon), (thread, py, mon)
-
-
-def cases() -> list[Any]:
-    params = []
-    for program in PROGRAMS:
-        for option in OPTIONS:
-            marks = []
-            if program == "threads" and option == "max_calls":
-                # the call budget is shared by threads: who uses it up depends on scheduling
-                marks.append(pytest.mark.skip(reason="scheduling-dependent"))
-            params.append(pytest.param(program, option, marks=marks, id=f"{program}-{option}"))
-    return params
-
-
-@pytest.mark.parametrize(("program", "option"), cases())
+@pytest.mark.parametrize(("program", "option"), cases(list(PROGRAMS)))
 def test_same_trace_as_python_core(
     tmp_path: Path, lib_dir: Path, program: str, option: str
 ) -> None:
+    """Every core records what the Python core records (see tests/core_equivalence.py)."""
     main = write_program(tmp_path, program)
-    try:  # first run untraced: lazy initialisation in the libraries used happens here
-        runpy.run_path(str(main), run_name="__main__")
-    except Exception:
-        pass
-    py_recorder, py_trace = record(main, "python", **OPTIONS[option])
-    mon_recorder, mon_trace = record(main, "monitoring", **OPTIONS[option])
-    assert mon_recorder.core.name == "monitoring"
-    assert mon_trace.meta["core"] == "monitoring"
-    assert len(py_trace) > 0
-    assert_same_calls(py_trace, mon_trace)
-    assert mon_recorder.core.dropped == py_recorder.core.dropped
-    assert mon_trace.meta["dropped_calls"] == py_trace.meta["dropped_calls"]
+    assert_cores_agree(main.parent, main, option, monitoring_like_python=True)
 
 
 def calls_of(trace: Trace, qualname: str) -> list[int]:
     return [r for r in range(len(trace)) if trace.function_of(r).qualname == qualname]
 
 
-def test_generator_throw_and_close(tmp_path: Path, lib_dir: Path) -> None:
+@MON_CORES
+def test_generator_throw_and_close(tmp_path: Path, lib_dir: Path, core: str) -> None:
     """Where PythonCore misreads throw()/close(), the monitoring core is right:
     a throw resumes a suspended generator, a throw into a generator that never
     ran is its call, and an exception it does not handle is what ends it."""
-    _, trace = record(write_program(tmp_path, "generators"), "monitoring")
+    _, trace = record_app(write_program(tmp_path, "generators"), core)
     guarded = [
         (int(trace.calls.flags[r]), trace.exception_of(r)) for r in calls_of(trace, "guarded")
     ]
@@ -573,7 +467,8 @@ def test_generator_throw_and_close(tmp_path: Path, lib_dir: Path) -> None:
     ]
 
 
-def test_a_lost_c_return_is_closed_by_the_frames_next_call(tmp_path: Path) -> None:
+@MON_CORES
+def test_a_lost_c_return_is_closed_by_the_frames_next_call(tmp_path: Path, core: str) -> None:
     """sys.monitoring loses a C call's closing event only when callbacks are
     interrupted (a signal handler raising in C_RETURN, then in the RAISE that
     follows) or taken away. Then, as in PythonCore, the calling frame's next C
@@ -609,10 +504,12 @@ def test_a_lost_c_return_is_closed_by_the_frames_next_call(tmp_path: Path) -> No
             """
         )
     )
-    recorder = Recorder(Scope([str(tmp_path)]), RecordOptions(), core="monitoring")
+    recorder = Recorder(Scope([str(tmp_path)]), RecordOptions(), core=core)
     recorder.start()
-    core = recorder.core
-    names = {"TOOL": core._tool, "CALLBACK": core._callbacks[sys.monitoring.events.C_RETURN]}
+    tool, C_RETURN = recorder.core._tool, sys.monitoring.events.C_RETURN
+    callback = sys.monitoring.register_callback(tool, C_RETURN, None)  # gives the one replaced
+    sys.monitoring.register_callback(tool, C_RETURN, callback)
+    names = {"TOOL": tool, "CALLBACK": callback}
     try:
         runpy.run_path(str(main), names, "__main__")
     finally:
@@ -640,9 +537,10 @@ def test_a_lost_c_return_is_closed_by_the_frames_next_call(tmp_path: Path) -> No
     assert all(flags == EXTERNAL for flags, _ in closed[2:5] + closed[7:9])
 
 
-def test_exceptions_are_exact(tmp_path: Path, lib_dir: Path) -> None:
+@MON_CORES
+def test_exceptions_are_exact(tmp_path: Path, lib_dir: Path, core: str) -> None:
     main = write_program(tmp_path, "exceptions")
-    _, trace = record(main, "monitoring", include_builtins=True)
+    _, trace = record_app(main, core, include_builtins=True)
     raised = defaultdict(list)
     for row in range(len(trace)):
         if trace.calls.flags[row] & RAISED:
@@ -665,10 +563,11 @@ def test_exceptions_are_exact(tmp_path: Path, lib_dir: Path) -> None:
     assert raised["uncaught"] == raised["<module>"] == [("__main__.AppError", "too big: 99")]
 
 
-def test_external_calls_and_implicit_ones(tmp_path: Path, lib_dir: Path) -> None:
+@MON_CORES
+def test_external_calls_and_implicit_ones(tmp_path: Path, lib_dir: Path, core: str) -> None:
     """Library code reached from scope is an external call whether called or
     reached implicitly (operator, property, with, for, class instantiation)."""
-    _, trace = record(write_program(tmp_path, "library"), "monitoring")
+    _, trace = record_app(write_program(tmp_path, "library"), core)
     main = calls_of(trace, "main")[0]
     children = [trace.function_of(int(r)).qualname for r in trace.children_of(main)]
     children = [c for c in children if not c.startswith("WeakSet")]  # a weakref callback
@@ -685,13 +584,16 @@ def test_external_calls_and_implicit_ones(tmp_path: Path, lib_dir: Path) -> None
     assert all(len(trace.children_of(r)) == 0 for r in deep)
 
 
-def test_library_code_runs_without_return_and_call_events(tmp_path: Path, lib_dir: Path) -> None:
+@MON_CORES
+def test_library_code_runs_without_return_and_call_events(
+    tmp_path: Path, lib_dir: Path, core: str
+) -> None:
     """Only library code called from scope gets (return/yield) events; its
     internals and their call sites get none."""
     import vendorlib
 
     main = write_program(tmp_path, "library")
-    recorder = make_recorder(main.parent, "monitoring")
+    recorder = Recorder(Scope([str(main.parent)]), core=core)
     recorder.start()
     try:
         runpy.run_path(str(main), run_name="__main__")
@@ -709,47 +611,54 @@ def test_library_code_runs_without_return_and_call_events(tmp_path: Path, lib_di
     assert sys.monitoring.get_local_events(tool, vendorlib.deep.__code__) == 0
 
 
+@MON_CORES
 @pytest.mark.parametrize("first", ["no_externals", "default"])
-def test_recording_twice_in_one_process(tmp_path: Path, lib_dir: Path, first: str) -> None:
+def test_recording_twice_in_one_process(
+    tmp_path: Path, lib_dir: Path, first: str, core: str
+) -> None:
     """A recording without external calls DISABLEs every library location; the
     next recording must see them again (restart_events)."""
     main = write_program(tmp_path, "callbacks")
     runpy.run_path(str(main), run_name="__main__")
-    _, py_trace = record(main, "python")
-    record(main, "monitoring", **OPTIONS[first])
-    _, again = record(main, "monitoring")
+    _, py_trace = record_app(main, "python")
+    record_app(main, core, **OPTIONS[first])
+    _, again = record_app(main, core)
     assert_same_calls(py_trace, again)
 
 
-def test_interface(tmp_path: Path, lib_dir: Path) -> None:
+@MON_CORES
+def test_interface(tmp_path: Path, lib_dir: Path, core: str) -> None:
     main = write_program(tmp_path, "recursion")
-    recorder, trace = record(main, "monitoring")
-    core = recorder.core
-    assert isinstance(core, MonitoringCore)
-    assert core.registry is recorder.registry
-    assert core.options is recorder.options
-    assert core.dropped == 0
-    words = np.frombuffer(core.events, dtype=np.int64)
-    assert len(words) == len(core.events) == 2 * 3 * len(trace)
+    recorder, trace = record_app(main, core)
+    mon = recorder.core
+    assert type(mon) is core_class(core)
+    assert mon.registry is recorder.registry
+    assert mon.options is recorder.options
+    assert mon.dropped == 0
+    words = np.frombuffer(mon.events, dtype=np.int64)
+    assert len(words) == len(mon.events) == 2 * 3 * len(trace)
     times = words[1::3]
     assert np.all(np.diff(times) >= 0)  # one thread: event times never go back
     assert recorder._clock_base[0] <= times[0] and times[-1] <= recorder._stop_time
-    assert abs(core.clock() - time.perf_counter_ns()) < 10**9
-    assert core.stop() == len(core.events)  # idempotent
+    assert abs(mon.clock() - time.perf_counter_ns()) < 10**9
+    assert mon.stop() == len(mon.events)  # idempotent
+    assert mon._tool is None
 
 
-def test_tool_ids_taken() -> None:
+@MON_CORES
+def test_tool_ids_taken(core: str) -> None:
     """The profiler's tool id is preferred, another free one is taken when it is
     in use, and MonitoringUnavailable says when none is free."""
     registry = Recorder(Scope(["."]), core="python").registry
+    MonitoringCore = core_class(core)
     mine = []
     try:
         sys.monitoring.use_tool_id(sys.monitoring.PROFILER_ID, "test")
         mine.append(sys.monitoring.PROFILER_ID)
-        core = MonitoringCore(registry, RecordOptions())
-        core.start()
-        assert core._tool in (3, 4, 5)
-        assert sys.monitoring.get_tool(core._tool) == "otel-tracer"
+        mon = MonitoringCore(registry, RecordOptions())
+        mon.start()
+        assert mon._tool in (3, 4, 5)
+        assert sys.monitoring.get_tool(mon._tool) == "otel-tracer"
         for tool in (3, 4, 5):
             if sys.monitoring.get_tool(tool) is None:
                 sys.monitoring.use_tool_id(tool, "test")
@@ -757,8 +666,8 @@ def test_tool_ids_taken() -> None:
         other = MonitoringCore(registry, RecordOptions())
         with pytest.raises(MonitoringUnavailable, match="tool id"):
             other.start()
-        tool = core._tool
-        core.stop()
+        tool = mon._tool
+        mon.stop()
         assert sys.monitoring.get_tool(tool) is None
     finally:
         for tool in mine:
@@ -782,20 +691,21 @@ MIDWAY = """
 """
 
 
-@pytest.mark.parametrize("core", ["python", "monitoring"])
+@pytest.mark.parametrize("core", ["python", "pymonitoring", "monitoring"])
 def test_recording_started_inside_a_running_frame(tmp_path: Path, core: str) -> None:
     """Started from in-scope code (as ``with Tracer():`` does), the frames already
     running are not recorded, and neither are the calls they make directly."""
     (tmp_path / "midway.py").write_text(textwrap.dedent(MIDWAY))
     namespace = runpy.run_path(str(tmp_path / "midway.py"))
-    recorder = make_recorder(tmp_path, core)
+    recorder = Recorder(Scope([str(tmp_path)]), core=core)
     namespace["run"](recorder.start, recorder.stop)
     trace = recorder.build()
     rows = [(trace.function_of(r).qualname, int(trace.calls.parent[r])) for r in range(len(trace))]
     assert rows == [("helper", -1), ("dumps", 0)]
 
 
-def test_threads_started_before_recording_are_not_recorded(tmp_path: Path) -> None:
+@MON_CORES
+def test_threads_started_before_recording_are_not_recorded(tmp_path: Path, core: str) -> None:
     """As with PythonCore: the starting thread and threads started later only."""
     (tmp_path / "work.py").write_text("def step(i):\n    return i\n")
     sys.path.insert(0, str(tmp_path))
@@ -814,7 +724,7 @@ def test_threads_started_before_recording_are_not_recorded(tmp_path: Path) -> No
 
     early = threading.Thread(target=spin, name="early")
     early.start()
-    recorder = make_recorder(tmp_path, "monitoring")
+    recorder = Recorder(Scope([str(tmp_path)]), core=core)
     recorder.start()
     go.set()
     late = threading.Thread(target=work.step, args=(7,), name="late")
@@ -833,7 +743,8 @@ def test_threads_started_before_recording_are_not_recorded(tmp_path: Path) -> No
     assert seen == [(threading.current_thread().name, "1"), ("late", "7")]
 
 
-def test_other_threads_stop_recording(tmp_path: Path) -> None:
+@MON_CORES
+def test_other_threads_stop_recording(tmp_path: Path, core: str) -> None:
     """A thread still running at stop() records nothing more."""
     (tmp_path / "late.py").write_text(
         textwrap.dedent(
@@ -856,7 +767,7 @@ def test_other_threads_stop_recording(tmp_path: Path) -> None:
         sys.path.pop(0)
         sys.modules.pop("late", None)
     go_on, done = threading.Event(), threading.Event()
-    recorder = make_recorder(tmp_path, "monitoring")
+    recorder = Recorder(Scope([str(tmp_path)]), core=core)
     recorder.start()
     thread = threading.Thread(target=late.body, args=(go_on, done), name="late")
     thread.start()
@@ -915,13 +826,11 @@ TICKS_DRIVER = """
     import runpy
     import sys
 
-    from otel_tracer.options import RecordOptions
-    from otel_tracer.moncore import MonitoringCore
-    from otel_tracer.recorder import CoreUnavailable, Recorder
-    from otel_tracer.scope import Scope
+    from otel_tracer.record.options import RecordOptions
+    from otel_tracer.record.recorder import Recorder
+    from otel_tracer.record.scope import Scope
 
-    recorder = Recorder(Scope([sys.argv[1]]), RecordOptions(), core="python")
-    recorder.core = MonitoringCore(recorder.registry, recorder.options)
+    recorder = Recorder(Scope([sys.argv[1]]), RecordOptions(), core=sys.argv[2])
     recorder.start()
     try:
         ticks = runpy.run_path(sys.argv[1] + "/ticks.py")["TICKS"]
@@ -938,13 +847,16 @@ TICKS_DRIVER = """
 
 
 @pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="needs signal.setitimer")
-def test_signal_handlers_raising_in_callbacks_keep_the_tree_sound(tmp_path: Path) -> None:
+@MON_CORES
+def test_signal_handlers_raising_in_callbacks_keep_the_tree_sound(
+    tmp_path: Path, core: str
+) -> None:
     """A SIGALRM handler raising every 0.2 ms also runs inside the callbacks;
     the exception reaches the program and the tree stays consistent. (In a
     subprocess: ticks must not land in this process's own machinery.)"""
     (tmp_path / "ticks.py").write_text(textwrap.dedent(TICKS_PROGRAM))
     (tmp_path / "driver.py").write_text(textwrap.dedent(TICKS_DRIVER))
-    result = run_python([str(tmp_path / "driver.py"), str(tmp_path)], tmp_path)
+    result = run_python([str(tmp_path / "driver.py"), str(tmp_path), core], tmp_path)
     assert result.returncode == 0, result.stderr
     outcome = json.loads(result.stdout)
     assert outcome["ticks"] > 0
@@ -984,10 +896,11 @@ def test_speed_report(tmp_path: Path) -> None:
     recorded calls, a quarter million library calls) runs under each core."""
     (tmp_path / "speed.py").write_text(textwrap.dedent(SPEED_PROGRAM))
     runpy.run_path(str(tmp_path / "speed.py"))
-    cores = ["python", "monitoring"]
+    cores = ["python", "pymonitoring"]
     try:
         Recorder(Scope([str(tmp_path)]), core="c")
-        cores.insert(1, "c")
+        cores[1:1] = ["c"]
+        cores.append("monitoring")
     except CoreUnavailable:
         pass
 
@@ -1000,10 +913,7 @@ def test_speed_report(tmp_path: Path) -> None:
         return min(times)
 
     def traced(core: str) -> None:
-        if core == "c":
-            recorder = Recorder(Scope([str(tmp_path)]), core="c")
-        else:
-            recorder = make_recorder(tmp_path, core)
+        recorder = Recorder(Scope([str(tmp_path)]), core=core)
         recorder.start()
         try:
             runpy.run_path(str(tmp_path / "speed.py"))

@@ -36,9 +36,9 @@ from exporters.otlp import (
     send_trace,
 )
 from exporters.otlp_proto import encode_requests
-from otel_tracer.model import Trace
-from otel_tracer.span_plan import SpanPlan, root_span_id, span_plan
-from otel_tracer.spans import trace_spans
+from otel_tracer.spans.plan import SpanPlan, root_span_id, span_plan
+from otel_tracer.spans.sdk import trace_spans
+from otel_tracer.trace.model import Trace
 
 PROGRAM = """
     import json
@@ -125,8 +125,10 @@ def receiver(request) -> Iterator[OtlpReceiver]:
         yield running
 
 
-def target_of(receiver: OtlpReceiver, headers=(), timeout: float = 10.0) -> OtlpTarget:
-    return OtlpTarget(receiver.endpoint, receiver.protocol, tuple(headers), timeout)
+def target_of(
+    receiver: OtlpReceiver, headers=(), timeout: float = 10.0, compression: str = "none"
+) -> OtlpTarget:
+    return OtlpTarget(receiver.endpoint, receiver.protocol, tuple(headers), timeout, compression)
 
 
 def value_of(value: AnyValue) -> object:
@@ -156,8 +158,9 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def sent_to(receiver: OtlpReceiver, traced) -> list:
-    result = send_spans(trace_spans(traced), len(traced) + 1, target_of(receiver))
+def sent_to(receiver: OtlpReceiver, traced, compression: str = "none") -> list:
+    target = target_of(receiver, compression=compression)
+    result = send_spans(trace_spans(traced), len(traced) + 1, target)
     assert result == SendResult(len(traced) + 1, None)
     return receiver.spans()
 
@@ -170,7 +173,7 @@ def test_every_span_arrives_with_its_links(receiver, traced):
     trace_id = bytes.fromhex(traced.meta["trace_id"])
     assert {span.trace_id for span in received} == {trace_id}
     root = received[0]
-    assert root.name == "python prog.py" and root.parent_span_id == b""
+    assert root.name == "prog.py" and root.parent_span_id == b""
     assert int.from_bytes(root.span_id, "big") == root_span_id(traced)
     for row, span in enumerate(received[1:]):
         assert int.from_bytes(span.span_id, "big") == int(traced.calls.span_id[row])
@@ -193,14 +196,17 @@ def test_attributes_arrive_as_recorded(receiver, traced):
     assert connect["code.file.path"].endswith("prog.py")
     assert connect["code.line.number"] == 6
     main_thread = traced.threads[0]
-    assert connect["thread.id"] == main_thread.native_id
+    assert connect["thread.id"] == main_thread.id
+    assert connect["otel_tracer.thread.native_id"] == main_thread.native_id
     assert connect["otel_tracer.call.id"] == 4  # after <module>, the class Layer body, main
     assert connect["otel_tracer.args.host"] == "'db.local'"
     assert by_name["json.dumps"]["otel_tracer.call.external"] is True
     steps = [attributes_of(s.attributes) for s in received if s.name == "step"]
     assert len(steps) == 8
     assert {s["thread.name"] for s in steps} == {"worker-0", "worker-1"}
-    assert len({s["thread.id"] for s in steps}) == 2
+    # Python reuses a finished thread's ident, so the two workers (one after the
+    # other) may share thread.id; their OS thread ids and names differ
+    assert {s["thread.id"] for s in steps} <= {t.id for t in traced.threads}
     assert attributes_of(received[0].attributes)["process.exit.code"] == 3
 
 
@@ -240,7 +246,8 @@ def test_exception_event_and_error_status(receiver, traced):
         assert attributes["exception.message"] == "bad step 2"
         stack = attributes["exception.stacktrace"]
         assert stack.startswith("Traceback (most recent call last):")
-        assert "in work" in stack and stack.endswith("ValueError: bad step 2")
+        assert "in step" in stack and stack.endswith("ValueError: bad step 2")
+    assert "in work" not in stack  # work caught it: not on the exception's traceback
     ok = [span for span in received if span.name == "step" and not span.events]
     assert {span.status.code for span in ok} == {Status.STATUS_CODE_UNSET}
 
@@ -306,9 +313,10 @@ def test_spans_are_consumed_lazily_in_batches():
         assert sizes == [BATCH_SPANS] * 3 + [7]
 
 
-def test_gzip_compression_setting(receiver, traced, monkeypatch):
-    monkeypatch.setenv("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip")  # read by the SDK exporter
-    assert len(sent_to(receiver, traced)) == len(traced) + 1
+def test_gzip_compression_setting(receiver, traced):
+    environ = {"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_COMPRESSION": "gzip"}
+    assert otlp_target(None, None, environ).compression == "gzip"
+    assert len(sent_to(receiver, traced, "gzip")) == len(traced) + 1
     if receiver.protocol == HTTP:
         assert receiver.headers[0]["content-encoding"] == "gzip"
 
@@ -435,57 +443,12 @@ def test_headers_and_timeout_from_environment():
     assert otlp_target("http://c:4317", environ={}).headers == ()
 
 
-@pytest.mark.parametrize(
-    ("endpoint", "protocol", "environ", "message"),
-    [
-        ("localhost:4317", None, {}, "--otlp-endpoint='localhost:4317' is not an OTLP endpoint"),
-        ("ftp://c:21", None, {}, "--otlp-endpoint='ftp://c:21' is not an OTLP endpoint"),
-        ("http://", None, {}, "--otlp-endpoint='http://' is not an OTLP endpoint"),
-        ("http://c:port", None, {}, "--otlp-endpoint='http://c:port' is not an OTLP endpoint"),
-        (
-            None,
-            None,
-            {"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "c:4317"},
-            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT='c:4317' is not an OTLP endpoint",
-        ),
-        ("http://c", "thrift", {}, "--otlp-protocol='thrift' is not an OTLP protocol"),
-        (
-            "http://c",
-            None,
-            {"OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"},
-            "OTEL_EXPORTER_OTLP_PROTOCOL='http/json' is not supported (use grpc or http/protobuf)",
-        ),
-        (
-            "http://c",
-            None,
-            {"OTEL_EXPORTER_OTLP_HEADERS": "a=1,novalue"},
-            "OTEL_EXPORTER_OTLP_HEADERS: 'novalue' is not a header",
-        ),
-        (
-            "http://c",
-            None,
-            {"OTEL_EXPORTER_OTLP_HEADERS": "bad key=1"},
-            "OTEL_EXPORTER_OTLP_HEADERS: 'bad key=1' is not a header",
-        ),
-        (
-            "http://c",
-            None,
-            {"OTEL_EXPORTER_OTLP_TIMEOUT": "10s"},
-            "OTEL_EXPORTER_OTLP_TIMEOUT='10s' is not a timeout in milliseconds",
-        ),
-        (
-            "http://c",
-            None,
-            {"OTEL_EXPORTER_OTLP_TRACES_TIMEOUT": "0"},
-            "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT='0' is not a timeout in milliseconds",
-        ),
-    ],
-)
-def test_bad_settings_are_one_line_errors(endpoint, protocol, environ, message):
-    with pytest.raises(OtlpConfigError) as error:
-        otlp_target(endpoint, protocol, environ)
-    assert str(error.value).startswith(message)
-    assert "\n" not in str(error.value)
+def test_bad_settings_are_one_line_errors():
+    """Bad options are errors; bad OTEL_* values are warnings (tests/test_otel_settings.py)."""
+    for endpoint in ("localhost:4317", "ftp://c:21", "http://", "http://c:port"):
+        with pytest.raises(OtlpConfigError) as error:
+            otlp_target(endpoint, None, {})
+        assert str(error.value).startswith(f"--otlp-endpoint={endpoint!r} is not an OTLP endpoint")
 
 
 # -- failures ----------------------------------------------------------------------------
@@ -652,10 +615,10 @@ def test_send_trace_sends_what_send_spans_sends(receiver, traced, fold, monkeypa
     assert len(envelopes(receiver)) == 1 and envelopes(receiver) == envelopes(reference)
     keys = {kv.key for span in ours for kv in span.attributes}
     if fold:
-        assert {"otel_tracer.pattern_group", "pattern.iteration"} <= keys
+        assert {"otel_tracer.pattern.group", "otel_tracer.pattern.iteration"} <= keys
     else:
         assert {"otel_tracer.yielded_value", "otel_tracer.call.resumed"} <= keys
-        assert {"otel_tracer.args.password", "pattern.iteration"} <= keys
+        assert {"otel_tracer.args.password", "otel_tracer.pattern.iteration"} <= keys
         assert sum(bool(span.events) for span in ours) >= 2  # the exceptions
         threads = {attributes_of(span.attributes).get("thread.name") for span in ours}
         assert {"MainThread", "worker-0", "worker-1"} <= threads
@@ -788,10 +751,9 @@ def test_send_trace_encoding_error_is_one_line(traced, monkeypatch):
     assert result.error.endswith(f"{len(plan)} of {len(plan)} spans: RuntimeError: cannot encode")
 
 
-def test_send_trace_uses_the_exporters_settings(receiver, traced, monkeypatch):
-    monkeypatch.setenv("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip")  # read by the SDK exporter
+def test_send_trace_uses_the_exporters_settings(receiver, traced):
     plan = span_plan(traced)
-    target = target_of(receiver, [("x-api-key", "s3cret")])
+    target = target_of(receiver, [("x-api-key", "s3cret")], compression="gzip")
     assert send_trace(traced, plan, target) == SendResult(len(plan), None)
     assert receiver.spans() == sdk_spans(traced, plan)
     assert all(headers["x-api-key"] == "s3cret" for headers in receiver.headers)

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from conftest import REPO, run_python, run_tracer, write_files
+from conftest import REPO, call_objects, run_python, run_tracer, write_files
 
 import otel_tracer
 
-SCHEMA = json.loads((REPO / "otel_tracer/schema/trace-v1.schema.json").read_text())
+SCHEMA = json.loads((REPO / "otel_tracer/trace/schema/trace-v2.schema.json").read_text())
 
 TRAINING = """
     import threading
@@ -93,7 +93,7 @@ def test_annotated_trace_validates_and_loads(traced):
     assert (loop["repetitions"], loop["calls_per_repetition"]) == (12, 11)
     assert loop["near"] is True and len(loop["variants"]) == 2
     assert loop["variants"][1]["iterations"] == [1, 5, 9]
-    calls = doc["calls"]
+    calls = call_objects(doc)
     inside = [c for c in calls if loop["first"] <= c["id"] <= loop["last"]]
     assert all("pattern" in c for c in inside)
     first_step = calls[loop["iterations"][4] - 1]

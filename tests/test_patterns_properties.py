@@ -25,9 +25,9 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from trace_builder import build_trace, trace_from_columns
 
-from exporters.json_trace import dumps
-from otel_tracer.model import Calls, Function, Trace
-from otel_tracer.trace_format import from_document
+from otel_tracer.trace.format import from_document
+from otel_tracer.trace.model import Calls, Function, Trace
+from otel_tracer.trace.save import dumps
 from patterns.annotate import annotate
 from patterns.engine import Folding, fold_trace
 from patterns.fold import FoldOptions
@@ -35,7 +35,7 @@ from patterns.groups import LocalGroup
 from patterns.render import grouped_lines
 
 REPO = Path(__file__).resolve().parent.parent
-_SCHEMA = json.loads((REPO / "otel_tracer/schema/trace-v1.schema.json").read_text())
+_SCHEMA = json.loads((REPO / "otel_tracer/trace/schema/trace-v2.schema.json").read_text())
 PATTERNS_SCHEMA = {"$ref": "#/$defs/patterns", "$defs": _SCHEMA["$defs"]}
 
 OPTIONS = [

@@ -24,9 +24,9 @@ from trace_builder import build_trace, trace_from_columns
 
 import exporters.perfetto as perfetto
 from exporters.perfetto import PerfettoFileExporter, write_perfetto
-from otel_tracer.model import EXTERNAL, RAISED, RESUMED, YIELDED, Function
-from otel_tracer.span_plan import MAX_LABEL_LENGTH, group_label, span_name
-from otel_tracer.trace_format import load
+from otel_tracer.spans.plan import MAX_LABEL_LENGTH, group_label, span_name
+from otel_tracer.trace.format import load
+from otel_tracer.trace.model import EXTERNAL, RAISED, RESUMED, YIELDED, Function
 from patterns.annotate import annotate
 
 PROGRAM = """
@@ -100,6 +100,7 @@ class Decoded:
     tracks: dict[int, Any]
     slices: list[Slice]
     packets: list[Any]
+    instants: list[Slice] = field(default_factory=list)
 
     def on(self, uuid: int) -> list[Slice]:
         return [s for s in self.slices if s.track == uuid]
@@ -109,7 +110,11 @@ class Decoded:
 
     def calls(self) -> dict[int, Slice]:
         """Call slices by call id."""
-        return {s.args["otel_tracer.call.id"]: s for s in self.slices if s.category}
+        return {
+            s.args["otel_tracer.call.id"]: s
+            for s in self.slices
+            if s.category in ("scope", "external")
+        }
 
 
 def _value(annotation: Any, strings: dict[int, str]) -> Any:
@@ -149,7 +154,7 @@ def decode(path: Path) -> Decoded:
         if event.type == TrackEvent.TYPE_SLICE_END:
             stack.pop().end = packet.timestamp
             continue
-        assert event.type == TrackEvent.TYPE_SLICE_BEGIN
+        assert event.type in (TrackEvent.TYPE_SLICE_BEGIN, TrackEvent.TYPE_INSTANT)
         assert not event.HasField("name") and event.name_iid  # names are interned
         assert all(not a.HasField("name") for a in event.debug_annotations)
         args = {
@@ -165,6 +170,10 @@ def decode(path: Path) -> Decoded:
             start=packet.timestamp,
             parent=stack[-1] if stack else None,
         )
+        if event.type == TrackEvent.TYPE_INSTANT:
+            item.end, item.parent = packet.timestamp, None
+            decoded.instants.append(item)
+            continue
         if item.parent:
             item.parent.children.append(item)
         stack.append(item)
@@ -299,10 +308,13 @@ def test_pattern_track_has_one_slice_per_group(traced, decoded):
     groups = trace.patterns.section["groups"]
     assert len(groups) >= 8
     threads = decoded.thread_tracks()
-    pattern_tracks = {u: d for u, d in decoded.tracks.items() if d.parent_uuid in threads}
+    pattern_tracks = {u: d for u, d in decoded.tracks.items() if d.name.endswith(" patterns")}
     assert len(pattern_tracks) == 2
+    # their own kind of track, under the process: not thread tracks
+    assert all(not d.HasField("thread") for d in pattern_tracks.values())
+    assert all(d.parent_uuid not in threads for d in pattern_tracks.values())
     slices = [s for s in decoded.slices if s.track in pattern_tracks]
-    assert len(slices) == len(groups)
+    assert len(slices) == len(groups) and {s.category for s in slices} == {"pattern"}
     calls = decoded.calls()
     for group, item in zip(groups, sorted(slices, key=lambda s: s.args["pattern.id"]), strict=True):
         assert item.args["pattern.id"] == group["id"]
@@ -315,10 +327,11 @@ def test_pattern_track_has_one_slice_per_group(traced, decoded):
         assert (item.parent.args["pattern.id"] if item.parent else None) == group["parent"]
         assert item.name.startswith(f"{group['repetitions']}x ")
         assert (item.start, item.end) == (calls[group["first"]].start, calls[group["last"]].end)
-        thread_track = pattern_tracks[item.track].parent_uuid
-        assert calls[group["first"]].track == thread_track
-        thread = trace.threads[group["thread"]].name
-        assert pattern_tracks[item.track].name == f"{thread} patterns"
+        thread = trace.threads[group["thread"]]
+        assert pattern_tracks[item.track].name == f"{thread.name} {thread.native_id} patterns"
+        thread_track = threads[calls[group["first"]].track]
+        assert thread_track.thread.tid == thread.native_id
+        assert pattern_tracks[item.track].parent_uuid == thread_track.parent_uuid
     names = sorted({s.name for s in slices})
     assert names == ["3x model", "4x numbers", "4x risky", "6x Layer.forward"]
 
@@ -330,7 +343,7 @@ def test_timestamps_never_go_back_on_a_sequence(decoded):
             sequence = packet.trusted_packet_sequence_id
             assert packet.timestamp >= last.get(sequence, 0)
             last[sequence] = packet.timestamp
-    assert len(last) == 2  # calls, pattern groups
+    assert len(last) == 3  # calls, pattern groups, exception instants
 
 
 def test_pattern_names_show_nested_groups_and_are_capped():
@@ -396,7 +409,7 @@ def test_many_calls_span_several_chunks(tmp_path, monkeypatch):
     write_perfetto(trace, tmp_path / "t.pftrace")
     decoded = decode(tmp_path / "t.pftrace")
     assert len(decoded.calls()) == len(trace)
-    assert len([s for s in decoded.slices if not s.category]) == len(
+    assert len([s for s in decoded.slices if s.category == "pattern"]) == len(
         trace.patterns.section["groups"]
     )
 
@@ -520,7 +533,7 @@ QUERY = """
     select s.id, s.parent_id, s.depth, s.name, s.category, s.ts, s.dur,
         extract_arg(s.arg_set_id, 'debug.otel_tracer_call_id') as call_id,
         extract_arg(s.arg_set_id, 'debug.pattern_id') as pattern_id,
-        coalesce(thread.tid, parent_thread.tid) as tid
+        coalesce(thread.tid, parent_thread.tid) as tid, track.name as track_name
     from slice s
     join track on s.track_id = track.id
     left join thread_track on thread_track.id = s.track_id
@@ -530,12 +543,10 @@ QUERY = """
 """
 
 
-@pytest.mark.slow
-def test_perfetto_trace_processor(perfetto_ui, browser, traced):
-    """Perfetto's UI loads the file into its trace processor: one slice per call
-    on its thread with the trace's nesting, one per pattern group."""
-    trace, path = traced
-    handler = type("Handler", (_UiHandler,), {"trace": path.read_bytes()})
+def trace_processor(perfetto_ui: Path, browser: Any, data: bytes, *queries: str) -> list:
+    """The rows of each query, run by Perfetto's trace processor (the UI build's
+    WebAssembly one, in headless Chromium) on the trace ``data``."""
+    handler = type("Handler", (_UiHandler,), {"trace": data})
     server = http.server.ThreadingHTTPServer(
         ("127.0.0.1", 0), functools.partial(handler, directory=str(perfetto_ui))
     )
@@ -545,22 +556,54 @@ def test_perfetto_trace_processor(perfetto_ui, browser, traced):
         page = context.new_page()
         page.goto(f"http://127.0.0.1:{server.server_address[1]}/index.html")
         page.wait_for_function("() => window.app?.trace?.engine", timeout=120_000)
-        rows = page.evaluate(
-            """async (sql) => {
-                const result = await window.app.trace.engine.query(sql);
-                const rows = [];
-                const text = (v) => (typeof v === "bigint" || typeof v === "number" ? `${v}` : v);
-                for (const it = result.iter({}); it.valid(); it.next()) {
-                    const row = result.columns().map((c) => [c, text(it.get(c))]);
-                    rows.push(Object.fromEntries(row));
-                }
-                return rows;
-            }""",
-            QUERY,
-        )
+        return [
+            page.evaluate(
+                """async (sql) => {
+                    const result = await window.app.trace.engine.query(sql);
+                    const rows = [];
+                    const text = (v) =>
+                        typeof v === "bigint" || typeof v === "number" ? `${v}` : v;
+                    for (const it = result.iter({}); it.valid(); it.next()) {
+                        const row = result.columns().map((c) => [c, text(it.get(c))]);
+                        rows.push(Object.fromEntries(row));
+                    }
+                    return rows;
+                }""",
+                query,
+            )
+            for query in queries
+        ]
     finally:
         context.close()
         server.shutdown()
+
+
+@pytest.mark.slow
+def test_perfetto_trace_processor(perfetto_ui, browser, traced):
+    """Perfetto's UI loads the file into its trace processor: one slice per call
+    on its thread with the trace's nesting, one per pattern group (on tracks that
+    are not thread tracks), an instant per exception; the clock snapshot puts
+    ``trace_bounds`` at the run's wall-clock time."""
+    trace, path = traced
+    rows, bounds, per_thread_rows, instants = trace_processor(
+        perfetto_ui,
+        browser,
+        path.read_bytes(),
+        QUERY,
+        "select start_ts, end_ts from trace_bounds",
+        "select utid, count(*) as n from slice join thread_track on slice.track_id = "
+        "thread_track.id where slice.category != 'exception' group by utid",
+        "select name, category, dur from slice where category = 'exception'",
+    )
+    (bound,) = bounds
+    start, end = trace.calls.start.min(), trace.calls.end.max()
+    assert int(bound["start_ts"]) <= start and end <= int(bound["end_ts"])
+    assert abs(int(bound["start_ts"]) - trace.meta["start_time_unix_nano"]) < 10**9
+    assert sum(int(r["n"]) for r in per_thread_rows) == len(trace)  # calls only
+    raised = {trace.exception_of(r)[0] for r in range(len(trace)) if trace.exception_of(r)}
+    assert instants and {r["name"] for r in instants} <= raised
+    assert {int(r["dur"]) for r in instants} == {0}
+    rows = [r for r in rows if r["category"] != "exception"]
     numbers = ("id", "parent_id", "depth", "ts", "dur", "call_id", "pattern_id", "tid")
     rows = [
         {k: int(v) if k in numbers and v is not None else v for k, v in r.items()} for r in rows
@@ -582,9 +625,92 @@ def test_perfetto_trace_processor(perfetto_ui, browser, traced):
         assert row["dur"] == trace.calls.end[index] - trace.calls.start[index]
         assert row["tid"] == trace.threads[int(trace.calls.thread[index])].native_id
     per_thread = defaultdict(int)
-    for group in groups:
-        per_thread[group["tid"]] += 1
+    for group in groups:  # on the process's "<thread> <tid> patterns" tracks
+        assert group["tid"] is None and group["category"] == "pattern"
+        per_thread[int(group["track_name"].split()[-2])] += 1
     expected = defaultdict(int)
     for group in trace.patterns.section["groups"]:
         expected[trace.threads[group["thread"]].native_id] += 1
     assert per_thread == expected
+
+
+def test_exceptions_are_instants_where_raised(traced, decoded):
+    """One instant per exception, on the thread's track, at the end of the
+    innermost call it ended (not again for each caller it unwound)."""
+    trace, _ = traced
+    calls = decoded.calls()
+    raised = [
+        row for row in range(len(trace))
+        if trace.calls.flags[row] & RAISED
+        and not any(trace.calls.flags[c] & RAISED for c in trace.children_of(row))
+    ]  # fmt: skip
+    assert raised and len(decoded.instants) == len(raised)
+    for instant, row in zip(decoded.instants, raised, strict=True):
+        call = calls[row + 1]
+        assert instant.category == "exception" and instant.track == call.track
+        assert instant.start == call.end
+        kind, message = trace.exception_of(row)
+        assert instant.name == kind and instant.args["exception.message"] == message
+        assert instant.args["otel_tracer.call.id"] == row + 1
+
+
+def test_clock_snapshot_and_process_tree(traced, decoded):
+    """The recorded times are REALTIME: the snapshot says so (tied to BOOTTIME as
+    recorded) and every sequence's packets default to that clock; the process
+    tree carries each process's command line and parent."""
+    trace, _ = traced
+    (snapshot,) = [p.clock_snapshot for p in decoded.packets if p.HasField("clock_snapshot")]
+    clocks = {c.clock_id: c.timestamp for c in snapshot.clocks}
+    assert snapshot.primary_trace_clock == perfetto.REALTIME
+    assert clocks[perfetto.REALTIME] == trace.meta["start_time_unix_nano"]
+    assert clocks[perfetto.BOOTTIME] == trace.meta["start_boottime_ns"]
+    defaults = [p for p in decoded.packets if p.HasField("trace_packet_defaults")]
+    assert {p.trace_packet_defaults.timestamp_clock_id for p in defaults} == {perfetto.REALTIME}
+    (tree,) = [p.process_tree for p in decoded.packets if p.HasField("process_tree")]
+    (process,) = tree.processes
+    assert process.pid == trace.meta["pid"] and list(process.cmdline) == trace.meta["argv"]
+
+
+@pytest.mark.slow
+def test_perfetto_trace_processor_processes(perfetto_ui, browser, tmp_path):
+    """A run with a child process: each process with its command line, named
+    apart, the child linked to its parent (``parent_upid``)."""
+    write_files(tmp_path, {"prog.py": FORKING})
+    result = run_tracer(["prog.py", "-q", "-o", "t.json", "-o", "t.pftrace"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    trace = load(tmp_path / "t.json")
+    (rows,) = trace_processor(
+        perfetto_ui,
+        browser,
+        (tmp_path / "t.pftrace").read_bytes(),
+        "select p.pid, p.name, p.cmdline, parent.pid as parent_pid from process p "
+        "left join process parent on p.parent_upid = parent.upid where p.pid != 0",
+    )
+    by_pid = {int(r["pid"]): r for r in rows}
+    processes = trace.meta["processes"]
+    assert len(processes) == 2
+    parent, child = processes
+    assert set(by_pid) >= {parent["pid"], child["pid"]}
+    assert int(by_pid[child["pid"]]["parent_pid"]) == parent["pid"]
+    assert by_pid[parent["pid"]]["cmdline"] == " ".join(parent["argv"])
+    assert by_pid[child["pid"]]["cmdline"] == " ".join(child["argv"])
+    # the process tracks of the file name the worker apart (the trace processor
+    # names processes after their command line, and the UI adds the pid)
+    tracks = decode(tmp_path / "t.pftrace").tracks.values()
+    names = {t.process.pid: t.process.process_name for t in tracks if t.HasField("process")}
+    assert names == {parent["pid"]: "prog.py", child["pid"]: f"prog.py (child of {parent['pid']})"}
+
+
+FORKING = """
+    import os
+
+    def work():
+        return 1
+
+    pid = os.fork()
+    if pid == 0:
+        work()
+        os._exit(0)
+    os.waitpid(pid, 0)
+    work()
+"""

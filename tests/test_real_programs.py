@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from conftest import MONITORING_CORES
 from real_programs.harness import (
     PROGRAMS,
     Run,
@@ -52,7 +53,7 @@ def expected_warnings(core: str, sections: list[str]) -> tuple[str, ...]:
     its hooks they replace, in how many threads. The sys.monitoring core shares
     nothing with sys.setprofile and sys.settrace, and from 3.12 cProfile is a
     sys.monitoring tool."""
-    if core == "monitoring":
+    if core in MONITORING_CORES:
         return ()
     replaced = {
         "setprofile": {"sys.setprofile": 1},  # a call counter, put back after
@@ -96,11 +97,11 @@ def traced_like_untraced(
     core: str,
     cwd: Path,
     untraced: Untraced,
-    tracer_lines: tuple[str, ...] = (),
+    tracer_lines: tuple[str, ...] | None = (),
 ) -> Run:
     """The program run under the tracer (``core``) in ``cwd``, its time noted
     against the untraced run's; both must succeed and behave alike, the tracer
-    printing only ``tracer_lines``."""
+    printing only ``tracer_lines`` (None: not checked)."""
     plain = untraced(program)
     result = run(traced_command(program, ["--core", core]), cwd)
     note_timing(f"{label} [{core}]", plain, result)
@@ -133,7 +134,11 @@ def test_multiprocessing_pool(tmp_path: Path, core: str, untraced: Untraced) -> 
     of the script. Only the parent's trace is checked here: the worker processes'
     traces are the business of the child-process tests."""
     program = [str(CONCURRENCY / "pool_program.py"), "12"]
-    result = traced_like_untraced("pool_program", program, core, tmp_path, untraced)
+    result = traced_like_untraced("pool_program", program, core, tmp_path, untraced, None)
+    # the only line allowed: a spawn worker still starting when the pool was
+    # terminated (on a busy machine) is named, having recorded nothing
+    lost = "the program started left no trace"
+    assert all(lost in line for line in result.tracer_lines()), result.tracer_lines()
     assert set(result.files) == {"results.txt"}
     check_trace(result.trace_path, 0, CONCURRENCY, {"use_pool": 2, "main": 1}, min_calls=3)
 
@@ -185,6 +190,6 @@ def test_own_hooks_all_at_once(tmp_path: Path, core: str, untraced: Untraced) ->
     counts = call_counts(otel_tracer.load(result.trace_path))
     assert counts["call_counter"] == counts["line_counter"] == 1
     assert counts["scaled"] == 1  # in the thread coverage.py measures
-    if core == "monitoring":
+    if core in MONITORING_CORES:
         assert counts["measured"] == counts["after_hooks"] == 1
         assert counts["fib"] >= 41 + 109 + 13  # those made under the program's hooks too

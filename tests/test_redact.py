@@ -6,12 +6,12 @@ import json
 
 import jsonschema
 import numpy as np
-from conftest import REPO, run_tracer, write_files
+from conftest import REPO, call_objects, run_tracer, write_files
 from trace_builder import build_trace
 
 import otel_tracer
-from otel_tracer.model import Function
-from otel_tracer.redact import REDACTED, redact, secret_pattern
+from otel_tracer.trace.model import Function
+from otel_tracer.trace.redact import REDACTED, redact, secret_names
 
 PROGRAM = """
     def login(user, password, api_key=None):
@@ -28,11 +28,11 @@ PROGRAM = """
     plain(3, password_hint="the usual")
 """
 SECRETS = ("hunter2", "k-123", "tok-456", "the usual")
-SCHEMA = json.loads((REPO / "otel_tracer/schema/trace-v1.schema.json").read_text())
+SCHEMA = json.loads((REPO / "otel_tracer/trace/schema/trace-v2.schema.json").read_text())
 
 
 def test_default_names():
-    pattern = secret_pattern()
+    names = secret_names()
     for name in (
         "password",
         "db_password",
@@ -46,9 +46,9 @@ def test_default_names():
         "credentials",
         "private_key",
     ):
-        assert pattern.search(name), name
+        assert names.is_secret(name), name
     for name in ("user", "host", "x", "passage", "keys", "author", "authority"):
-        assert not pattern.search(name), name
+        assert not names.is_secret(name), name
 
 
 def test_every_output_is_redacted(tmp_path):
@@ -63,7 +63,7 @@ def test_every_output_is_redacted(tmp_path):
     jsonschema.validate(doc, SCHEMA)
     assert doc["metadata"]["redaction"]["enabled"] is True
     assert doc["metadata"]["redaction"]["calls"] == 3
-    login = next(c for c in doc["calls"] if doc["functions"][c["function"]]["name"] == "login")
+    login = next(c for c in call_objects(doc) if doc["functions"][c["function"]]["name"] == "login")
     assert login["args"] == {"user": "'ann'", "password": REDACTED, "api_key": REDACTED}
 
 
@@ -85,7 +85,8 @@ def test_bad_redact_options(tmp_path):
     write_files(tmp_path, {"p.py": PROGRAM})
     for args, expected in (
         (["--redact", "("], "--redact: not a valid regular expression"),
-        (["--redact", "x", "--no-redact"], "cannot go together"),
+        (["--redact", "x", "--no-redact"], "cannot go with --no-redact"),
+        (["--show", "x", "--no-redact"], "cannot go with --no-redact"),
     ):
         result = run_tracer(["p.py", "-q", *args], tmp_path)
         assert result.returncode == 2
@@ -102,7 +103,7 @@ def test_shared_argument_tuples_are_redacted_per_function():
     trace.strings.append("'42'")
     trace.arg_tuples.append((0,))
     trace.calls.args = np.zeros(len(trace), dtype=np.int32)
-    assert redact(trace, secret_pattern()) == 2
+    assert redact(trace, secret_names()) == 2
     assert [trace.args_of(i) for i in range(3)] == [
         {"token": REDACTED},
         {"count": "'42'"},

@@ -12,9 +12,9 @@ import pytest
 from conftest import run_tracer, write_files
 
 import otel_tracer
-from otel_tracer import ring
-from otel_tracer.mover import INTERVAL
-from otel_tracer.ring import Ring
+from otel_tracer.stream import ring
+from otel_tracer.stream.mover import INTERVAL
+from otel_tracer.stream.ring import Ring
 
 WORK = """
     import time
@@ -113,7 +113,7 @@ def test_older_calls_are_let_go_while_the_program_runs(tmp_path, core):
 def test_ring_keeps_threads_apart():
     """Chunks of two threads' interleaved events: each thread's running calls
     are carried over, and closing events match their own thread's calls."""
-    from otel_tracer import events
+    from otel_tracer.trace import events
 
     def ev(kind, thread, ref=0, t=0):
         return [events.head(kind, thread, ref), t, -1]

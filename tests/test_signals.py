@@ -75,9 +75,9 @@ def test_sigterm_writes_every_output_then_dies_of_sigterm(tmp_path):
     ]
     # <module>, then loop(5), then the loop that was running when SIGTERM came
     assert [trace.exception_of(r) for r in main] == [
-        ("otel_tracer.runner.Terminated", "SIGTERM"),
+        ("otel_tracer.run.runner.Terminated", "SIGTERM"),
         None,
-        ("otel_tracer.runner.Terminated", "SIGTERM"),
+        ("otel_tracer.run.runner.Terminated", "SIGTERM"),
     ]
     assert (tmp_path / "t.pftrace").stat().st_size > 0
     assert (tmp_path / "t.otlp.json").stat().st_size > 0
@@ -175,5 +175,5 @@ def test_sigterm_whose_handler_would_wait_is_sent_again(tmp_path, where):
     steps = [r for r in range(len(trace)) if trace.function_of(r).name == "step"]
     assert len(steps) == 5
     waiting = next(r for r in range(len(trace)) if trace.function_of(r).name == "wait_for_sigterm")
-    exception = "otel_tracer.runner.Terminated" if where == "tracer" else None
+    exception = "otel_tracer.run.runner.Terminated" if where == "tracer" else None
     assert (trace.exception_of(waiting) or (None,))[0] == exception

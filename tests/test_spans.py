@@ -9,8 +9,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import StatusCode
 
 import otel_tracer
-from otel_tracer.span_plan import root_span_id
-from otel_tracer.spans import resource_of, trace_spans
+from otel_tracer.spans.plan import root_span_id
+from otel_tracer.spans.sdk import resource_of, trace_spans
 
 PROGRAM = """
     import json
@@ -55,7 +55,7 @@ def test_one_span_per_call_plus_the_run(traced):
     spans = list(trace_spans(traced))
     assert len(spans) == len(traced) + 1
     root = spans[0]
-    assert root.name == "python prog.py"
+    assert root.name == "prog.py"
     assert root.parent is None
     trace_id = int(traced.meta["trace_id"], 16)
     assert {s.context.trace_id for s in spans} == {trace_id}
@@ -101,17 +101,18 @@ def test_exception_event_and_status(traced):
     assert event.attributes["exception.message"] == "bad step 2"
     stack = event.attributes["exception.stacktrace"]
     assert stack.startswith("Traceback (most recent call last):")
-    assert "in work" in stack and stack.endswith("ValueError: bad step 2")
+    assert "in step" in stack and stack.endswith("ValueError: bad step 2")
+    assert "in work" not in stack  # work caught it: not on the exception's traceback
 
 
 def test_pattern_attributes_when_annotated(traced):
     step = next(s for s in trace_spans(traced) if s.name == "step")
-    assert step.attributes["pattern.repetitions"] >= 2
-    assert step.attributes["pattern.iteration"] == 0
+    assert step.attributes["otel_tracer.pattern.repetitions"] >= 2
+    assert step.attributes["otel_tracer.pattern.iteration"] == 0
     traced.patterns, saved = None, traced.patterns
     try:
         plain = next(s for s in trace_spans(traced) if s.name == "step")
-        assert not any(key.startswith("pattern.") for key in plain.attributes)
+        assert not any(key.startswith("otel_tracer.pattern.") for key in plain.attributes)
     finally:
         traced.patterns = saved
 
@@ -142,3 +143,35 @@ def test_spans_work_with_any_span_exporter(traced):
     sent = [s for rs in request.resource_spans for ss in rs.scope_spans for s in ss.spans]
     assert len(sent) == len(spans)
     assert sent[0].trace_id.hex() == traced.meta["trace_id"]
+
+
+def test_stacktrace_runs_from_the_span_down_to_the_raise(tmp_path):
+    """Each span's exception.stacktrace holds the frames the exception unwound
+    from that span's function down to where it was raised, innermost last."""
+    write_files(
+        tmp_path,
+        {
+            "prog.py": """
+                def inner():
+                    raise KeyError("k")
+
+                def middle():
+                    inner()
+
+                def outer():
+                    try:
+                        middle()
+                    except KeyError:
+                        pass
+
+                outer()
+            """
+        },
+    )
+    assert run_tracer(["prog.py", "-q", "-o", "t.json"], tmp_path).returncode == 0
+    spans = {s.name: s for s in trace_spans(otel_tracer.load(tmp_path / "t.json"))}
+    stack = spans["middle"].events[0].attributes["exception.stacktrace"]
+    frames = [line.split(" in ")[-1] for line in stack.splitlines() if line.startswith("  File")]
+    assert frames == ["middle", "inner"] and stack.endswith("KeyError: 'k'")
+    assert "in inner" in spans["inner"].events[0].attributes["exception.stacktrace"]
+    assert not spans["outer"].events

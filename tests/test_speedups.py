@@ -13,8 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import otel_tracer
-from exporters import json_trace
-from otel_tracer import build, events
+from otel_tracer.trace import build, events
+from otel_tracer.trace import save as json_trace
 
 if build.pair_events is None and os.environ.get("OTEL_TRACER_ALLOW_NO_C") == "1":
     pytest.skip("C speedups not built (OTEL_TRACER_ALLOW_NO_C=1)", allow_module_level=True)
@@ -81,3 +81,60 @@ def test_native_json_matches_python_json(tmp_path, monkeypatch):
     python = json_trace.dumps(trace)
     assert orjson.loads(native) == orjson.loads(python)
     assert native == python
+
+
+@st.composite
+def call_trees(draw) -> tuple[np.ndarray, np.ndarray]:
+    """Parents (each before its call, -1 for a root) and functions of a random forest."""
+    n = draw(st.integers(0, 300))
+    parent = np.full(n, -1, dtype=np.int64)
+    for i in range(1, n):
+        parent[i] = draw(st.integers(-1, i - 1))
+    function = np.array(draw(st.lists(st.integers(0, 3), min_size=n, max_size=n)), np.int32)
+    return parent, function
+
+
+@settings(max_examples=150, deadline=None)
+@given(call_trees())
+def test_shapes_in_c_equal_the_numpy_passes(tree):
+    """patterns.shapes: the C two-pass hashes and the counting-sort child index and
+    depth levels give what the numpy passes give."""
+    from trace_builder import build_trace
+
+    from otel_tracer.trace import model
+    from patterns import shapes
+
+    parent, function = tree
+    trace = build_trace([])
+    n = len(parent)
+    depth = np.zeros(n, dtype=np.int32)
+    for i in range(n):
+        depth[i] = depth[parent[i]] + 1 if parent[i] >= 0 else 0
+    calls = trace.calls
+    trace.calls = type(calls)(
+        parent=parent,
+        depth=depth,
+        function=function,
+        thread=np.zeros(n, np.int32),
+        start=np.arange(n, dtype=np.int64),
+        end=np.arange(n, dtype=np.int64) + 1,
+        args=np.full(n, -1, np.int32),
+        value=np.full(n, -1, np.int32),
+        exception=np.full(n, -1, np.int32),
+        flags=np.zeros(n, np.uint8),
+        span_id=np.arange(1, n + 1, dtype=np.uint64),
+    )
+    fast = shapes.compute_shapes(trace)
+    fast_children = model.bucket_rows(parent + 1, n + 1)
+    saved = shapes.subtree_hashes, model.bucket_order
+    try:
+        shapes.subtree_hashes = model.bucket_order = None
+        slow = shapes.compute_shapes(trace)
+        slow_children = model.bucket_rows(parent + 1, n + 1)
+    finally:
+        shapes.subtree_hashes, model.bucket_order = saved
+    for a, b in [(fast.size, slow.size), (fast.last, slow.last), (fast.shape, slow.shape)]:
+        assert a.dtype == b.dtype and np.array_equal(a, b)
+    assert [x.tolist() for x in fast.levels] == [x.tolist() for x in slow.levels]
+    for a, b in zip(fast_children, slow_children, strict=True):
+        assert a.dtype == b.dtype and np.array_equal(a, b)

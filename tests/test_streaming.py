@@ -9,11 +9,11 @@ import sys
 from conftest import write_files
 
 import otel_tracer
-from otel_tracer import spool
-from otel_tracer.options import RecordOptions
-from otel_tracer.recorder import Recorder
-from otel_tracer.scope import Scope
-from otel_tracer.spool import Spool
+from otel_tracer.record.options import RecordOptions
+from otel_tracer.record.recorder import Recorder
+from otel_tracer.record.scope import Scope
+from otel_tracer.stream import spool
+from otel_tracer.stream.spool import Spool
 
 WORK = """
     def leaf(i, name):

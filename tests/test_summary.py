@@ -1,4 +1,4 @@
-"""Tests for otel_tracer.summary: formats, safety (no user code) and speed."""
+"""Tests for otel_tracer.record.summary: formats, safety (no user code) and speed."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from otel_tracer import summary
-from otel_tracer.summary import (
+from otel_tracer.record import summary
+from otel_tracer.record.summary import (
     MAX_ITEMS,
     MAX_MESSAGE,
     MAX_STR,
@@ -875,7 +875,7 @@ def test_summarize_never_raises_and_is_short(value: object) -> None:
 
 
 def test_type_summary_is_the_summary_of_every_instance() -> None:
-    from otel_tracer.summary import type_summary
+    from otel_tracer.record.summary import type_summary
 
     class Plain:
         pass

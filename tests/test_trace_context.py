@@ -13,7 +13,7 @@ from conftest import REPO, run_tracer, write_files
 from otlp_receivers import GrpcReceiver
 
 import otel_tracer
-from otel_tracer.context import BadTraceParent, TraceParent, parse_traceparent
+from otel_tracer.trace.context import BadTraceParent, TraceParent, parse_traceparent
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 SPAN_ID = "00f067aa0ba902b7"
@@ -78,14 +78,22 @@ def test_two_ranks_started_under_one_traceparent_are_one_trace(tmp_path):
         outputs = [rank.communicate(timeout=120) for rank in ranks]
         assert [rank.returncode for rank in ranks] == [0, 0], outputs
         spans = receiver.spans()
+        resources = [resource for resource, _ in receiver.resource_spans()]
     assert [out for out, _ in outputs] == ["[0, 1, 2]\n", "[1, 2, 3]\n"]
     assert {span.trace_id.hex() for span in spans} == {TRACE_ID}
-    roots = [span for span in spans if span.name == "python rank.py"]
+    instances = {
+        a.value.string_value
+        for r in resources
+        for a in r.attributes
+        if a.key == "service.instance.id"
+    }
+    assert len(instances) == 2  # one per rank, though both ran under one TRACEPARENT
+    roots = [span for span in spans if span.name == "rank.py"]
     assert len(roots) == 2
     assert {span.parent_span_id.hex() for span in roots} == {SPAN_ID}
     by_id = {span.span_id: span for span in spans}
     for span in spans:  # every call span reaches one of the two roots
-        while span.name != "python rank.py":
+        while span.name != "rank.py":
             span = by_id[span.parent_span_id]
     traces = [otel_tracer.load(tmp_path / f"rank{rank}.json") for rank in (0, 1)]
     for trace in traces:
@@ -124,12 +132,13 @@ def test_a_followed_run_is_one_trace_at_the_collector(tmp_path):
     by_id = {span.span_id: span for span in spans}
     (root,) = [span for span in spans if span.parent_span_id.hex() == SPAN_ID]
     assert root.span_id.hex() == trace.meta["root_span_id"]
-    processes = [span for span in spans if span.name.startswith("process ")]
-    assert len(processes) == len(trace.meta["processes"]) - 1
-    assert all(span.parent_span_id == root.span_id for span in processes)
+    processes = [span for span in spans if span.parent_span_id == root.span_id]
+    calls = {int(span_id) for span_id in trace.calls.span_id}
+    processes = [span for span in processes if int.from_bytes(span.span_id, "big") not in calls]
+    assert len(processes) == len(trace.meta["processes"]) - 1  # the workers' root spans
     work = [span for span in spans if span.name == "work"]
     assert len(work) == 4
-    for span in work:  # each call of a worker sits under its process's span
+    for span in work:  # each call of a worker sits under its process's root span
         assert by_id[span.parent_span_id] in processes
     assert len(spans) == len(trace) + 1 + len(processes)
 

@@ -9,12 +9,13 @@ from pathlib import Path
 import jsonschema
 import numpy as np
 import pytest
-from conftest import REPO, run_tracer, write_files
+from conftest import REPO, call_objects, run_tracer, write_files
 
 import otel_tracer
-from exporters.json_trace import save, to_document
+from otel_tracer.trace.save import save, to_document
 
-SCHEMA = json.loads((REPO / "otel_tracer/schema/trace-v1.schema.json").read_text())
+SCHEMA = json.loads((REPO / "otel_tracer/trace/schema/trace-v2.schema.json").read_text())
+V1_SCHEMA = REPO / "otel_tracer/trace/schema/trace-v1.schema.json"
 
 PROGRAM = """
     import json, threading
@@ -54,15 +55,16 @@ def trace_file(tmp_path_factory) -> Path:
 def test_trace_validates_against_schema(trace_file):
     doc = json.loads(trace_file.read_text())
     jsonschema.validate(doc, SCHEMA)
-    assert [c["id"] for c in doc["calls"]] == list(range(1, len(doc["calls"]) + 1))
-    assert doc["metadata"]["call_count"] == len(doc["calls"])
-    assert len({c["span_id"] for c in doc["calls"]}) == len(doc["calls"])
+    calls = call_objects(doc)
+    assert doc["metadata"]["call_count"] == len(calls)
+    assert len({c["span_id"] for c in calls}) == len(calls)
 
 
 def test_calls_hold_parent_depth_args_and_times(trace_file):
     doc = json.loads(trace_file.read_text())
-    by_id = {c["id"]: c for c in doc["calls"]}
-    for call in doc["calls"]:
+    calls = call_objects(doc)
+    by_id = {c["id"]: c for c in calls}
+    for call in calls:
         assert call["start"] <= call["end"]
         if call["parent"] is not None:
             parent = by_id[call["parent"]]
@@ -72,7 +74,7 @@ def test_calls_hold_parent_depth_args_and_times(trace_file):
         else:
             assert call["depth"] == 0
     fn = {i: f["qualname"] for i, f in enumerate(doc["functions"])}
-    forward = next(c for c in doc["calls"] if fn[c["function"]] == "Model.forward")
+    forward = next(c for c in calls if fn[c["function"]] == "Model.forward")
     assert forward["args"] == {
         "self": "Model",
         "x": "list(len=2)[1, 2]",
@@ -81,10 +83,10 @@ def test_calls_hold_parent_depth_args_and_times(trace_file):
         "extra": "dict(len=1){'tag': 'x'}",
     }
     assert forward["return"] == "list(len=2)[2.0, 4.0]"
-    fail = next(c for c in doc["calls"] if fn[c["function"]] == "fail")
+    fail = next(c for c in calls if fn[c["function"]] == "fail")
     assert fail["exception"] == {"type": "RuntimeError", "message": "<script>alert(1)</script>"}
     start = doc["metadata"]["start_time_unix_nano"]
-    assert all(c["start"] >= start for c in doc["calls"])
+    assert all(c["start"] >= start for c in calls)
 
 
 def test_round_trip_through_loader_is_identical(trace_file, tmp_path):
@@ -137,3 +139,87 @@ def test_bytes_per_call_is_reported(tmp_path):
     assert "bytes/call" in result.stderr
     size = (tmp_path / "t.json").stat().st_size
     assert size / 2001 < 400
+
+
+def test_only_used_functions_and_none_of_the_tool(trace_file):
+    doc = json.loads(trace_file.read_text())
+    used = {c["function"] for c in call_objects(doc)}
+    assert used == set(range(len(doc["functions"])))
+    assert not any(f["module"].startswith("otel_tracer") for f in doc["functions"])
+    assert len(doc["strings"]) == len(set(doc["strings"]))
+
+
+def test_version_1_files_still_load():
+    """tests/data/trace-v1.json was written by the version 1 writer (12 calls, with
+    arguments, a generator, an exception, an external call and pattern groups)."""
+    old = REPO / "tests/data/trace-v1.json"
+    doc = json.loads(old.read_text())
+    jsonschema.validate(doc, json.loads(V1_SCHEMA.read_text()))
+    trace = otel_tracer.load(old)
+    assert len(trace) == len(doc["calls"]) == 12 and trace.patterns is not None
+    for row, call in enumerate(doc["calls"]):
+        assert trace.function_of(row).qualname == doc["functions"][call["function"]]["qualname"]
+        assert trace.args_of(row) == call.get("args", {})
+        assert trace.value_of(row) == call.get("return")
+        exception = call.get("exception")
+        assert trace.exception_of(row) == (exception and (exception["type"], exception["message"]))
+        assert int(trace.calls.depth[row]) == call["depth"]
+        assert int(trace.calls.end[row]) == call["end"]
+    # written again, it is version 2, with only the 8 functions its calls use
+    again = to_document(trace)
+    jsonschema.validate(again, SCHEMA)
+    assert again["version"] == 2 and len(again["functions"]) == 8 < len(doc["functions"])
+    expanded = call_objects(again)
+    for call, new in zip(doc["calls"], expanded, strict=True):
+        assert {k: v for k, v in call.items() if k != "function"} == {
+            k: v for k, v in new.items() if k != "function"
+        }
+
+
+def test_native_and_python_readers_agree(trace_file, monkeypatch):
+    from otel_tracer.trace import format as trace_format
+
+    raw = trace_file.read_bytes()
+    native = trace_format.from_bytes(raw)
+    monkeypatch.setattr(trace_format, "find_member", None)
+    monkeypatch.setattr(trace_format, "call_depths", None)
+    python = trace_format.from_bytes(raw)
+    assert to_document(native) == to_document(python) == json.loads(raw)
+    for name in ("parent", "depth", "start", "end", "span_id", "flags", "args", "value"):
+        assert np.array_equal(getattr(native.calls, name), getattr(python.calls, name))
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda d: d["calls"][1].__setitem__(0, 5), "parent must come before"),
+        (lambda d: d["calls"][1].__setitem__(1, 10**6), "function does not exist"),
+        (lambda d: d["calls"][1].__setitem__(5, "xyz"), "span_id"),
+        (lambda d: d["calls"][1].__setitem__(3, 1.5), "integers"),
+        (lambda d: d["calls"][1].__setitem__(4, 2**63 - 1), "end is out of range"),
+        (lambda d: d["calls"][1].__setitem__(slice(6, None), [-1, -1, 64]), "flags"),
+        (lambda d: d["calls"][1].extend([7] * 10), "too few or too many|malformed"),
+        (lambda d: d["calls"].__setitem__(1, d["calls"][1][:5]), "too few"),
+        (lambda d: d["calls"][1].__setitem__(slice(6, None), [10**6]), "not in arguments"),
+    ],
+)
+def test_bad_rows_are_one_line(trace_file, tmp_path, change, message):
+    doc = json.loads(trace_file.read_text())
+    change(doc)
+    path = tmp_path / "bad.json"
+    path.write_bytes(json.dumps(doc).encode())
+    with pytest.raises(otel_tracer.TraceFormatError, match=message) as error:
+        otel_tracer.load(path)
+    assert "\n" not in str(error.value)
+
+
+def test_fib_with_arguments_is_compact(tmp_path):
+    write_files(
+        tmp_path,
+        {"fib.py": "def fib(n):\n    return n if n < 2 else fib(n - 1) + fib(n - 2)\nfib(16)\n"},
+    )
+    result = run_tracer(["-q", "fib.py", "-o", "t.json"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    trace = otel_tracer.load(tmp_path / "t.json")
+    assert len(trace) == 3194 and trace.args_of(1) == {"n": "16"}
+    assert (tmp_path / "t.json").stat().st_size / len(trace) < 100

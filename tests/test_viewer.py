@@ -76,6 +76,16 @@ def test_statistics():
     assert stats["patterns"]["rows_folded"] + stats["patterns"]["rows_saved"] == 5
 
 
+def test_statistics_count_only_threads_with_calls():
+    """Threads that made no call (seen by the hooks, nothing in scope) are not
+    counted in the header's "N threads"."""
+    from otel_tracer.trace.model import ThreadInfo
+
+    trace = build_trace(LOOP)
+    trace.threads += [ThreadInfo(id=7, native_id=7, name="idle"), ThreadInfo(8, 8, "idle-2")]
+    assert statistics(trace, None)["threads"] == 1
+
+
 def test_details_blob():
     trace = build_trace(LOOP)
     details = orjson.loads(blobs(trace)["details.json"])
@@ -209,3 +219,43 @@ def test_tracer_html_output(tmp_path):
     assert result.returncode == 0 and (tmp_path / "out.view").exists()
     result = run_tracer(["p.py", "-o", "-", "--format", "html"], tmp_path)
     assert result.returncode == 2 and "needs a file name" in result.stderr
+
+
+def test_serve_script_uses_the_installed_interpreter(tmp_path):
+    """Without $PYTHON, the script runs the interpreter of the installed
+    ``otel-tracer`` command, not the first python3 on PATH."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "otel-tracer").write_text(f"#!{sys.executable}\nprint('the command')\n")
+    (bin_dir / "python3").write_text("#!/bin/sh\necho 'the wrong python3' >&2\nexit 97\n")
+    for name in ("otel-tracer", "python3"):
+        (bin_dir / name).chmod(0o755)
+    script = REPO / "scripts" / "serve_visualization.sh"
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin"}
+    result = subprocess.run(
+        ["bash", str(script), "missing.json"], cwd=tmp_path, capture_output=True, text=True, env=env
+    )
+    one_error_line(result, "cannot read missing.json")
+    (bin_dir / "otel-tracer").unlink()  # not installed: python3 it is
+    result = subprocess.run(
+        ["bash", str(script), "missing.json"], cwd=tmp_path, capture_output=True, text=True, env=env
+    )
+    assert result.returncode == 97 and "the wrong python3" in result.stderr
+
+
+def test_pending_files_wait_until_written():
+    """The server listens before the data is built: a request for a blob still
+    being written waits for it; one whose writing failed gets False (HTTP 500)."""
+    import threading
+    import time
+
+    from exporters.viewer.server import Pending
+
+    pending = Pending(["t.data/meta.json.gz", "t.data/calls.bin.gz"])
+    assert pending.wait("t.html")  # not pending: at once
+    threading.Timer(0.2, pending.done, ("t.data/meta.json.gz",)).start()
+    began = time.perf_counter()
+    assert pending.wait("t.data/meta.json.gz")
+    assert time.perf_counter() - began >= 0.15
+    pending.stop()  # the server stopped: no more writes, the rest fails
+    assert pending.stopped and not pending.wait("t.data/calls.bin.gz")

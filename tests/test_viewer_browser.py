@@ -28,7 +28,7 @@ from viewer_helpers import (
 import otel_tracer
 from exporters.viewer.server import ViewerServer
 from exporters.viewer.site import fold_for_viewer, write_served, write_standalone
-from otel_tracer.model import Function
+from otel_tracer.trace.model import Function
 
 NESTED = """
     import json
@@ -270,6 +270,40 @@ def test_external_calls_filter(page, nested_trace):
         assert page.evaluate(f"{external}.length") == 0
         page.check("#external")
         assert page.evaluate(f"{external}.length") == 12
+
+
+FINALIZING = """
+    class Resource:
+        def __del__(self):
+            release()
+
+    def release():
+        return 1
+
+    def work():
+        resource = Resource()
+        del resource  # __del__ runs here: the garbage collector's call, not work's
+        return 2
+
+    work()
+"""
+
+
+def test_finalizer_calls_are_marked_and_dimmed(page, tmp_path):
+    write_files(tmp_path, {"prog.py": FINALIZING})
+    result = run_tracer(["prog.py", "-q", "-o", "trace.json"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    with serve(tmp_path / "trace.json") as (url, _):
+        open_viewer(page, url)
+        page.click("#expand-all")
+        row = index_of(page, "Resource.__del__", "call")
+        click_row(page, row)
+        selected = page.locator(".row.selected")
+        assert selected.locator(".badge.fin").inner_text().lower() == "finalizer"
+        assert float(selected.locator(".label").evaluate("e => getComputedStyle(e).opacity")) < 1
+        assert details(page)["kind"].startswith("finalizer")
+        plain = page.locator(f'#layer .row[data-index="{index_of(page, "work", "call")}"]')
+        assert plain.locator(".badge.fin").count() == 0
 
 
 def test_search_jumps_into_folded_groups(page, loops_trace):

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from otel_tracer.model import EXTERNAL, Calls, Function, ThreadInfo, Trace
+from otel_tracer.trace.model import EXTERNAL, Calls, Function, ThreadInfo, Trace
 
 Spec = Any
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"

@@ -11,13 +11,26 @@ import signal
 import socket
 import sys
 import tempfile
+import threading
+import time
 from pathlib import Path
 
-from exporters.json_trace import output_problem
-from exporters.viewer.server import PortBusy, ViewerServer
-from exporters.viewer.site import fold_for_viewer, page_name, write_served, write_standalone
+from exporters.viewer.server import Pending, PortBusy, ViewerServer
+from exporters.viewer.site import (
+    SERVED_BLOBS,
+    blob_path,
+    build_served,
+    fold_for_viewer,
+    page_name,
+    page_url,
+    write_blob,
+    write_page,
+    write_standalone,
+)
 from otel_tracer.cli_parser import OneLineParser
-from otel_tracer.trace_format import TraceFormatError, load_noting_truncation
+from otel_tracer.trace.format import TraceFormatError, load_noting_truncation
+from otel_tracer.trace.save import output_problem
+from otel_tracer.trace.text import printable
 from patterns.fold import FoldOptions
 
 DEFAULT_PORT = 8080
@@ -94,20 +107,21 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(problem)
         trace = load_noting_truncation(args.trace, PROG)
     except (TraceFormatError, ValueError) as error:
-        print(f"{PROG}: error: {error}", file=sys.stderr)
+        print(f"{PROG}: error: {printable(str(error))}", file=sys.stderr)
         return 2
-    folding = fold_for_viewer(trace, not args.no_patterns, _options(trace, args))
+    options = _options(trace, args)
     if args.output is not None:
+        folding = fold_for_viewer(trace, not args.no_patterns, options)
         try:
             write_standalone(trace, folding, args.output)
         except OSError as error:
-            print(f"{PROG}: error: cannot write {args.output}: {error}", file=sys.stderr)
+            print(printable(f"{PROG}: error: cannot write {args.output}: {error}"), file=sys.stderr)
             return 1
-        print(f"{PROG}: wrote {args.output} ({len(trace)} calls); open it in a browser")
+        print(printable(f"{PROG}: wrote {args.output} ({len(trace)} calls); open it in a browser"))
         return 0
     previous = signal.signal(signal.SIGTERM, _interrupt)  # stop on SIGTERM as on Ctrl-C
     try:
-        return _serve(args, trace, folding)
+        return _serve(args, trace, options)
     except KeyboardInterrupt:
         print(f"{PROG}: stopped", flush=True)
         return 0
@@ -119,35 +133,93 @@ def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
-def _serve(args, trace, folding) -> int:
-    """Build the viewer in a private temporary directory and serve it until Ctrl-C."""
+def _serve(args, trace, options: FoldOptions | None) -> int:
+    """Serve the viewer from a private temporary directory until Ctrl-C. The server
+    listens once the page is written; the trace is folded and the data written
+    meanwhile, in a thread (requests for the data wait for it)."""
     name = page_name(args.trace)
     with tempfile.TemporaryDirectory(prefix="otel-tracer-viewer-") as directory:
-        write_served(trace, folding, Path(directory), name)
+        directory = Path(directory)
+        write_page(trace, directory, name)
+        pending = Pending(blob_path(name, blob) for blob in SERVED_BLOBS)
         try:
-            server = ViewerServer(Path(directory), f"{name}.html", args.host, args.port)
+            server = ViewerServer(directory, f"{name}.html", args.host, args.port, pending)
         except PortBusy as error:
-            print(f"{PROG}: error: {error}", file=sys.stderr)
+            print(f"{PROG}: error: {printable(str(error))}", file=sys.stderr)
             return 2
         except OSError as error:
             where = f"{args.host}:{args.port}"
             print(f"{PROG}: error: cannot serve on {where}: {error}", file=sys.stderr)
             return 2
-        _announce(args, trace, folding, name, server.port)
-        server.serve_until_stopped()
+        _announce(args, trace, name, server.port)
+        failed: list[BaseException] = []
+        builder = threading.Thread(
+            target=_build,
+            args=(args, trace, options, directory, name, pending, server, failed),
+            name="viewer-build",
+            daemon=True,
+        )
+        builder.start()
+        try:
+            server.serve_until_stopped()
+        finally:
+            pending.stop()  # no more writes: the directory can go
+            builder.join()  # it stops at its next write; never exit under a running thread
+        if failed:
+            error = failed[0]
+            print(printable(f"{PROG}: error: cannot build the viewer: {error!r}"), file=sys.stderr)
+            return 1
     print(f"{PROG}: stopped", flush=True)
     return 0
 
 
-def _announce(args, trace, folding, name: str, port: int) -> None:
-    groups = ""
-    if folding is not None:
-        count = len(folding.instances)
-        groups = f", {count} pattern group{'s' * (count != 1)}"
+def _build(args, trace, options, directory: Path, name: str, pending, server, failed) -> None:
+    """Fold the trace and write the served blobs (the builder thread)."""
+    began = time.perf_counter()
+    folded: list = []
+
+    def fold():
+        folded.append(fold_for_viewer(trace, not args.no_patterns, options))
+        return folded[0]
+
+    def write(blob_name: str, blob: bytes) -> None:
+        with pending.lock:
+            if pending.stopped:
+                raise _Stopped
+            write_blob(directory, name, blob_name, blob)
+            pending.done(blob_path(name, blob_name))
+        if blob_name == "calls.bin":
+            groups = ""
+            if folded[0] is not None:
+                count = len(folded[0].instances)
+                groups = f", {count} pattern group{'s' * (count != 1)}"
+            seconds = time.perf_counter() - began
+            try:
+                print(
+                    f"{PROG}: view ready ({len(trace)} calls{groups}; {seconds:.1f} s)", flush=True
+                )
+            except (OSError, ValueError):  # stdout closed: the page still works
+                pass
+
+    try:
+        build_served(trace, fold, write)
+    except _Stopped:
+        return
+    except BaseException as error:  # reported by the main thread, which stops serving
+        failed.append(error)
+        pending.fail_all()
+        server.httpd.shutdown()
+
+
+class _Stopped(Exception):
+    """The server stopped while the viewer was still being built."""
+
+
+def _announce(args, trace, name: str, port: int) -> None:
     shown = "localhost" if args.host in ("127.0.0.1", "0.0.0.0", "::", "localhost") else args.host
     lines = [
-        f"{PROG}: serving {args.trace} ({len(trace)} calls{groups})",
-        f"  open  http://{shown}:{port}/{name}.html",
+        printable(f"{PROG}: serving {args.trace} ({len(trace)} calls)"),
+        f"  open  http://{shown}:{port}/{page_url(name)}",
         f"  remote machine? on your own computer run: "
         f"ssh -L {port}:localhost:{port} {getpass.getuser()}@{socket.gethostname()}",
         "  then open the address above. Ctrl-C stops the server.",

@@ -17,6 +17,7 @@ from these, so nothing per call is sent twice.
 from __future__ import annotations
 
 import os
+import threading
 import zlib
 from dataclasses import dataclass
 from typing import Any
@@ -24,7 +25,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from otel_tracer.model import EXTERNAL, Trace
+from otel_tracer.trace.model import EXTERNAL, Trace
 from patterns.engine import Folding
 from patterns.groups import LocalGroup
 from patterns.render import count_rows
@@ -52,50 +53,95 @@ class ViewerData:
     calls: int
 
 
-def _gzip(data: bytes) -> bytes:
+def _gzip(*pieces: bytes | np.ndarray) -> bytes:
+    """The pieces, one after the other, gzip-compressed (without joining them first)."""
     compressor = zlib.compressobj(COMPRESS_LEVEL, zlib.DEFLATED, 31)  # 31: gzip container
-    return compressor.compress(data) + compressor.flush()
+    return b"".join([*(compressor.compress(piece) for piece in pieces), compressor.flush()])
 
 
 def build_data(trace: Trace, folding: Folding | None) -> ViewerData:
     """The viewer blobs of ``trace``; ``folding`` is None for the unfolded view."""
-    origin = int(trace.calls.start.min()) if len(trace) else 0  # ns; start times are offsets
-    calls_blob, layout = _calls_blob(trace, folding, origin)
-    meta = _meta(trace, folding, layout, origin)
-    blobs = {
-        "meta.json": _gzip(orjson.dumps(meta)),
-        "calls.bin": _gzip(calls_blob),
-        "details.json": _gzip(orjson.dumps(_details(trace))),
-    }
+    blobs = view_blobs(trace, folding)
+    blobs["details.json"] = details_blob(trace)
     return ViewerData(blobs=blobs, calls=len(trace))
 
 
-def _calls_blob(
-    trace: Trace, folding: Folding | None, origin: int
-) -> tuple[bytes, list[dict[str, Any]]]:
-    calls = trace.calls
-    n = len(trace)
-    sequence = np.full(n, -1, dtype=np.int32)
-    if folding is not None:
-        for s, seq in enumerate(folding.sequences):
-            owners = seq.owners[seq.owners >= 0]
-            sequence[owners] = s
-    values = {  # converted to the COLUMNS types below
-        "start": calls.start - origin,
-        "duration": calls.end - calls.start,
-        "parent": calls.parent,
-        "function": calls.function,
-        "thread": calls.thread,
-        "sequence": sequence,
-        "flags": calls.flags,
-    }
-    layout, pieces, offset = [], [], 0
-    for name, dtype in COLUMNS:
-        data = np.ascontiguousarray(values[name], dtype=dtype).tobytes()
-        layout.append({"name": name, "type": dtype, "offset": offset, "length": n})
-        pieces.append(data)
-        offset += len(data)
-    return b"".join(pieces), layout
+def view_blobs(trace: Trace, folding: Folding | None) -> dict[str, bytes]:
+    """``meta.json`` and ``calls.bin``, gzipped: what the page needs to draw the tree."""
+    return ViewBuilder(trace).finish(folding)
+
+
+class ViewBuilder:
+    """``view_blobs`` in two steps, so that the columns of calls.bin that do not
+    depend on the folding are gzipped (in a thread: zlib lets go of the GIL) while
+    the trace is folded: ``ViewBuilder(trace)``, fold, then ``finish(folding)``."""
+
+    def __init__(self, trace: Trace, background: bool = False) -> None:
+        self.trace = trace
+        self.origin = int(trace.calls.start.min()) if len(trace) else 0  # ns; starts are offsets
+        self.compressor = zlib.compressobj(COMPRESS_LEVEL, zlib.DEFLATED, 31)  # gzip container
+        self.parts: list[bytes] = []
+        self.layout: list[dict[str, Any]] = []
+        self.offset = 0
+        calls = trace.calls
+        early = {  # the columns before "sequence", converted to the COLUMNS types
+            "start": lambda: calls.start - self.origin,
+            "duration": lambda: calls.end - calls.start,
+            "parent": lambda: calls.parent,
+            "function": lambda: calls.function,
+            "thread": lambda: calls.thread,
+        }
+        self.early = [(name, dtype, early[name]) for name, dtype in COLUMNS if name in early]
+        self.late = [(name, dtype) for name, dtype in COLUMNS if name not in early]
+        self.error: BaseException | None = None
+        self.thread = None
+        if background:
+            self.thread = threading.Thread(target=self._compress_early, daemon=True)
+            self.thread.start()
+        else:
+            self._compress_early()
+
+    def _add(self, name: str, dtype: str, values: np.ndarray) -> None:
+        data = np.ascontiguousarray(values, dtype=dtype)
+        self.layout.append(
+            {"name": name, "type": dtype, "offset": self.offset, "length": len(data)}
+        )
+        self.offset += data.nbytes
+        self.parts.append(self.compressor.compress(data))
+
+    def _compress_early(self) -> None:
+        try:
+            for name, dtype, values in self.early:
+                self._add(name, dtype, values())
+        except BaseException as error:  # raised again by finish
+            self.error = error
+
+    def wait(self) -> None:
+        """Until the columns before "sequence" are compressed."""
+        if self.thread is not None:
+            self.thread.join()
+
+    def finish(self, folding: Folding | None) -> dict[str, bytes]:
+        trace = self.trace
+        sequence = np.full(len(trace), -1, dtype=np.int32)
+        if folding is not None:
+            for s, seq in enumerate(folding.sequences):
+                owners = seq.owners[seq.owners >= 0]
+                sequence[owners] = s
+        late = {"sequence": sequence, "flags": trace.calls.flags}
+        self.wait()
+        if self.error is not None:
+            raise self.error
+        for name, dtype in self.late:
+            self._add(name, dtype, late[name])
+        calls_bin = b"".join([*self.parts, self.compressor.flush()])
+        meta = _meta(trace, folding, self.layout, self.origin)
+        return {"meta.json": _gzip(orjson.dumps(meta)), "calls.bin": calls_bin}
+
+
+def details_blob(trace: Trace) -> bytes:
+    """``details.json``, gzipped: loaded by the page when it first shows a call's details."""
+    return _gzip(*_details_json(trace))
 
 
 def _meta(
@@ -170,17 +216,52 @@ def _group(group: LocalGroup) -> dict[str, Any]:
     return entry
 
 
-def _details(trace: Trace) -> dict[str, Any]:
+def _details_json(trace: Trace) -> list[bytes | np.ndarray]:
+    """``details.json``: the tables, and per call the argument tuple, value,
+    exception and span id, written from the numpy columns without a Python object
+    per call."""
     calls = trace.calls
-    return {
-        "strings": trace.strings,
-        "arg_tuples": trace.arg_tuples,
-        "exceptions": trace.exceptions,
-        "args": calls.args.tolist(),
-        "value": calls.value.tolist(),
-        "exception": calls.exception.tolist(),
-        "span_id": [f"{int(s):016x}" for s in calls.span_id.tolist()],
-    }
+    numpy = orjson.OPT_SERIALIZE_NUMPY
+    head = orjson.dumps(
+        {
+            "strings": trace.strings,
+            "arg_tuples": trace.arg_tuples,
+            "exceptions": trace.exceptions,
+        }
+    )
+    pieces = [head[:-1]]
+    for name, column in (
+        ("args", calls.args),
+        ("value", calls.value),
+        ("exception", calls.exception),
+    ):
+        pieces += [
+            b',"%s":' % name.encode(),
+            orjson.dumps(np.ascontiguousarray(column, dtype=np.int32), option=numpy),
+        ]
+    pieces += [b',"span_id":', _hex_strings(calls.span_id), b"}"]
+    return pieces
+
+
+def _hex_strings(values: np.ndarray) -> np.ndarray:
+    """The bytes of a JSON array of 16-hex-digit strings, one per uint64 value."""
+    n = len(values)
+    if not n:
+        return np.frombuffer(b"[]", dtype=np.uint8)
+    digits = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+    out = np.empty(1 + 19 * n, dtype=np.uint8)
+    out[0] = ord("[")
+    text = out[1:].reshape(n, 19)  # "0123456789abcdef",
+    text[:, 0] = text[:, 17] = ord('"')
+    text[:, 18] = ord(",")
+    chunk = 1 << 16
+    for lo in range(0, n, chunk):  # in chunks: small temporaries
+        octets = np.ascontiguousarray(values[lo : lo + chunk], dtype=">u8").view(np.uint8)
+        octets = octets.reshape(-1, 8)
+        text[lo : lo + chunk, 1:17:2] = digits[octets >> 4]
+        text[lo : lo + chunk, 2:17:2] = digits[octets & 15]
+    out[-1] = ord("]")
+    return out
 
 
 def statistics(trace: Trace, folding: Folding | None) -> dict[str, Any]:
@@ -221,7 +302,7 @@ def statistics(trace: Trace, folding: Folding | None) -> dict[str, Any]:
         "functions": int(np.count_nonzero(count)),
         "external_calls": int(np.count_nonzero(calls.flags & EXTERNAL)),
         "max_depth": int(calls.depth.max()) + 1 if n else 0,
-        "threads": len(trace.threads),
+        "threads": int(np.count_nonzero(np.bincount(calls.thread, minlength=1))),  # with calls
         "duration_ns": int(calls.end.max() - calls.start.min()) if n else 0,
         "top_by_count": top(count.astype(np.float64)),
         "top_by_total": top(total),

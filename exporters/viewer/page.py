@@ -37,20 +37,30 @@ def _json_for_script(value: object) -> str:
 
 def render_page(data: ViewerData, title: str, base: str | None) -> str:
     """The page; ``base`` is the URL prefix of the data blobs, or None to embed them."""
+    return b"".join(render_page_pieces(data, title, base)).decode("utf-8")
+
+
+def render_page_pieces(data: ViewerData, title: str, base: str | None) -> list[bytes]:
+    """``render_page`` as UTF-8 pieces, to write without joining them: each embedded
+    blob is one piece of base64, the page around them two more."""
     script = "\n".join(_static(name) for name in SCRIPTS)
     digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
-    blobs = ""
-    if base is None:
-        blobs = "\n".join(
-            f'<script type="application/octet-stream" id="blob:{name}">'
-            f"{base64.b64encode(blob).decode()}</script>"
-            for name, blob in data.blobs.items()
-        )
-    return Template(_static("viewer.html")).substitute(
+    marker = "\x00blobs\x00"  # where the embedded blobs go; no static file has a NUL
+    page = Template(_static("viewer.html")).substitute(
         digest=digest,
         title=html.escape(title),
         style=_static("viewer.css"),
         config=_json_for_script({"title": title, "base": base or ""}),
-        blobs=blobs,
+        blobs=marker if base is None else "",
         script=script,
     )
+    before, _, after = page.partition(marker)
+    pieces = [before.encode("utf-8")]
+    for i, (name, blob) in enumerate(data.blobs.items() if base is None else ()):
+        separator = "\n" if i else ""
+        pieces.append(
+            f'{separator}<script type="application/octet-stream" id="blob:{name}">'.encode()
+        )
+        pieces += [base64.b64encode(blob), b"</script>"]
+    pieces.append(after.encode("utf-8"))
+    return pieces

@@ -172,10 +172,10 @@ def run(
 
 def traced_command(program: list[str], tracer_options: Iterable[str] = ()) -> list[str]:
     """``-m cli.main -q -o trace.json OPTIONS`` before ``program``; every program
-    argument reaches it verbatim (after ``--``)."""
+    argument reaches it verbatim (after ``--``, or after ``-m module``)."""
     head = ["-m", "cli.main", "-q", "-o", TRACE, *tracer_options]
     if program[0] == "-m":
-        return [*head, "-m", program[1], "--", *program[2:]]
+        return [*head, *program]
     return [*head, "--", *program]
 
 

@@ -2,7 +2,7 @@
 // model.js: loads the trace blobs and builds the per-call columns the view needs
 // (children lists, subtree sizes, last rows), all in typed arrays.
 
-const EXTERNAL = 1, RESUMED = 2, RAISED = 4, YIELDED = 8, UNFINISHED = 16;
+const EXTERNAL = 1, RESUMED = 2, RAISED = 4, YIELDED = 8, UNFINISHED = 16, FINALIZER = 32;
 const ARRAY_TYPES = { "<f8": Float64Array, "<i4": Int32Array, "u1": Uint8Array };
 
 async function gunzip(bytes) {

@@ -211,7 +211,8 @@ class Viewer {
     thread.textContent = "";
     let duration = null;
     const info = this.describe(node);
-    icon.textContent = node.mark ? (node.mark === "+" ? "+" : "−") : info.icon;
+    icon.textContent = node.mark ? (node.mark === "+" ? "+" : "−") : "";
+    icon.dataset.icon = node.mark ? "" : info.icon;  // drawn by the style sheet (no emoji font needed)
     if (node.mark) classes += node.mark === "+" ? " extra" : " missing";
     label.textContent = info.label;
     if (node.kind === "call") {
@@ -228,8 +229,12 @@ class Viewer {
       if (flags & RESUMED) badges.append(el("span", "badge gen", "resumed"));
       if (flags & YIELDED) badges.append(el("span", "badge gen", "yielded"));
       if (flags & UNFINISHED) badges.append(el("span", "badge exc", "unfinished"));
+      if (flags & FINALIZER) {  // run by the garbage collector, not called by the program
+        classes += " finalizer";
+        badges.append(el("span", "badge fin", "finalizer"));
+      }
       if (this.matchFunctions && this.matchFunctions[m.function[row]]) classes += " match";
-      if (m.threads.length > 1) thread.textContent = m.threads[m.thread[row]].name;
+      if (m.stats.threads > 1) thread.textContent = m.threads[m.thread[row]].name;
       duration = m.duration[row];
     } else {
       duration = info.duration;
@@ -276,7 +281,7 @@ class Viewer {
         const info = m.threads[node.t];
         const roots = m.threadRoots[node.t];
         const calls = m.callsBetween(roots, 0, roots.length);
-        return { icon: "🧵", label: `Thread ${info.label} · ${plural(calls, "call")}`, duration: m.spanBetween(roots, 0, roots.length) };
+        return { icon: "thread", label: `Thread ${info.label} · ${plural(calls, "call")}`, duration: m.spanBetween(roots, 0, roots.length) };
       }
       case "call": {
         const f = m.functions[m.function[node.row]];
@@ -284,7 +289,7 @@ class Viewer {
         return { icon: "", label: name, duration: null };
       }
       case "group":
-        return { icon: "🔄", label: this.groupLabel(node), duration: this.groupSpan(node) };
+        return { icon: "group", label: this.groupLabel(node), duration: this.groupSpan(node) };
       case "missing": {
         const of = node.of;
         const label = of.kind === "call" ? this.describe(of).label : `Nested pattern: ${this.groupLabel(of)}`;
@@ -292,7 +297,7 @@ class Viewer {
       }
       case "template": {
         const times = node.g.iterationCount(0);
-        return { icon: "📋", label: `Pattern template (repeated ${plural(times, "time")})`, duration: null };
+        return { icon: "template", label: `Pattern template (repeated ${plural(times, "time")})`, duration: null };
       }
       case "variant": {
         const variant = node.g.variants[node.v];
@@ -300,25 +305,25 @@ class Viewer {
         const calls = m.callsBetween(node.steps, node.g.bound(j) + node.shift, node.g.bound(j + 1) + node.shift);
         const count = node.g.iterationCount(node.v);
         const which = iterationList(variant.iterations);
-        return { icon: "🔀", label: `Variant ${node.v + 1}: ${plural(count, "iteration")} (${count === 1 ? "iteration" : "iterations"} ${which}), ${plural(calls, "call")} each`, duration: null };
+        return { icon: "variant", label: `Variant ${node.v + 1}: ${plural(count, "iteration")} (${count === 1 ? "iteration" : "iterations"} ${which}), ${plural(calls, "call")} each`, duration: null };
       }
       case "range": {
         const total = formatCount(node.total);
         if (node.items && node.items[0].kind === "rep") {  // iterations are numbered from 0
-          return { icon: "📑", label: `iterations ${node.lo}-${node.hi - 1} of ${total}`, duration: null };
+          return { icon: "range", label: `iterations ${node.lo}-${node.hi - 1} of ${total}`, duration: null };
         }
         const what = node.steps ? "calls" : "steps";
-        return { icon: "📑", label: `${what} ${formatCount(node.lo + 1)}-${formatCount(node.hi)} of ${total}`, duration: null };
+        return { icon: "range", label: `${what} ${formatCount(node.lo + 1)}-${formatCount(node.hi)} of ${total}`, duration: null };
       }
       case "reps":
-        return { icon: "📚", label: `All ${formatCount(node.g.repetitions)} iterations, one by one`, duration: null };
+        return { icon: "reps", label: `All ${formatCount(node.g.repetitions)} iterations, one by one`, duration: null };
       case "rep": {
         const { g, shift, steps, j } = node;
         const lo = g.bound(j) + shift, hi = g.bound(j + 1) + shift;
         const first = steps[lo] + 1, last = m.lastBetween(steps, lo, hi) + 1;
         let label = `Iteration ${j} (calls #${first}-#${last}, ${plural(m.callsBetween(steps, lo, hi), "call")})`;
         if (g.variants.length > 1) label += ` · variant ${g.variantIndex(j) + 1}`;
-        return { icon: "🔁", label, duration: m.spanBetween(steps, lo, hi) };
+        return { icon: "rep", label, duration: m.spanBetween(steps, lo, hi) };
       }
     }
     return { icon: "", label: "", duration: null };
@@ -537,7 +542,11 @@ class Viewer {
     panel.replaceChildren();
     if (node.kind !== "call") {
       const info = this.describe(node);
-      panel.append(el("h2", "", `${info.icon} ${node.kind === "group" ? "Pattern group" : info.label}`));
+      const heading = el("h2", "", node.kind === "group" ? "Pattern group" : info.label);
+      const icon = el("span", "icon");
+      icon.dataset.icon = info.icon;
+      heading.prepend(icon);
+      panel.append(heading);
       if (node.kind === "group") this.groupFacts(node, add);
       else if (info.duration !== null) add("duration", formatDuration(info.duration));
       panel.append(table);
@@ -560,6 +569,7 @@ class Viewer {
     if (m.flags[row] & EXTERNAL) kinds.push("external call (out of scope)");
     if (m.flags[row] & RESUMED) kinds.push("generator/coroutine resumed");
     if (m.flags[row] & UNFINISHED) kinds.push("unfinished when recording stopped");
+    if (m.flags[row] & FINALIZER) kinds.push("finalizer (run by the garbage collector: __del__, weakref callback)");
     if (kinds.length) add("kind", kinds.join(", "));
     const spanCell = add("span id", "…");
     const argsCell = add("arguments", "…");

@@ -1,0 +1,726 @@
+/* Post-processing speedups: pairing raw events into calls, and encoding and
+ * decoding the calls array of the JSON trace. Both have pure-Python/numpy equivalents
+ * (otel_tracer/trace/build.py, otel_tracer/trace/save.py) that produce identical
+ * results; these only make large traces fast.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+/* Event layout: see otel_tracer/trace/events.py. */
+#define KIND_BITS 4
+#define KIND_MASK ((1 << KIND_BITS) - 1)
+#define THREAD_MASK ((1 << 20) - 1)
+#define EV_CALL 1
+#define EV_RESUME 2
+#define EV_EXTERNAL 3
+
+typedef struct {
+    int64_t *items;
+    Py_ssize_t size, capacity;
+} Stack;
+
+static int stack_push(Stack *s, int64_t v) {
+    if (s->size == s->capacity) {
+        Py_ssize_t cap = s->capacity ? s->capacity * 2 : 64;
+        int64_t *items = PyMem_Realloc(s->items, cap * sizeof(int64_t));
+        if (!items) return -1;
+        s->items = items;
+        s->capacity = cap;
+    }
+    s->items[s->size++] = v;
+    return 0;
+}
+
+static int get_buffer(PyObject *obj, Py_buffer *view, Py_ssize_t itemsize, int writable,
+                      const char *name) {
+    if (PyObject_GetBuffer(obj, view, PyBUF_C_CONTIGUOUS | (writable ? PyBUF_WRITABLE : 0)) < 0)
+        return -1;
+    if (view->itemsize != itemsize) {
+        PyErr_Format(PyExc_TypeError, "%s: expected items of %zd bytes", name, itemsize);
+        PyBuffer_Release(view);
+        return -1;
+    }
+    return 0;
+}
+
+/* pair_events(events, parent, depth, end, close) fills, for call i (the i-th
+ * opening event): parent call index (-1 for a root), depth, the time of its
+ * closing event (-1 when unfinished), and the position of the closing event
+ * (-1 when unfinished). One pass with a stack per thread. */
+static PyObject *pair_events(PyObject *self, PyObject *args) {
+    PyObject *objs[5];
+    Py_buffer ev, parent, depth, end, close;
+    PyObject *result = NULL;
+    Stack *stacks = NULL;
+    Py_ssize_t n_stacks = 0, call = 0;
+    if (!PyArg_ParseTuple(args, "OOOOO", &objs[0], &objs[1], &objs[2], &objs[3], &objs[4]))
+        return NULL;
+    if (get_buffer(objs[0], &ev, 8, 0, "events") < 0) return NULL;
+    if (get_buffer(objs[1], &parent, 8, 1, "parent") < 0) goto fail0;
+    if (get_buffer(objs[2], &depth, 4, 1, "depth") < 0) goto fail1;
+    if (get_buffer(objs[3], &end, 8, 1, "end") < 0) goto fail2;
+    if (get_buffer(objs[4], &close, 8, 1, "close") < 0) goto fail3;
+
+    const int64_t *e = ev.buf;
+    Py_ssize_t n_events = ev.len / 8 / 3, n_calls = parent.len / 8;
+    int64_t *par = parent.buf, *en = end.buf, *cl = close.buf;
+    int32_t *dep = depth.buf;
+
+    for (Py_ssize_t i = 0; i < n_events; i++) {
+        int64_t head = e[3 * i];
+        int kind = (int)(head & KIND_MASK);
+        Py_ssize_t thread = (Py_ssize_t)((head >> KIND_BITS) & THREAD_MASK);
+        if (thread >= n_stacks) {
+            Py_ssize_t grown = thread + 8;
+            Stack *more = PyMem_Realloc(stacks, grown * sizeof(Stack));
+            if (!more) { PyErr_NoMemory(); goto done; }
+            memset(more + n_stacks, 0, (grown - n_stacks) * sizeof(Stack));
+            stacks = more;
+            n_stacks = grown;
+        }
+        Stack *s = &stacks[thread];
+        if (kind == EV_CALL || kind == EV_RESUME || kind == EV_EXTERNAL) {
+            if (call >= n_calls) {
+                PyErr_SetString(PyExc_ValueError, "more opening events than calls");
+                goto done;
+            }
+            par[call] = s->size ? s->items[s->size - 1] : -1;
+            dep[call] = (int32_t)s->size;
+            en[call] = -1;
+            cl[call] = -1;
+            if (stack_push(s, call) < 0) { PyErr_NoMemory(); goto done; }
+            call++;
+        } else if (s->size) {
+            int64_t closed = s->items[--s->size];
+            en[closed] = e[3 * i + 1];
+            cl[closed] = i;
+        }
+    }
+    result = Py_NewRef(Py_None);
+done:
+    for (Py_ssize_t t = 0; t < n_stacks; t++) PyMem_Free(stacks[t].items);
+    PyMem_Free(stacks);
+    PyBuffer_Release(&close);
+fail3:
+    PyBuffer_Release(&end);
+fail2:
+    PyBuffer_Release(&depth);
+fail1:
+    PyBuffer_Release(&parent);
+fail0:
+    PyBuffer_Release(&ev);
+    return result;
+}
+
+/* A growing byte buffer. */
+typedef struct {
+    char *data;
+    Py_ssize_t size, capacity;
+} Out;
+
+static int out_reserve(Out *o, Py_ssize_t extra) {
+    if (o->size + extra <= o->capacity) return 0;
+    Py_ssize_t cap = o->capacity ? o->capacity : 1 << 16;
+    while (cap < o->size + extra) cap *= 2;
+    char *data = PyMem_Realloc(o->data, cap);
+    if (!data) { PyErr_NoMemory(); return -1; }
+    o->data = data;
+    o->capacity = cap;
+    return 0;
+}
+
+static inline void out_raw(Out *o, const char *s, Py_ssize_t n) {
+    memcpy(o->data + o->size, s, n);
+    o->size += n;
+}
+
+#define OUT_LIT(o, lit) out_raw((o), (lit), sizeof(lit) - 1)
+
+static inline void out_int(Out *o, int64_t v) {
+    char tmp[24];
+    int n = 0;
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    do { tmp[n++] = (char)('0' + u % 10); u /= 10; } while (u);
+    if (v < 0) tmp[n++] = '-';
+    while (n) o->data[o->size++] = tmp[--n];
+}
+
+static inline void out_hex16(Out *o, uint64_t v) {
+    static const char digits[] = "0123456789abcdef";
+    for (int i = 15; i >= 0; i--) o->data[o->size + i] = digits[v & 15], v >>= 4;
+    o->size += 16;
+}
+
+/* The members of a call row of the JSON trace, version 2 (docs/trace-format.md),
+ * in order. The first ROW_REQUIRED are always written; later ones are written up
+ * to the last one that differs from its default. */
+enum {
+    R_PARENT, R_FUNCTION, R_THREAD, R_START, R_DURATION, R_SPAN, R_ARGS, R_RETURN, R_FLAGS,
+    R_EXCEPTION, R_PATTERN, R_ITERATION, R_VARIANT, ROW_MEMBERS
+};
+#define ROW_REQUIRED 6
+static const int64_t row_default[ROW_MEMBERS] = {0, 0, 0, 0, 0, 0, -1, -1, 0, -1, 0, 0, 0};
+/* the item size of each member's column in the trace model: int64, int32 or uint8 */
+static const Py_ssize_t member_size[ROW_MEMBERS] = {8, 4, 4, 8, 8, 8, 4, 4, 1, 4, 8, 8, 4};
+
+/* encode_calls(parent, function, thread, start, end, span_id, args, value,
+ *              exception, flags, pattern_group, pattern_iteration,
+ *              pattern_variant, start_base) -> bytes
+ * The JSON array of call rows. parent is the 0-based parent row (-1 for a root),
+ * pattern_group the 0-based group (-1: none); every other column is written as
+ * it is (indices already into the file's tables), start as start - start_base
+ * and end as the duration end - start. */
+static PyObject *encode_calls(PyObject *self, PyObject *args) {
+    enum {
+        PARENT, FUNCTION, THREAD, START, END, SPAN, ARGS, VALUE, EXC, FLAGS, PGROUP, PITER, PVAR,
+        NCOL
+    };
+    static const Py_ssize_t sizes[NCOL] = {8, 4, 4, 8, 8, 8, 4, 4, 4, 1, 8, 8, 4};
+    PyObject *objs[NCOL];
+    Py_buffer cols[NCOL];
+    long long base;
+    int got = 0;
+    PyObject *result = NULL;
+    Out o = {NULL, 0, 0};
+
+    if (!PyArg_ParseTuple(args, "OOOOOOOOOOOOOL", &objs[0], &objs[1], &objs[2], &objs[3],
+                          &objs[4], &objs[5], &objs[6], &objs[7], &objs[8], &objs[9], &objs[10],
+                          &objs[11], &objs[12], &base))
+        return NULL;
+    for (; got < NCOL; got++)
+        if (get_buffer(objs[got], &cols[got], sizes[got], 0, "column") < 0) goto done;
+
+    Py_ssize_t n = cols[PARENT].len / 8;
+    for (int c = 0; c < NCOL; c++) {
+        if (cols[c].len / sizes[c] != n) {
+            PyErr_SetString(PyExc_ValueError, "columns differ in length");
+            goto done;
+        }
+    }
+    const int64_t *parent = cols[PARENT].buf, *start = cols[START].buf, *end = cols[END].buf;
+    const int32_t *function = cols[FUNCTION].buf, *thread = cols[THREAD].buf;
+    const int32_t *argi = cols[ARGS].buf, *value = cols[VALUE].buf, *exc = cols[EXC].buf;
+    const uint64_t *span = cols[SPAN].buf;
+    const uint8_t *flags = cols[FLAGS].buf;
+    const int64_t *pgroup = cols[PGROUP].buf, *piter = cols[PITER].buf;
+    const int32_t *pvar = cols[PVAR].buf;
+
+    if (out_reserve(&o, 2) < 0) goto done;
+    OUT_LIT(&o, "[");
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int64_t row[ROW_MEMBERS];
+        row[R_PARENT] = parent[i] < 0 ? 0 : parent[i] + 1;
+        row[R_FUNCTION] = function[i];
+        row[R_THREAD] = thread[i];
+        /* wrapping arithmetic: the loader checks the sums back into range */
+        row[R_START] = (int64_t)((uint64_t)start[i] - (uint64_t)base);
+        row[R_DURATION] = (int64_t)((uint64_t)end[i] - (uint64_t)start[i]);
+        row[R_SPAN] = 0;
+        row[R_ARGS] = argi[i];
+        row[R_RETURN] = value[i];
+        row[R_FLAGS] = flags[i];
+        row[R_EXCEPTION] = exc[i];
+        row[R_PATTERN] = pgroup[i] < 0 ? 0 : pgroup[i] + 1;
+        row[R_ITERATION] = pgroup[i] < 0 ? 0 : piter[i];
+        row[R_VARIANT] = pgroup[i] < 0 ? 0 : pvar[i];
+        int members = ROW_MEMBERS;
+        while (members > ROW_REQUIRED && row[members - 1] == row_default[members - 1]) members--;
+        if (out_reserve(&o, 2 + ROW_MEMBERS * 21 + 18) < 0) goto done;
+        if (i) OUT_LIT(&o, ",");
+        OUT_LIT(&o, "[");
+        for (int m = 0; m < members; m++) {
+            if (m) OUT_LIT(&o, ",");
+            if (m == R_SPAN) {
+                OUT_LIT(&o, "\"");
+                out_hex16(&o, span[i]);
+                OUT_LIT(&o, "\"");
+            } else {
+                out_int(&o, row[m]);
+            }
+        }
+        OUT_LIT(&o, "]");
+    }
+    if (out_reserve(&o, 1) < 0) goto done;
+    OUT_LIT(&o, "]");
+    result = PyBytes_FromStringAndSize(o.data, o.size);
+done:
+    PyMem_Free(o.data);
+    for (int c = 0; c < got; c++) PyBuffer_Release(&cols[c]);
+    return result;
+}
+
+/* ---- Reading ---------------------------------------------------------------- */
+
+static inline int is_ws(char c) { return c == ' ' || c == '\n' || c == '\r' || c == '\t'; }
+
+static Py_ssize_t skip_ws(const char *s, Py_ssize_t i, Py_ssize_t n) {
+    while (i < n && is_ws(s[i])) i++;
+    return i;
+}
+
+/* The position after the JSON string starting at s[i] == '"', or -1. */
+static Py_ssize_t skip_string(const char *s, Py_ssize_t i, Py_ssize_t n) {
+    for (i++; i < n; i++) {
+        if (s[i] == '\\') i++;
+        else if (s[i] == '"') return i + 1;
+    }
+    return -1;
+}
+
+/* The position after the JSON value starting at s[i], or -1. Containers are only
+ * matched by depth, not validated: orjson validates what is left of the document. */
+static Py_ssize_t skip_value(const char *s, Py_ssize_t i, Py_ssize_t n) {
+    if (i >= n) return -1;
+    if (s[i] == '"') return skip_string(s, i, n);
+    if (s[i] == '[' || s[i] == '{') {
+        Py_ssize_t depth = 0;
+        while (i < n) {
+            char c = s[i];
+            if (c == '"') {
+                i = skip_string(s, i, n);
+                if (i < 0) return -1;
+                continue;
+            }
+            if (c == '[' || c == '{') depth++;
+            else if (c == ']' || c == '}') {
+                if (--depth == 0) return i + 1;
+            }
+            i++;
+        }
+        return -1;
+    }
+    while (i < n && !is_ws(s[i]) && s[i] != ',' && s[i] != '}' && s[i] != ']') i++;
+    return i;
+}
+
+/* find_member(data, key) -> the position where the value of the top-level
+ * member `key` of the JSON object in data starts (the key matched byte for byte,
+ * unescaped), or None when data does not start as such an object with such a
+ * member: the caller then parses the whole document. The members before it are
+ * skipped by matching brackets only; the caller validates them (orjson) and
+ * decodes the value itself, which gives where it ends. */
+static PyObject *find_member(PyObject *self, PyObject *args) {
+    Py_buffer data;
+    const char *key;
+    Py_ssize_t key_len;
+    if (!PyArg_ParseTuple(args, "y*s#", &data, &key, &key_len)) return NULL;
+    const char *s = data.buf;
+    Py_ssize_t n = data.len;
+    Py_ssize_t i = skip_ws(s, 0, n);
+    if (i >= n || s[i] != '{') goto none;
+    i = skip_ws(s, i + 1, n);
+    if (i < n && s[i] == '}') goto none;
+    for (;;) {
+        if (i >= n || s[i] != '"') goto none;
+        Py_ssize_t key_start = i + 1, key_end = skip_string(s, i, n);
+        if (key_end < 0) goto none;
+        i = skip_ws(s, key_end, n);
+        if (i >= n || s[i] != ':') goto none;
+        i = skip_ws(s, i + 1, n);
+        if (key_end - 1 - key_start == key_len && memcmp(s + key_start, key, key_len) == 0) {
+            PyBuffer_Release(&data);
+            return PyLong_FromSsize_t(i);
+        }
+        i = skip_value(s, i, n);
+        if (i < 0) goto none;
+        i = skip_ws(s, i, n);
+        if (i < n && s[i] == ',') {
+            i = skip_ws(s, i + 1, n);
+            continue;
+        }
+        goto none;
+    }
+none:
+    PyBuffer_Release(&data);
+    Py_RETURN_NONE;
+}
+
+static PyObject *row_error(Py_ssize_t row, const char *problem) {
+    PyErr_Format(PyExc_ValueError, "call %zd: %s", row + 1, problem);
+    return NULL;
+}
+
+/* A JSON integer at s[*i] into *out (int64); -1 on anything else. */
+static int parse_int(const char *s, Py_ssize_t *i, Py_ssize_t n, int64_t *out) {
+    Py_ssize_t p = *i;
+    int negative = 0;
+    if (p < n && s[p] == '-') negative = 1, p++;
+    if (p >= n || s[p] < '0' || s[p] > '9') return -1;
+    if (s[p] == '0' && p + 1 < n && s[p + 1] >= '0' && s[p + 1] <= '9') return -1;
+    uint64_t v = 0, limit = negative ? (uint64_t)1 << 63 : ((uint64_t)1 << 63) - 1;
+    while (p < n && s[p] >= '0' && s[p] <= '9') {
+        unsigned d = (unsigned)(s[p] - '0');
+        if (v > (limit - d) / 10) return -1;
+        v = v * 10 + d;
+        p++;
+    }
+    if (p < n && (s[p] == '.' || s[p] == 'e' || s[p] == 'E')) return -1;
+    *out = negative ? (int64_t)(0 - v) : (int64_t)v;
+    *i = p;
+    return 0;
+}
+
+/* column[row] = v in a column of `size`-byte items; -1 when v does not fit. */
+static inline int store(char *column, Py_ssize_t size, Py_ssize_t row, int64_t v) {
+    if (size == 8) {
+        ((int64_t *)column)[row] = v;
+    } else if (size == 4) {
+        if (v < INT32_MIN || v > INT32_MAX) return -1;
+        ((int32_t *)column)[row] = (int32_t)v;
+    } else {
+        if (v < 0 || v > UINT8_MAX) return -1;
+        ((uint8_t *)column)[row] = (uint8_t)v;
+    }
+    return 0;
+}
+
+static int hex_digit(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+/* decode_calls(data, start, columns) -> (number of rows, end), or None
+ * Parses the calls array of a version 2 trace that starts at data[start] into
+ * `columns`: ROW_MEMBERS writable buffers of equal length (at least the number
+ * of rows; None when they are too short), in row member order, with the item
+ * sizes of member_size (int64, int32; the flags uint8); the span id column gets
+ * the id's 64 bits. Members a row leaves out get their defaults. Returns where
+ * the array ends. Raises ValueError naming the call on anything but an array of
+ * rows of ROW_REQUIRED..ROW_MEMBERS integers that fit their columns, with the
+ * span id a string of 16 hex digits. */
+static PyObject *decode_calls(PyObject *self, PyObject *args) {
+    Py_buffer data, cols[ROW_MEMBERS];
+    Py_ssize_t start;
+    PyObject *list;
+    int got = 0;
+    PyObject *result = NULL;
+    if (!PyArg_ParseTuple(args, "y*nO", &data, &start, &list)) return NULL;
+    if (!PyList_Check(list) || PyList_GET_SIZE(list) != ROW_MEMBERS) {
+        PyErr_SetString(PyExc_TypeError, "columns: a list of one buffer per row member");
+        goto done;
+    }
+    for (; got < ROW_MEMBERS; got++)
+        if (get_buffer(PyList_GET_ITEM(list, got), &cols[got], member_size[got], 1, "column") < 0)
+            goto done;
+    Py_ssize_t cap = cols[0].len / member_size[0];
+    for (int c = 1; c < ROW_MEMBERS; c++)
+        if (cols[c].len / member_size[c] < cap) cap = cols[c].len / member_size[c];
+    if (start < 0 || start > data.len) {
+        PyErr_SetString(PyExc_ValueError, "calls: bad range");
+        goto done;
+    }
+    char *col[ROW_MEMBERS];
+    for (int c = 0; c < ROW_MEMBERS; c++) col[c] = cols[c].buf;
+    const char *s = data.buf;
+    Py_ssize_t n = data.len, i = skip_ws(s, start, n), row = 0;
+    if (i >= n || s[i] != '[') {
+        PyErr_SetString(PyExc_ValueError, "calls must be a list");
+        goto done;
+    }
+    i = skip_ws(s, i + 1, n);
+    if (i < n && s[i] == ']') {
+        i++;
+    } else {
+        for (;;) {
+            if (i >= n || s[i] != '[') {
+                row_error(row, "must be a list (a row of the call's members)");
+                goto done;
+            }
+            if (row >= cap) {
+                result = Py_NewRef(Py_None);
+                goto done;
+            }
+            int m = 0;
+            i = skip_ws(s, i + 1, n);
+            if (i < n && s[i] != ']') {
+                for (;;) {
+                    if (m >= ROW_MEMBERS) {
+                        row_error(row, "too many members");
+                        goto done;
+                    }
+                    if (m == R_SPAN) {
+                        uint64_t v = 0;
+                        if (i + 18 > n || s[i] != '"' || s[i + 17] != '"') {
+                            row_error(row, "span_id must be a string of 16 hex digits");
+                            goto done;
+                        }
+                        for (int k = 1; k <= 16; k++) {
+                            int d = hex_digit(s[i + k]);
+                            if (d < 0) {
+                                row_error(row, "span_id must be a string of 16 hex digits");
+                                goto done;
+                            }
+                            v = (v << 4) | (uint64_t)d;
+                        }
+                        ((uint64_t *)col[m])[row] = v;
+                        i += 18;
+                    } else {
+                        int64_t v;
+                        if (parse_int(s, &i, n, &v) < 0) {
+                            row_error(row, "row members must be integers (int64)");
+                            goto done;
+                        }
+                        if (store(col[m], member_size[m], row, v) < 0) {
+                            row_error(row, "a row member is out of range");
+                            goto done;
+                        }
+                    }
+                    m++;
+                    i = skip_ws(s, i, n);
+                    if (i < n && s[i] == ',') {
+                        i = skip_ws(s, i + 1, n);
+                        continue;
+                    }
+                    break;
+                }
+            }
+            if (i >= n || s[i] != ']') {
+                row_error(row, "malformed row");
+                goto done;
+            }
+            if (m < ROW_REQUIRED) {
+                row_error(row, "too few members");
+                goto done;
+            }
+            for (; m < ROW_MEMBERS; m++) store(col[m], member_size[m], row, row_default[m]);
+            row++;
+            i = skip_ws(s, i + 1, n);
+            if (i < n && s[i] == ',') {
+                i = skip_ws(s, i + 1, n);
+                continue;
+            }
+            if (i < n && s[i] == ']') {
+                i++;
+                break;
+            }
+            PyErr_SetString(PyExc_ValueError, "calls: malformed list of rows");
+            goto done;
+        }
+    }
+    result = Py_BuildValue("nn", row, i);
+done:
+    for (int c = 0; c < got; c++) PyBuffer_Release(&cols[c]);
+    PyBuffer_Release(&data);
+    return result;
+}
+
+/* call_depths(parent, depth): the depth of each call (int32) from its 0-based
+ * parent row (int64, -1 for a root), which must come before it. */
+static PyObject *call_depths(PyObject *self, PyObject *args) {
+    PyObject *objs[2];
+    Py_buffer parent, depth;
+    PyObject *result = NULL;
+    if (!PyArg_ParseTuple(args, "OO", &objs[0], &objs[1])) return NULL;
+    if (get_buffer(objs[0], &parent, 8, 0, "parent") < 0) return NULL;
+    if (get_buffer(objs[1], &depth, 4, 1, "depth") < 0) {
+        PyBuffer_Release(&parent);
+        return NULL;
+    }
+    const int64_t *p = parent.buf;
+    int32_t *d = depth.buf;
+    Py_ssize_t n = parent.len / 8;
+    if (depth.len / 4 != n) {
+        PyErr_SetString(PyExc_ValueError, "columns differ in length");
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (p[i] < -1 || p[i] >= i) {
+            PyErr_SetString(PyExc_ValueError, "a call's parent must come before it");
+            goto done;
+        }
+        d[i] = p[i] < 0 ? 0 : d[p[i]] + 1;
+    }
+    result = Py_NewRef(Py_None);
+done:
+    PyBuffer_Release(&depth);
+    PyBuffer_Release(&parent);
+    return result;
+}
+
+static inline uint64_t mix64(uint64_t x, uint64_t seed) { /* splitmix64 finaliser */
+    x += seed;
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
+    return x ^ (x >> 31);
+}
+
+/* subtree_hashes(parent, function, seeds, bases, size, last, first, second)
+ * computes the structure columns of patterns/shapes.py in two passes over the
+ * rows instead of numpy passes per depth level (same results). parent: int64 rows
+ * (-1 for a root), each before its call; function: int32, >= 0. For seed/base k,
+ * a call's hash mixes its function's hash, the polynomial hash (base k, 64-bit
+ * wrapping) of its children's hashes in order and its number of children; the
+ * hashes go to first and second (uint64). size and last (both int32 or both
+ * int64) get the calls in each subtree and the last row inside it. */
+static PyObject *subtree_hashes(PyObject *self, PyObject *args) {
+    PyObject *objs[6];
+    unsigned long long seed[2], base[2];
+    Py_buffer view[6];
+    static const char *names[6] = {"parent", "function", "size", "last", "first", "second"};
+    Py_ssize_t itemsize[6] = {8, 4, 0, 0, 8, 8};
+    int got = 0;
+    PyObject *result = NULL;
+    int64_t *count = NULL, *pos = NULL;
+    uint64_t *seq = NULL, *powers = NULL;
+    if (!PyArg_ParseTuple(args, "OO(KK)(KK)OOOO", &objs[0], &objs[1], &seed[0], &seed[1],
+                          &base[0], &base[1], &objs[2], &objs[3], &objs[4], &objs[5]))
+        return NULL;
+    for (; got < 6; got++) {
+        Py_ssize_t want = itemsize[got];
+        if (want == 0) { /* size and last: int32 or int64 */
+            if (PyObject_GetBuffer(objs[got], &view[got], PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE) < 0)
+                goto done;
+            if (view[got].itemsize != 4 && view[got].itemsize != 8) {
+                PyErr_Format(PyExc_TypeError, "%s: expected items of 4 or 8 bytes", names[got]);
+                got++;
+                goto done;
+            }
+        } else if (get_buffer(objs[got], &view[got], want, got >= 2, names[got]) < 0) {
+            goto done;
+        }
+    }
+    Py_ssize_t n = view[0].len / 8;
+    for (int k = 1; k < 6; k++) {
+        if (view[k].len / view[k].itemsize != n) {
+            PyErr_SetString(PyExc_ValueError, "columns differ in length");
+            goto done;
+        }
+    }
+    if (view[2].itemsize != view[3].itemsize) {
+        PyErr_SetString(PyExc_TypeError, "size and last: the same item size");
+        goto done;
+    }
+    const int64_t *parent = view[0].buf;
+    const int32_t *function = view[1].buf;
+    uint64_t *hash[2] = {view[4].buf, view[5].buf};
+    int wide = view[2].itemsize == 8;
+    count = PyMem_Calloc(n + 1, sizeof(int64_t));
+    pos = PyMem_Malloc((n + 1) * sizeof(int64_t));
+    seq = PyMem_Calloc(2 * (n + 1), sizeof(uint64_t));
+    if (!count || !pos || !seq) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    int64_t widest = 1; /* positions among siblings: count[p + 1] is the next for parent p */
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int64_t p = parent[i];
+        if (p < -1 || p >= i || function[i] < 0) {
+            PyErr_SetString(PyExc_ValueError, "a call's parent must come before it (functions >= 0)");
+            goto done;
+        }
+        pos[i] = count[p + 1]++;
+        if (count[p + 1] > widest) widest = count[p + 1];
+    }
+    powers = PyMem_Malloc(2 * widest * sizeof(uint64_t));
+    if (!powers) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (int k = 0; k < 2; k++) {
+        powers[k * widest] = 1;
+        for (int64_t j = 1; j < widest; j++) powers[k * widest + j] = powers[k * widest + j - 1] * base[k];
+    }
+    int32_t *size32 = view[2].buf, *last32 = view[3].buf;
+    int64_t *size64 = view[2].buf, *last64 = view[3].buf;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (wide) size64[i] = 1, last64[i] = i;
+        else size32[i] = 1, last32[i] = (int32_t)i;
+    }
+    for (Py_ssize_t i = n - 1; i >= 0; i--) { /* children (later rows) before parents */
+        int64_t p = parent[i];
+        uint64_t children = (uint64_t)count[i + 1];
+        for (int k = 0; k < 2; k++) {
+            uint64_t h = mix64((uint64_t)function[i], seed[k]);
+            h = mix64(h ^ mix64(seq[k * (n + 1) + i], seed[k]), seed[k] + 1);
+            h ^= mix64(children, seed[k] + 2);
+            hash[k][i] = h;
+            if (p >= 0) seq[k * (n + 1) + p] += h * powers[k * widest + pos[i]];
+        }
+        if (p < 0) continue;
+        if (wide) {
+            size64[p] += size64[i];
+            if (last64[i] > last64[p]) last64[p] = last64[i];
+        } else {
+            size32[p] += size32[i];
+            if (last32[i] > last32[p]) last32[p] = last32[i];
+        }
+    }
+    result = Py_NewRef(Py_None);
+done:
+    PyMem_Free(count);
+    PyMem_Free(pos);
+    PyMem_Free(seq);
+    PyMem_Free(powers);
+    for (int k = 0; k < got; k++) PyBuffer_Release(&view[k]);
+    return result;
+}
+
+/* bucket_order(keys, offsets, order): a stable counting sort of keys (int32 or
+ * int64, each in 0..len(offsets)-2). offsets (int64, buckets + 1) gets where each
+ * key's rows start in order, and order (int64, as long as keys) the rows by key,
+ * ascending within a key: np.argsort(keys, kind="stable") in one pass. */
+static PyObject *bucket_order(PyObject *self, PyObject *args) {
+    PyObject *objs[3];
+    Py_buffer keys, offsets, order;
+    PyObject *result = NULL;
+    int got = 0;
+    if (!PyArg_ParseTuple(args, "OOO", &objs[0], &objs[1], &objs[2])) return NULL;
+    if (PyObject_GetBuffer(objs[0], &keys, PyBUF_C_CONTIGUOUS) < 0) return NULL;
+    got = 1;
+    if (keys.itemsize != 4 && keys.itemsize != 8) {
+        PyErr_SetString(PyExc_TypeError, "keys: expected items of 4 or 8 bytes");
+        goto done;
+    }
+    if (get_buffer(objs[1], &offsets, 8, 1, "offsets") < 0) goto done;
+    got = 2;
+    if (get_buffer(objs[2], &order, 8, 1, "order") < 0) goto done;
+    got = 3;
+    Py_ssize_t n = keys.len / keys.itemsize, buckets = offsets.len / 8 - 1;
+    if (order.len / 8 != n || buckets < 0) {
+        PyErr_SetString(PyExc_ValueError, "columns differ in length");
+        goto done;
+    }
+    int64_t *start = offsets.buf, *out = order.buf;
+    const int32_t *k32 = keys.buf;
+    const int64_t *k64 = keys.buf;
+    int wide = keys.itemsize == 8;
+    memset(start, 0, (buckets + 1) * sizeof(int64_t));
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int64_t k = wide ? k64[i] : k32[i];
+        if (k < 0 || k >= buckets) {
+            PyErr_SetString(PyExc_ValueError, "a key is out of range");
+            goto done;
+        }
+        start[k + 1]++;
+    }
+    for (Py_ssize_t b = 0; b < buckets; b++) start[b + 1] += start[b];
+    for (Py_ssize_t i = 0; i < n; i++) out[start[wide ? k64[i] : k32[i]]++] = i;
+    for (Py_ssize_t b = buckets; b > 0; b--) start[b] = start[b - 1]; /* back to the starts */
+    start[0] = 0;
+    result = Py_NewRef(Py_None);
+done:
+    if (got > 2) PyBuffer_Release(&order);
+    if (got > 1) PyBuffer_Release(&offsets);
+    PyBuffer_Release(&keys);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"pair_events", pair_events, METH_VARARGS, "Pair opening and closing events into calls."},
+    {"encode_calls", encode_calls, METH_VARARGS, "Encode the calls array of the JSON trace."},
+    {"find_member", find_member, METH_VARARGS, "Where a top-level member's value is in a JSON object."},
+    {"decode_calls", decode_calls, METH_VARARGS, "Decode the calls array of the JSON trace."},
+    {"call_depths", call_depths, METH_VARARGS, "Each call's depth from its parent."},
+    {"bucket_order", bucket_order, METH_VARARGS, "A stable counting sort of small keys."},
+    {"subtree_hashes", subtree_hashes, METH_VARARGS, "Subtree sizes, last rows and structural hashes."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "otel_tracer.trace._speedups",
+                                    "Post-processing speedups (optional).", -1, methods};
+
+PyMODINIT_FUNC PyInit__speedups(void) { return PyModule_Create(&module); }

@@ -1,0 +1,244 @@
+"""Writing the documented JSON trace (docs/trace-format.md).
+
+Writes are atomic: the file is written under a temporary name in the target
+directory and renamed into place, so a crash never leaves a half-written trace.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+import orjson
+
+from otel_tracer.trace.files import output_problem  # noqa: F401 (also here, for writers)
+from otel_tracer.trace.format import CALL_FIELDS, DEFAULTS, FORMAT, REQUIRED, VERSION
+from otel_tracer.trace.model import RAISED, Function, Trace
+
+try:  # the optional C speedups, built by pip install when a compiler is present
+    from otel_tracer.trace._speedups import encode_calls
+except ImportError:
+    encode_calls = None
+
+
+@dataclass
+class Compact:
+    """What the file holds of a trace's tables: only the entries its calls use,
+    renumbered in their order (``otel_tracer.load`` gives them back so)."""
+
+    functions: list[Function]
+    strings: list[str]
+    arg_tuples: list[tuple[int, ...]]
+    exceptions: list[tuple[str, str]]
+    function: np.ndarray  # int32 per call, into functions
+    args: np.ndarray  # int32 per call, into arg_tuples, -1: none
+    value: np.ndarray  # int32 per call, into strings, -1: none
+    exception: np.ndarray  # int32 per call, into exceptions, -1: none or unknown
+
+
+def _used(column: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(the distinct values >= 0 of ``column``, ascending; ``column`` renumbered
+    into them, -1 kept)."""
+    present = column >= 0
+    used, inverse = np.unique(column[present], return_inverse=True)
+    renumbered = np.full(len(column), -1, dtype=np.int32)
+    renumbered[present] = inverse.reshape(-1)
+    return used, renumbered
+
+
+def compact(trace: Trace) -> Compact:
+    """The used entries of the trace's tables, and the call columns renumbered."""
+    c = trace.calls
+    used_functions, function = np.unique(c.function, return_inverse=True)
+    used_args, args = _used(c.args)
+    tuples = [trace.arg_tuples[i] for i in used_args.tolist()]
+    referenced = [c.value[c.value >= 0].astype(np.int64)]
+    referenced += [np.fromiter((v for t in tuples for v in t), dtype=np.int64)]
+    used_strings = np.unique(np.concatenate(referenced))
+    used_strings = used_strings[used_strings >= 0]
+    string_index = dict(zip(used_strings.tolist(), range(len(used_strings)), strict=True))
+    raised = (c.flags & RAISED) != 0
+    used_exceptions, exception = _used(np.where(raised, c.exception, -1))
+    value = np.full(len(c), -1, dtype=np.int32)
+    has_value = c.value >= 0
+    value[has_value] = np.searchsorted(used_strings, c.value[has_value])
+    return Compact(
+        functions=[trace.functions[i] for i in used_functions.tolist()],
+        strings=[trace.strings[i] for i in used_strings.tolist()],
+        arg_tuples=[tuple(string_index[v] if v >= 0 else -1 for v in t) for t in tuples],
+        exceptions=[trace.exceptions[i] for i in used_exceptions.tolist()],
+        function=function.reshape(-1).astype(np.int32),
+        args=args,
+        value=value,
+        exception=exception,
+    )
+
+
+def _head(trace: Trace, tables: Compact) -> dict[str, Any]:
+    """Everything in the document but the calls."""
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "metadata": trace.meta,
+        "functions": [
+            {
+                "name": f.name,
+                "qualname": f.qualname,
+                "module": f.module,
+                "file": f.file,
+                "line": f.line,
+                "external": f.external,
+                "argnames": list(f.argnames),
+            }
+            for f in tables.functions
+        ],
+        "threads": [
+            {"id": t.id, "native_id": t.native_id, "name": t.name, "pid": t.pid}
+            for t in trace.threads
+        ],
+        "strings": tables.strings,
+        "arguments": [list(t) for t in tables.arg_tuples],
+        "exceptions": [list(e) for e in tables.exceptions],
+        **trace.extra,
+        **({"patterns": trace.patterns.section} if trace.patterns is not None else {}),
+        "call_fields": list(CALL_FIELDS),
+        "start_base": _start_base(trace),
+    }
+
+
+def _start_base(trace: Trace) -> int:
+    """What call starts are written after: the first start."""
+    return int(trace.calls.start.min()) if len(trace) else 0
+
+
+def to_document(trace: Trace) -> dict[str, Any]:
+    """The JSON document of a trace, as plain Python objects."""
+    return orjson.loads(dumps(trace))
+
+
+def dumps(trace: Trace) -> bytes:
+    """The trace as JSON bytes."""
+    return b"".join(_pieces(trace))
+
+
+def _pieces(trace: Trace) -> list[bytes]:
+    """The JSON document in pieces, to write without joining them in memory."""
+    tables = compact(trace)
+    head = orjson.dumps(_head(trace, tables))
+    return [head[:-1], b',"calls":', _encode_calls(trace, tables), b"}"]
+
+
+def _columns(trace: Trace, tables: Compact) -> list[np.ndarray]:
+    """The columns a call row is made of (see ``encode_calls``)."""
+    c = trace.calls
+    group, iteration, variant = _pattern_columns(trace)
+    return [
+        np.ascontiguousarray(c.parent, dtype=np.int64),
+        tables.function,
+        np.ascontiguousarray(c.thread, dtype=np.int32),
+        np.ascontiguousarray(c.start, dtype=np.int64),
+        np.ascontiguousarray(c.end, dtype=np.int64),
+        np.ascontiguousarray(c.span_id, dtype=np.uint64),
+        tables.args,
+        tables.value,
+        tables.exception,
+        np.ascontiguousarray(c.flags, dtype=np.uint8),
+        group,
+        iteration,
+        variant,
+    ]
+
+
+def _encode_calls(trace: Trace, tables: Compact) -> bytes:
+    """The ``calls`` array as JSON bytes (in C when the speedups are built)."""
+    columns = _columns(trace, tables)
+    if encode_calls is None:
+        return orjson.dumps(list(_call_rows(columns, _start_base(trace))))
+    return encode_calls(*columns, _start_base(trace))
+
+
+def _pattern_columns(trace: Trace) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(group, iteration, variant) per call; group -1 where there is none."""
+    p = trace.patterns
+    if p is None:
+        none = np.full(len(trace), -1, dtype=np.int64)
+        return none, none, np.full(len(trace), -1, dtype=np.int32)
+    return (
+        np.ascontiguousarray(p.group, dtype=np.int64),
+        np.ascontiguousarray(p.iteration, dtype=np.int64),
+        np.ascontiguousarray(p.variant, dtype=np.int32),
+    )
+
+
+def _call_rows(columns: list[np.ndarray], base: int) -> Iterator[list[Any]]:
+    """The call rows one by one (the pure-Python path of ``encode_calls``)."""
+    (parent, function, thread, start, end, span, args, value, exception, flags, group,
+     iteration, variant) = (column.tolist() for column in columns)  # fmt: skip
+    for i in range(len(parent)):
+        marked = group[i] >= 0
+        row = [
+            parent[i] + 1,
+            function[i],
+            thread[i],
+            start[i] - base,
+            end[i] - start[i],
+            format(span[i], "016x"),
+            args[i],
+            value[i],
+            flags[i],
+            exception[i],
+            group[i] + 1 if marked else 0,
+            iteration[i] if marked else 0,
+            variant[i] if marked else 0,
+        ]
+        members = len(row)
+        while members > REQUIRED and row[members - 1] == DEFAULTS[members - 1]:
+            members -= 1
+        yield row[:members]
+
+
+def save(trace: Trace, path: str | os.PathLike[str], compress: bool | None = None) -> None:
+    """Write ``trace`` to ``path`` atomically; ``-`` writes to stdout. Gzipped when
+    ``compress`` is true or, by default, when the name ends in ``.gz``."""
+    pieces = _pieces(trace)
+    if os.fspath(path) == "-":
+        sys.stdout.flush()
+        sys.stdout.buffer.writelines([*pieces, b"\n"])
+        sys.stdout.flush()
+        return
+    target = Path(path)
+    if compress is None:
+        compress = target.name.endswith(".gz")
+    with atomic_output(target) as out:
+        if compress:
+            with gzip.GzipFile(fileobj=out, mode="wb", compresslevel=5, mtime=0) as zipped:
+                zipped.writelines(pieces)
+        else:
+            out.writelines(pieces)
+
+
+FILE_MODE = 0o600  # every file that may hold argument values
+
+
+@contextmanager
+def atomic_output(target: Path) -> Iterator[BinaryIO]:
+    """A binary file that replaces ``target`` only once it is completely written:
+    it is written under a temporary name in the same directory and renamed.
+    Readable by its owner only (0600): traces hold argument values."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            yield out
+        os.chmod(tmp, FILE_MODE)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
