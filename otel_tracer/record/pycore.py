@@ -25,7 +25,7 @@ import threading
 import time
 from array import array
 from collections.abc import Callable
-from types import FrameType, ModuleType
+from types import FrameType, ModuleType, TracebackType
 
 from otel_tracer.record import displaced
 from otel_tracer.record.options import RecordOptions
@@ -44,6 +44,18 @@ _SELF_NAMES = ("self", "cls")
 # A profile hook installed by the trace hook on a call event gets that event too
 # up to 3.11; from 3.12 sys.monitoring has picked the hooks an event goes to first.
 _HEALED_PROFILE_MISSES_CALL = sys.version_info >= (3, 12)
+_THIS_FILE = __file__
+
+
+def raised_in_a_hook(tb: TracebackType | None) -> bool:
+    """Whether a traceback runs through this module: an exception a signal
+    handler raised inside a hook, even at its first instruction (before its
+    ``try``), after which CPython removed that hook."""
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == _THIS_FILE:
+            return True
+        tb = tb.tb_next
+    return False
 
 
 def is_resumption(frame: FrameType) -> bool:
@@ -218,9 +230,12 @@ class PythonCore:
                 core.displaced[hook] += 1
 
         def check() -> None:
-            if getprofile() is not profile:
+            # A hook found removed is not the program's doing: CPython removed the
+            # profile hook after it raised, and the trace hook is put back at the
+            # next in-scope call.
+            if getprofile() is not profile and not (broken[0] and getprofile() is None):
                 note(profile_key)
-            if gettrace() is not trace:
+            if gettrace() not in (trace, None):
                 note(trace_key)
 
         def heal() -> bool:
@@ -251,6 +266,8 @@ class PythonCore:
             try:
                 if event == "exception":
                     current[0] = arg[1]  # type: ignore[index]
+                    if raised_in_a_hook(arg[2]):  # type: ignore[index]
+                        broken[0] = True  # the profile hook: this hook puts it back
                     if frame.f_code.co_flags & CO_RESUMABLE and exit_kind(frame) == events.YIELD:
                         # Thrown in where the frame was suspended. If not caught, the
                         # frame leaves from there, which profile hooks see as a yield
@@ -406,7 +423,10 @@ class PythonCore:
                         core.dropped += 1
                         stack += ((DROPPED, frame),)
                     else:
-                        if trace_key not in noted and gettrace() is not trace:
+                        installed = gettrace()
+                        if installed is None:  # removed by CPython after it raised
+                            keep_trace()
+                        elif installed is not trace and trace_key not in noted:
                             note(trace_key)
                         if is_resumption(frame):
                             head, aux = resume_head, -1
