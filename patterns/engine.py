@@ -190,6 +190,7 @@ def _annotate(trace: Trace, shapes: Shapes, sequences: list[Sequence]):
     own_variant = np.full(n, -1, dtype=np.int32)
     columns: dict[str, list[np.ndarray]] = {k: [] for k in ("sequence", "placed", "owner", "local")}
     base = 0
+    ranges: list[slice] = []  # each sequence's instances, contiguous in the columns
     for s, sequence in enumerate(sequences):
         owners, steps = sequence.owners, sequence.steps
         width = steps.shape[1]
@@ -216,6 +217,7 @@ def _annotate(trace: Trace, shapes: Shapes, sequences: list[Sequence]):
         columns["local"].append(
             np.tile(np.array([p.parent for p in sequence.placed], dtype=np.int64), len(owners))
         )
+        ranges.append(slice(base, base + len(owners) * count))
         base += len(owners) * count
 
     group, iteration, variant = own.copy(), own_iteration.copy(), own_variant.copy()
@@ -235,8 +237,7 @@ def _annotate(trace: Trace, shapes: Shapes, sequences: list[Sequence]):
     first = np.empty(total, dtype=np.int64)
     last = np.empty(total, dtype=np.int64)
     owner_row = np.empty(total, dtype=np.int64)
-    for s, sequence in enumerate(sequences):
-        mask = seq == s
+    for sequence, mask in zip(sequences, ranges, strict=True):
         placed_index, owner_index = plc[mask], own_row[mask]
         starts = np.array([p.group.start + p.shift for p in sequence.placed], dtype=np.int64)
         stops = np.array([p.group.stop + p.shift for p in sequence.placed], dtype=np.int64)
@@ -258,8 +259,7 @@ def _annotate(trace: Trace, shapes: Shapes, sequences: list[Sequence]):
     renumber = np.empty(total, dtype=np.int64)
     renumber[ordering] = np.arange(total, dtype=np.int64)
     remap = np.append(renumber, -1)  # index -1 stays -1
-    for s, sequence in enumerate(sequences):
-        ids = np.flatnonzero(seq == s)
+    for sequence, ids in zip(sequences, ranges, strict=True):
         sequence.instance_ids = renumber[ids].reshape(len(sequence.owners), len(sequence.placed))
     instances = Instances(
         sequence=seq[ordering],

@@ -172,8 +172,8 @@ class _View:
 
     def differences(self, steps, group: LocalGroup, shift: int, v: int) -> list[tuple]:
         """The differences of variant ``v``'s iteration from the template's."""
-        base = self._iteration_entries(steps, group, shift, 0)
-        return _diff(base, self._iteration_entries(steps, group, shift, v))
+        base = self.iteration_entries(steps, group, shift, 0)
+        return _diff(base, self.iteration_entries(steps, group, shift, v))
 
     def child_differences(self, base_row: int, other_row: int) -> list[tuple]:
         """The differences between the (folded) children of two calls."""
@@ -211,7 +211,7 @@ class _View:
         count = _calls(self._calls(steps, group, shift, 0))
         return f"🔄 Nested Pattern: {group.repetitions}x repetitions of {count}"
 
-    def _iteration_entries(self, steps, group: LocalGroup, shift: int, v: int) -> list[tuple]:
+    def iteration_entries(self, steps, group: LocalGroup, shift: int, v: int) -> list[tuple]:
         """Keyed entries (see ``_keyed``) of variant ``v``'s representative iteration."""
         variant = group.variants[v]
         j = variant.representative
@@ -248,9 +248,10 @@ def _diff(base: list[tuple], other: list[tuple]) -> list[tuple]:
     """(mark, entry, base entry) of each difference, entries aligned by function:
     ``+ `` extra, ``- `` missing (the entry is the base's), ``~ `` same function
     with different calls below."""
-    matcher = difflib.SequenceMatcher(
-        None, [e[0] for e in base], [e[0] for e in other], autojunk=False
-    )
+    loose_base, loose_other = [e[0] for e in base], [e[0] for e in other]
+    if loose_base == loose_other:  # the same functions: only calls below differ
+        return [("~ ", b, a) for a, b in zip(base, other, strict=True) if a[1] != b[1]]
+    matcher = difflib.SequenceMatcher(None, loose_base, loose_other, autojunk=False)
     lines: list[tuple] = []
     for op, a0, a1, b0, b1 in matcher.get_opcodes():
         if op == "equal":
@@ -357,8 +358,11 @@ class _RowCounter:
         j = variant.representative
         lo, hi = int(group.bounds[j]) + shift, int(group.bounds[j + 1]) + shift
         rows += self.items(steps, variant.nested, shift, lo, hi, True)
-        for v in range(1, len(group.variants)):
-            rows += 1 + self.diff(self.view.differences(steps, group, shift, v))
+        if len(group.variants) > 1:
+            base = self.view.iteration_entries(steps, group, shift, 0)
+            for v in range(1, len(group.variants)):
+                other = self.view.iteration_entries(steps, group, shift, v)
+                rows += 1 + self.diff(_diff(base, other))
         return rows
 
     def diff(self, lines: list[tuple]) -> int:
