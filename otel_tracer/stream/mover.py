@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import _thread
 import os
-import signal
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Protocol
+
+from otel_tracer.trace.signal_masks import program_signals_blocked
 
 if TYPE_CHECKING:
     import numpy as np
@@ -104,7 +103,7 @@ class Mover:
         running = _thread.allocate_lock()  # released by the thread once it runs
         running.acquire()
         try:
-            with _program_signals_blocked():  # the thread inherits the mask
+            with program_signals_blocked():  # the thread inherits the mask
                 _thread.start_new_thread(self._run, (running,))
         except BaseException:
             self._thread_done.release()
@@ -128,27 +127,6 @@ class Mover:
             self._stop.release()
         finally:
             self._thread_done.release()
-
-
-# Faults a thread raises itself: never blocked.
-_SYNCHRONOUS = {"SIGSEGV", "SIGBUS", "SIGFPE", "SIGILL", "SIGTRAP", "SIGABRT", "SIGSYS"}
-
-
-@contextmanager
-def _program_signals_blocked() -> Iterator[None]:
-    """Every signal a program may handle blocked in this thread meanwhile: a
-    thread started here never takes one, so they all reach the program's threads
-    (a process-wide signal taken by a thread of ours would leave a main thread
-    blocked in a wait, such as a multiprocessing worker's, waiting for ever)."""
-    if not hasattr(signal, "pthread_sigmask"):
-        yield
-        return
-    asynchronous = {s for s in signal.valid_signals() if getattr(s, "name", "") not in _SYNCHRONOUS}
-    mask = signal.pthread_sigmask(signal.SIG_BLOCK, asynchronous)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
 
 _MOVING: set[Mover] = set()  # movers whose thread runs in this process
