@@ -86,8 +86,9 @@ TRACER_LINES: dict[str, tuple[str, ...] | None] = {
 # depend on timing. (program, cores) -> reason.
 KNOWN: dict[tuple[str, tuple[str, ...]], str] = {
     ("sigalrm_timeout.py", ("c", "monitoring")): (
-        "now and then under load with the C cores (most often the profile-API "
-        "one, --core c): the handler's exception is lost and the loop runs on"
+        "was now and then with the C cores: the handler, run by PyObject_Repr of a "
+        "captured value, raised there and the core dropped it (fixed; kept until "
+        "CI shows it stable)"
     ),
     ("pool_fork_idle.py", ("python", "c", "pymonitoring", "monitoring")): (
         "now and then under heavy load (seen on 3.12, monitoring cores) the "

@@ -6,9 +6,13 @@ recorded by every core."""
 
 from __future__ import annotations
 
+import _thread
 import enum
 import fractions
+import functools
 import math
+import operator
+import signal
 import sys
 import textwrap
 from collections import OrderedDict, defaultdict
@@ -469,3 +473,39 @@ def test_traces_agree(tmp_path: Path) -> None:
     assert calls[28][7] == {"value": summarize(np.zeros((2, 3)))}
     for core in cores[1:]:
         assert traces[core] == reference, core
+
+
+# --- signal handlers
+
+
+class _Timeout(Exception):
+    """What a program's SIGALRM-based timeout raises from its handler."""
+
+
+@pytest.mark.parametrize(
+    "value", [10**12 + 7, "a new string", [1, 2.5, "x"]], ids=["int", "str", "list"]
+)
+def test_a_handler_run_while_a_value_is_summarized_raises_in_the_program(
+    summarizer: Summarizer, value: object
+) -> None:
+    """``PyObject_Repr`` and ``PyObject_Str`` run pending signal handlers: a
+    handler's exception raised there reaches the program, never dropped (before:
+    a SIGALRM timeout of a loop making calls with new arguments now and then
+    never fired). The signal is made pending by ``_thread.interrupt_main`` and
+    the value summarized by the next C call, with no Python code between them
+    (where CPython would run the handler itself)."""
+
+    def on_signal(signum: int, frame: object) -> None:
+        raise _Timeout
+
+    previous = signal.signal(signal.SIGUSR1, on_signal)
+    try:
+        steps = [
+            functools.partial(_thread.interrupt_main, signal.SIGUSR1),
+            functools.partial(summarizer.core._summarize, value),
+        ]
+        with pytest.raises(_Timeout):
+            list(map(operator.methodcaller("__call__"), steps))
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+    check(summarizer, value)  # the core goes on as before

@@ -1622,21 +1622,22 @@ done:
     return result;
 }
 
-/* A builder's answer, or when it had none (or failed with an Exception)
- * summary.summarize's; NULL when a BaseException (a signal handler's) was raised. */
+/* A builder's answer, or when it had none (or failed) summary.summarize's; NULL
+ * when the failure is kept for the program (failed(): a signal handler's
+ * exception, which PyObject_Repr and PyObject_Str run handlers for). */
 static PyObject *
-summary_or_python(CCore *core, PyObject *value, PyObject *text)
+summary_or_python(ThreadState *ts, PyObject *value, PyObject *text)
 {
     if (text != NULL) {
         return text;
     }
     if (PyErr_Occurred()) {
-        if (!PyErr_ExceptionMatches(PyExc_Exception)) {
+        failed(ts);
+        if (ts->interrupt != NULL) {
             return NULL;
         }
-        PyErr_Clear();
     }
-    return PyObject_CallOneArg(core->summarize, value);
+    return PyObject_CallOneArg(ts->core->summarize, value);
 }
 
 
@@ -1732,12 +1733,12 @@ value_index(ThreadState *ts, PyObject *value)
     else if (type == &PyBytes_Type || type == &PyComplex_Type || type == &PyList_Type ||
              type == &PyTuple_Type || type == &PyDict_Type || type == &PySet_Type ||
              type == &PyFrozenSet_Type) {
-        return text_index(ts, summary_or_python(core, value, builtin_summary(value)));
+        return text_index(ts, summary_or_python(ts, value, builtin_summary(value)));
     }
     else if (type != &PyLong_Type) {
         int64_t index = type_index(ts, type);
         if (index == ARRAY_WITH_DEVICE || index == ARRAY_NO_DEVICE) {
-            return text_index(ts, summary_or_python(core, value, array_summary(core, value, index)));
+            return text_index(ts, summary_or_python(ts, value, array_summary(core, value, index)));
         }
         if (index != NOT_BY_TYPE) {
             return index;
@@ -1759,8 +1760,13 @@ value_index(ThreadState *ts, PyObject *value)
         Py_CLEAR(text);
     }
     if (text == NULL) {
-        PyErr_Clear();
-        text = summary_or_python(core, value, builtin_summary(value));
+        if (PyErr_Occurred()) { /* PyObject_Repr runs pending signal handlers */
+            failed(ts);
+            if (ts->interrupt != NULL) {
+                return -1;
+            }
+        }
+        text = summary_or_python(ts, value, builtin_summary(value));
     }
     int64_t index = text_index(ts, text);
     if (cacheable && index >= 0) {
