@@ -6,6 +6,7 @@ import ast
 import enum
 import math
 import re
+import signal
 import sys
 import time
 import types
@@ -883,3 +884,34 @@ def test_type_summary_is_the_summary_of_every_instance() -> None:
     assert type_summary(Plain) == summarize(Plain()) == f"<{M}.{Plain.__qualname__}>"
     for value in (1, "s", [1], {}, Plain, len, np.zeros(2), np.float64(1.0), sys):
         assert type_summary(type(value)) is None, value
+
+
+class _Timeout(Exception):
+    """What a program's SIGALRM-based timeout raises from its handler."""
+
+
+def test_a_signal_handlers_exception_passes_through(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``repr()`` and ``str()`` run pending signal handlers: an ``Exception`` a
+    handler of the program raises while a value is summarized is the program's
+    and passes on (a SIGALRM timeout must fire); any other failure still gives
+    ``<unrepresentable>``."""
+
+    def on_signal(signum: int, frame: object) -> None:
+        raise _Timeout
+
+    def handler_runs(value: object) -> str:
+        on_signal(signal.SIGUSR1, None)  # as repr() would run it
+        return ""
+
+    def fails(value: object) -> str:
+        raise ValueError("odd value")
+
+    previous = signal.signal(signal.SIGUSR1, on_signal)
+    try:
+        monkeypatch.setitem(summary._HANDLERS, id(int), handler_runs)
+        with pytest.raises(_Timeout):
+            summarize(12)
+        monkeypatch.setitem(summary._HANDLERS, id(int), fails)
+        assert summarize(12) == "<unrepresentable>"
+    finally:
+        signal.signal(signal.SIGUSR1, previous)

@@ -23,7 +23,7 @@ def program_exception(error: BaseException) -> BaseException | None:
     tool's frames unlinked from its traceback) when the program should get it:
     anything but an ``Exception``, or an ``Exception`` that a signal handler of
     the program raised. None: the tool's own failure, which the core forgets."""
-    if isinstance(error, Exception) and not _from_signal_handler(error):
+    if isinstance(error, Exception) and not from_signal_handler(error):
         return None
     drop_tool_frames(error)
     return error
@@ -43,9 +43,10 @@ def drop_tool_frames(error: BaseException | None) -> None:
         error = error.__context__
 
 
-def _from_signal_handler(error: BaseException) -> bool:
+def from_signal_handler(error: BaseException) -> bool:
     """Whether a frame of ``error``'s traceback runs a Python signal handler
-    the program installed."""
+    the program installed: the program's exception, wherever the handler ran
+    (at any instruction, or in ``repr()``/``str()``, which run pending handlers)."""
     handlers = {_code_of(signal.getsignal(signum)) for signum in signal.valid_signals()}
     handlers.discard(None)
     return any(

@@ -4,7 +4,9 @@ Used from inside the ``sys.setprofile`` hook to record arguments, return values
 and exceptions, so every function here:
 
 * is fast for common values (exact-type dispatch comes first),
-* never raises an ``Exception`` (failures degrade to ``<unrepresentable>``),
+* never raises an ``Exception`` of its own (failures degrade to
+  ``<unrepresentable>``; one raised by a signal handler of the program while it
+  ran, as ``repr()`` runs pending handlers, is the program's and passes on),
 * never recurses into nested containers,
 * never calls user-defined ``__repr__``/``__str__``/``__len__``/``__iter__``/
   ``__eq__``/``__hash__``/``__getattr__`` or properties.  Types are identified
@@ -30,6 +32,8 @@ from types import (
     ModuleType,
     WrapperDescriptorType,
 )
+
+from otel_tracer.record.program_errors import from_signal_handler
 
 __all__ = [
     "MAX_ITEMS",
@@ -84,7 +88,9 @@ def _type_name(tp: type) -> str:
     qualname = _type_qualname(tp)
     try:
         module = _type_module(tp)
-    except Exception:  # a heap type created without ``__module__``
+    except Exception as error:  # a heap type created without ``__module__``
+        if from_signal_handler(error):
+            raise  # a signal handler of the program ran here
         return qualname
     return _join(module, qualname)
 
@@ -266,8 +272,9 @@ def _other(value: object) -> str:
     if _type_has(tp, "shape") and _type_has(tp, "dtype"):
         try:
             return _array(value, tp)
-        except Exception:
-            pass
+        except Exception as error:
+            if from_signal_handler(error):
+                raise  # a signal handler of the program ran here
     return _generic(tp)
 
 
@@ -299,7 +306,9 @@ _HANDLERS: dict[int, Callable[[object], str]] = {
 
 
 def summarize(value: object) -> str:
-    """One-line summary of ``value``; never raises ``Exception``, never calls user code.
+    """One-line summary of ``value``; never calls user code, never raises an
+    ``Exception`` of its own (one a signal handler of the program raised while
+    it ran, in ``repr()`` say, is the program's and passes on).
 
     Formats (``builtins.`` is always omitted from module-qualified names):
 
@@ -324,7 +333,9 @@ def summarize(value: object) -> str:
         if handler is not None:
             return handler(value)
         return _other(value)
-    except Exception:
+    except Exception as error:
+        if from_signal_handler(error):
+            raise  # a signal handler of the program ran here
         return _UNREPRESENTABLE
 
 
@@ -337,7 +348,9 @@ def type_summary(tp: type) -> str | None:
         if _type_has(tp, "shape") and _type_has(tp, "dtype"):
             return None
         return _generic(tp)
-    except Exception:
+    except Exception as error:
+        if from_signal_handler(error):
+            raise  # a signal handler of the program ran here
         return None
 
 
@@ -346,7 +359,9 @@ def summarize_self(value: object) -> str:
     try:
         tp = type(value)
         return _type_qualname(value if issubclass(tp, type) else tp)
-    except Exception:
+    except Exception as error:
+        if from_signal_handler(error):
+            raise  # a signal handler of the program ran here
         return _UNREPRESENTABLE
 
 
@@ -359,11 +374,15 @@ def summarize_exception(exc: BaseException) -> tuple[str, str]:
     """
     try:
         name = _type_name(type(exc))
-    except Exception:
+    except Exception as error:
+        if from_signal_handler(error):
+            raise  # a signal handler of the program ran here
         name = _UNREPRESENTABLE
     try:
         message = str.__str__(str(exc))  # exact str: no str-subclass overrides later
-    except Exception:
+    except Exception as error:
+        if from_signal_handler(error):
+            raise  # a signal handler of the program ran here
         return name, "<unprintable message>"
     if len(message) > MAX_MESSAGE:
         message = f"{message[:MAX_MESSAGE]}...(+{len(message) - MAX_MESSAGE} chars)"
