@@ -366,3 +366,43 @@ def test_finalizer_calls_in_the_outputs(tmp_path: Path) -> None:
     assert re.search(r"Resource.__del__ \[prog.py:\d+\] \(finalizer\)", text), text
     spans = (tmp_path / "trace.otlp.jsonl").read_text()
     assert spans.count('"otel_tracer.call.finalizer"') == len(marked)
+
+
+LIBRARY_GC_HOOK = """
+    def on_collect(phase, info):
+        return phase
+"""
+
+PROGRAM_WITH_A_LIBRARY_GC_HOOK = """
+    import gc
+
+    import lib
+
+    def allocate():
+        return [[] for _ in range(50)]  # collections start in the middle of this
+
+    def main():
+        threshold = gc.get_threshold()
+        gc.callbacks.append(lib.on_collect)
+        gc.set_threshold(1)
+        try:
+            allocate()
+        finally:
+            gc.set_threshold(*threshold)
+            gc.callbacks.remove(lib.on_collect)
+
+    main()
+"""
+
+
+@CORES
+def test_a_librarys_gc_hook_is_marked(tmp_path: Path, core: str) -> None:
+    """A ``gc.callbacks`` hook of a library (hypothesis installs one) is found in
+    the list, its frame's locals unread: where a core records it (as an external
+    call of the in-scope code the collector interrupted), it is marked."""
+    trace = record(tmp_path, PROGRAM_WITH_A_LIBRARY_GC_HOOK, LIBRARY_GC_HOOK, core)
+    rows = tree(trace)
+    hooks = [row for row in rows if row[1] == "on_collect"]
+    assert all(row[2] == EXTERNAL | FINALIZER for row in hooks), rows
+    if core in ("python", "c"):  # the hook-based cores record external Python calls
+        assert {row[3] for row in hooks} == {"'start'", "'stop'"}, rows

@@ -5,11 +5,12 @@ path works with the integer indices it hands out."""
 from __future__ import annotations
 
 import builtins
+import gc
 import os
 import threading
 import weakref
 from dataclasses import dataclass, field
-from types import CodeType, FrameType
+from types import CodeType, FrameType, FunctionType, MethodType
 from typing import Any
 
 from otel_tracer.record.scope import Scope
@@ -58,9 +59,12 @@ def is_finalizer(
     garbage collector or a finalizer rather than called by the code it runs in:
     ``__del__``; a weakref callback (its first argument, after ``self``, a dead weak reference:
     ``WeakValueDictionary``'s and ``WeakSet``'s removals too); ``weakref.finalize``;
-    a ``gc.callbacks`` hook (``(phase, info)`` with ``info["generation"]``). Decided
+    a ``gc.callbacks`` hook (one of the list's, or in scope ``(phase, info)`` with
+    ``info["generation"]``). Decided
     once per function, at its first call, with no cost on the recording's hot path."""
     if code.co_name == "__del__" or (module, qualname) in FINALIZER_FUNCTIONS:
+        return True
+    if code.co_argcount >= 2 and _in_gc_callbacks(code):
         return True
     if not code.co_argcount or not (in_scope or module in WEAKREF_MODULES):
         return False
@@ -77,6 +81,17 @@ def is_finalizer(
             return type(info) is dict and "generation" in info and "collected" in info
     except Exception:  # an odd frame: not a finalizer we can tell
         pass
+    return False
+
+
+def _in_gc_callbacks(code: CodeType) -> bool:
+    """Whether ``code`` is that of a function, or bound method, in ``gc.callbacks``:
+    found there rather than in the frame, so that a library's hook is told too
+    without reading its locals."""
+    for callback in gc.callbacks:
+        function = callback.__func__ if type(callback) is MethodType else callback
+        if type(function) is FunctionType and function.__code__ is code:
+            return True
     return False
 
 
