@@ -17,6 +17,7 @@ import base64
 import gzip
 import json
 import os
+import sys
 import threading
 import time
 import zlib
@@ -122,7 +123,7 @@ class HttpReceiver(OtlpReceiver):
     gzip or deflate ``Content-Encoding`` honoured."""
 
     def __enter__(self) -> HttpReceiver:
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        self._server = _Server(("127.0.0.1", 0), _handler_for(self))
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )
@@ -134,6 +135,19 @@ class HttpReceiver(OtlpReceiver):
         self._server.shutdown()
         self._server.server_close()
         self._thread.join()
+
+
+class _Server(ThreadingHTTPServer):
+    """Closing waits for the requests being answered (a delayed answer too), so
+    nothing of a receiver outlives its test; a client that gave up before the
+    answer (a slow-collector test) is not an error to print."""
+
+    daemon_threads = False
+    block_on_close = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 def _handler_for(receiver: HttpReceiver) -> type[BaseHTTPRequestHandler]:
