@@ -188,16 +188,30 @@ class ProcessRecording:
             uncaught_exception=None,
             parent_pid=os.getppid(),
         )
-        if not len(trace) and os.getppid() != self.parent_pid:
-            # no call in scope, and its parent has ended (a resource tracker or
-            # fork server that stops when the program's process does): its file
-            # would come after the merge, and say nothing
+        if not len(trace) and (os.getppid() != self.parent_pid or _multiprocessing_helper()):
+            # no call in scope, and it outlives the program's process (a resource
+            # tracker or fork server, which stops when that process does, which
+            # it may see before its parent has ended): its file would come after
+            # the merge, and say nothing
             self.spool.remove()
             return
         # kept when it made no call in scope (an idle Pool worker): it ran all the same
         redact(trace, self.secrets)
         save(trace, part_path(self.config.parts, os.getpid()), compress=False)
         self.spool.remove()
+
+
+# How multiprocessing starts its fork server and resource tracker (``python -c``).
+_HELPER_COMMANDS = (
+    "from multiprocessing.forkserver import main",
+    "from multiprocessing.resource_tracker import main",
+)
+
+
+def _multiprocessing_helper() -> bool:
+    """Whether this process is multiprocessing's fork server or resource tracker."""
+    command = getattr(sys, "orig_argv", [])
+    return any(helper in word for word in command for helper in _HELPER_COMMANDS)
 
 
 _config: FollowConfig | None = None
