@@ -129,6 +129,9 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, previous)
 
 
+BUILDER_STOP_WAIT = 5.0  # seconds Ctrl-C waits for the builder thread's next write
+
+
 def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
@@ -164,7 +167,9 @@ def _serve(args, trace, options: FoldOptions | None) -> int:
             server.serve_until_stopped()
         finally:
             pending.stop()  # no more writes: the directory can go
-            builder.join()  # it stops at its next write; never exit under a running thread
+            # it stops at its next write; a daemon thread still folding after
+            # that long is left to end with the process, so Ctrl-C always stops
+            builder.join(timeout=BUILDER_STOP_WAIT)
         if failed:
             error = failed[0]
             print(printable(f"{PROG}: error: cannot build the viewer: {error!r}"), file=sys.stderr)
