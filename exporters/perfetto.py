@@ -633,6 +633,9 @@ def _exception_instants(trace: Trace, event_times: np.ndarray) -> list[_Slice]:
         kind, message = trace.exception_of(row) or UNKNOWN_EXCEPTION
         when = int(event_times[2 * row + 1])
         annotations = {"exception.type": kind, "exception.message": message, CALL_ID: row + 1}
+        line, file = int(calls.raise_line[row]), trace.function_of(row).file
+        if line and file:
+            annotations.update({"code.file.path": file, "code.line.number": line})
         track = _thread_uuid(int(calls.thread[row]))
         instants.append(_Slice(track, kind, when, when, annotations, EXCEPTION_CATEGORY))
     return instants

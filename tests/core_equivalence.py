@@ -6,9 +6,9 @@ API), ``c`` (the same in C), and from Python 3.12 the sys.monitoring cores
 ``pymonitoring`` (otel_tracer/record/moncore.py) and ``monitoring`` (the same in C,
 otel_tracer/record/_cmoncore.h). A program runs under each with the same options; the
 traces must have the same calls, per thread and in order, with the same
-function, parent, depth, flags, arguments, return value and exception (times
-differ): exactly for the C cores and their Python reference, and for the
-monitoring cores and PythonCore but where PythonCore is wrong
+function, parent, depth, flags, arguments, return value, exception and raise
+line (times differ): exactly for the C cores and their Python reference, and
+for the monitoring cores and PythonCore but where PythonCore is wrong
 (``pycore_misreads``).
 """
 
@@ -104,6 +104,7 @@ def structure(trace: Trace) -> dict[str, list[Call]]:
                 trace.args_of(row),
                 trace.value_of(row),
                 trace.exception_of(row),
+                int(trace.calls.raise_line[row]),
             )
         )
     return dict(calls)

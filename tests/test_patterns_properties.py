@@ -204,6 +204,7 @@ def interleave(trace: Trace, seed: int) -> Trace:
             exception=calls.exception[order],
             flags=calls.flags[order],
             span_id=np.arange(1, n + 1, dtype=np.uint64),
+            raise_line=np.zeros(n, dtype=np.int32),
         ),
     )
 

@@ -652,6 +652,9 @@ def test_exceptions_are_instants_where_raised(traced, decoded):
         kind, message = trace.exception_of(row)
         assert instant.name == kind and instant.args["exception.message"] == message
         assert instant.args["otel_tracer.call.id"] == row + 1
+        if trace.function_of(row).name == "risky":  # the raise site, not the def line
+            assert instant.args["code.file.path"].endswith("prog.py")
+            assert instant.args["code.line.number"] == 27
 
 
 def test_clock_snapshot_and_process_tree(traced, decoded):

@@ -213,6 +213,47 @@ def test_bad_rows_are_one_line(trace_file, tmp_path, change, message):
     assert "\n" not in str(error.value)
 
 
+def test_raise_lines_name_the_raise_site(trace_file):
+    """``raise_lines``: [call id, line] of the calls an exception ended; here
+    only ``fail``, at its ``raise`` (``main`` catches it)."""
+    doc = json.loads(trace_file.read_text())
+    trace = otel_tracer.load(trace_file)
+    named = [(trace.function_of(call_id - 1).name, line) for call_id, line in doc["raise_lines"]]
+    assert named == [("fail", 11)]
+    rows = np.flatnonzero(trace.calls.raise_line)
+    assert [[int(r) + 1, int(trace.calls.raise_line[r])] for r in rows] == doc["raise_lines"]
+
+
+@pytest.mark.parametrize(
+    ("raise_lines", "message"),
+    [
+        ({"x": 1}, "raise_lines must be a list"),
+        ([[1]], "raise_lines must be a list"),
+        ([[1, True]], "raise_lines must be a list"),
+        ([[0, 3]], "call id that is not in calls"),
+        ([[10**6, 3]], "call id that is not in calls"),
+        ([[1, 0]], "line number out of range"),
+        ([[1, 2**40]], "line number out of range"),
+        ("raised-twice", "in call order"),
+        ("not-raised", "did not raise"),
+    ],
+)
+def test_bad_raise_lines_are_one_line(trace_file, tmp_path, raise_lines, message):
+    doc = json.loads(trace_file.read_text())
+    raised = doc["raise_lines"][0]
+    if raise_lines == "raised-twice":
+        raise_lines = [raised, raised]
+    elif raise_lines == "not-raised":
+        raise_lines = [[1 if raised[0] != 1 else 2, 5]]
+        assert not otel_tracer.load(trace_file).calls.flags[raise_lines[0][0] - 1] & 4
+    doc["raise_lines"] = raise_lines
+    path = tmp_path / "bad.json"
+    path.write_bytes(json.dumps(doc).encode())
+    with pytest.raises(otel_tracer.TraceFormatError, match=message) as error:
+        otel_tracer.load(path)
+    assert "\n" not in str(error.value)
+
+
 def test_fib_with_arguments_is_compact(tmp_path):
     write_files(
         tmp_path,

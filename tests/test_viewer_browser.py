@@ -362,7 +362,9 @@ def test_details_panel(page, nested_trace):
         page.reload()
         page.wait_for_function("() => window.viewerReady !== undefined")
         facts = details(page)
-        assert facts["exception"] == "ValueError: bad value 7"
+        line = int(trace.calls.raise_line[fails])  # the raise's, recorded by the core
+        assert line > trace.function_of(fails).line
+        assert facts["exception"] == f"ValueError: bad value 7 (at line {line})"
         assert page.locator(".row.selected .badge.exc").inner_text().lower() == "raised"
 
 

@@ -108,5 +108,6 @@ def trace_from_columns(
             exception=np.full(n, -1, dtype=np.int32),
             flags=flags,
             span_id=np.arange(1, n + 1, dtype=np.uint64),
+            raise_line=np.zeros(n, dtype=np.int32),
         ),
     )

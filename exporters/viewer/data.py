@@ -218,7 +218,7 @@ def _group(group: LocalGroup) -> dict[str, Any]:
 
 def _details_json(trace: Trace) -> list[bytes | np.ndarray]:
     """``details.json``: the tables, and per call the argument tuple, value,
-    exception and span id, written from the numpy columns without a Python object
+    exception, raise line and span id, written from the numpy columns without a Python object
     per call."""
     calls = trace.calls
     numpy = orjson.OPT_SERIALIZE_NUMPY
@@ -234,6 +234,7 @@ def _details_json(trace: Trace) -> list[bytes | np.ndarray]:
         ("args", calls.args),
         ("value", calls.value),
         ("exception", calls.exception),
+        ("raise_line", calls.raise_line),
     ):
         pieces += [
             b',"%s":' % name.encode(),

@@ -395,7 +395,7 @@ mon_leave(MonCore *mc, ThreadState *ts, PyFrameObject *frame, int kind, PyObject
     int64_t head = 0, aux = -1;
     if (closes && kind == EV_RAISE) {
         head = ts->raise_head;
-        aux = new_slot(ts);
+        aux = new_slot(ts, frame, value, 0);
         if (aux >= 0) {
             fill_slots(ts, &aux, 1, value);
         }
@@ -468,7 +468,7 @@ mon_c_leave(MonCore *mc, ThreadState *ts, PyFrameObject *frame, int raised)
         return;
     }
     int marker = ts->markers[at];
-    int64_t slot = marker == EXTERNAL_C && raised ? new_slot(ts) : -1;
+    int64_t slot = marker == EXTERNAL_C && raised ? new_slot(ts, NULL, NULL, 0) : -1;
     mon_close_above(mc, ts, at);
     if (marker == EXTERNAL_C) {
         pop(ts);

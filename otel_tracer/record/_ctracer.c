@@ -524,6 +524,8 @@ typedef struct ThreadState {
     int64_t call_head, resume_head, external_head, return_head, yield_head, raise_head;
     unsigned char *markers; /* one per open frame and recorded C call... */
     PyObject **frames;      /* ...with the frame it belongs to (strong) */
+    int *seen_lines;        /* ...and the frame's line at its last exception event, 0:
+                               none (pycore's raise_seen) */
     Py_ssize_t n_stack, stack_capacity;
     Deferred *deferred; /* open trivial C calls */
     Py_ssize_t n_deferred, deferred_capacity;
@@ -2007,13 +2009,19 @@ fill_slots(ThreadState *ts, const int64_t *slots, Py_ssize_t n, PyObject *exc)
     Py_XDECREF(result);
 }
 
-/* pycore's raised(): a new exception slot for a call ending in an exception,
- * filled now for an in-scope frame whose exception is known, else at the next
- * exception event. */
+/* A new exception slot for the call of `frame` (NULL: a C call), which the
+ * exception `exc` (NULL: not known yet) ended: Registry.new_exception_slot;
+ * `seen`: the line of the frame's last exception event, 0: none. */
 static int64_t
-new_slot(ThreadState *ts)
+new_slot(ThreadState *ts, PyFrameObject *frame, PyObject *exc, int seen)
 {
-    return ts->interrupt ? -1 : as_index(ts, PyObject_CallNoArgs(ts->core->reg_new_slot));
+    if (ts->interrupt) {
+        return -1;
+    }
+    PyObject *callable = ts->core->reg_new_slot;
+    return as_index(ts, frame == NULL ? PyObject_CallNoArgs(callable)
+                                      : PyObject_CallFunction(callable, "OOi", frame,
+                                                              exc ? exc : Py_None, seen));
 }
 
 /* A slot to fill at the next exception event. */
@@ -2026,11 +2034,16 @@ add_pending(ThreadState *ts, int64_t slot)
     }
 }
 
-/* `level`: the stack entries below the call's own (pycore's len(stack) - 1). */
+/* pycore's raised(): the exception slot of a call an exception ended, filled
+ * now for a frame whose exception is known, else at the next exception event.
+ * `level`: the stack entries below the call's own (pycore's len(stack) - 1);
+ * `frame`: the call's own (NULL for a C call). */
 static int64_t
-raised(ThreadState *ts, int marker, Py_ssize_t level)
+raised(ThreadState *ts, int marker, Py_ssize_t level, PyFrameObject *frame)
 {
-    int64_t slot = new_slot(ts);
+    /* the entry was just popped: its seen line is still there */
+    int seen = frame != NULL && level < ts->stack_capacity ? ts->seen_lines[level] : 0;
+    int64_t slot = new_slot(ts, frame, ts->current, seen);
     if (slot < 0) {
         return -1;
     }
@@ -2059,8 +2072,10 @@ static void
 push(ThreadState *ts, int marker, PyFrameObject *frame)
 {
     if (ts->n_stack == ts->stack_capacity) {
-        Py_ssize_t capacity = ts->stack_capacity;
+        Py_ssize_t capacity = ts->stack_capacity, lines_capacity = ts->stack_capacity;
         if (reserve((void **)&ts->markers, &capacity, ts->n_stack + 1, 1) < 0 ||
+            reserve((void **)&ts->seen_lines, &lines_capacity, ts->n_stack + 1, sizeof(int)) <
+                0 ||
             reserve((void **)&ts->frames, &ts->stack_capacity, ts->n_stack + 1,
                     sizeof(PyObject *)) < 0) {
             ts->broken = 1;
@@ -2068,6 +2083,7 @@ push(ThreadState *ts, int marker, PyFrameObject *frame)
         }
     }
     ts->markers[ts->n_stack] = (unsigned char)marker;
+    ts->seen_lines[ts->n_stack] = 0;
     ts->frames[ts->n_stack++] = Py_NewRef(frame);
 }
 
@@ -2280,7 +2296,7 @@ on_return(ThreadState *ts, PyFrameObject *frame, PyObject *value)
         int64_t head, aux;
         if (kind == EV_RAISE) {
             head = ts->raise_head;
-            aux = raised(ts, marker, ts->n_stack);
+            aux = raised(ts, marker, ts->n_stack, frame);
         }
         else {
             head = kind == EV_YIELD ? ts->yield_head : ts->return_head;
@@ -2347,7 +2363,7 @@ on_c_exit(ThreadState *ts, PyFrameObject *frame, int what)
     int marker = top(ts);
     if (marker == EXTERNAL_C) {
         int64_t head = what == PyTrace_C_RETURN ? ts->return_head : ts->raise_head;
-        int64_t aux = what == PyTrace_C_RETURN ? -1 : raised(ts, EXTERNAL_C, ts->n_stack - 1);
+        int64_t aux = what == PyTrace_C_RETURN ? -1 : raised(ts, EXTERNAL_C, ts->n_stack - 1, NULL);
         pop(ts);
         ts->depth--;
         emit(ts->core, head, now_ns(), aux);
@@ -2442,6 +2458,9 @@ trace_hook(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg)
             /* arg is (type, value, traceback) */
             PyObject *exc = PyTuple_GET_ITEM(arg, 1);
             Py_XSETREF(ts->current, Py_NewRef(exc));
+            if (on_top(ts, frame)) {
+                ts->seen_lines[ts->n_stack - 1] = PyFrame_GetLineNumber(frame);
+            }
             PyCodeObject *code = frame_code(frame);
             if (code->co_flags & CO_RESUMABLE && exit_kind(frame, code) == EV_YIELD) {
                 /* pycore's thrown: thrown in where the frame was suspended. If
@@ -2508,6 +2527,7 @@ thread_state_dealloc(ThreadState *ts)
     Py_XDECREF(ts->core);
     PyMem_Free(ts->markers);
     PyMem_Free(ts->frames);
+    PyMem_Free(ts->seen_lines);
     PyMem_Free(ts->deferred);
     PyMem_Free(ts->pending);
     Py_TYPE(ts)->tp_free((PyObject *)ts);

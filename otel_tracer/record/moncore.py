@@ -614,7 +614,7 @@ class MonitoringCore:
             if marker == IN_SCOPE or marker == EXTERNAL_PY:
                 closed += 1
                 if kind == events.RAISE:
-                    slot = new_slot()
+                    slot = new_slot(frame, value)
                     fill_slots([slot], value)  # type: ignore[arg-type]
                     words += (raise_head, now, slot)
                 else:

@@ -212,6 +212,11 @@ class PythonCore:
         # point (thrown in by throw() or close()) and, as no line event came since,
         # the frame has not caught it: until the next return event.
         thrown = [False]
+        # (stack level, id of the frame, its line) at the last exception event of
+        # each open frame that had one, by level: a bare ``raise`` or a ``finally``
+        # re-raises with no event, and the line Python shows then is the first
+        # raise's. Only ids are kept, never frames; deeper entries are stale.
+        raise_seen: list[tuple[int, int, int]] = []
         pending: list[int] = []  # slots of calls that raised, awaiting the exception
         # How many stack entries lie below the innermost call that raised into
         # ``pending``: the exception reaches the frame of the entry just below
@@ -266,6 +271,10 @@ class PythonCore:
             try:
                 if event == "exception":
                     current[0] = arg[1]  # type: ignore[index]
+                    level = len(stack)
+                    while raise_seen and raise_seen[-1][0] >= level:
+                        del raise_seen[-1]
+                    raise_seen.append((level, id(frame), frame.f_lineno or 0))
                     if raised_in_a_hook(arg[2]):  # type: ignore[index]
                         broken[0] = True  # the profile hook: this hook puts it back
                     if frame.f_code.co_flags & CO_RESUMABLE and exit_kind(frame) == events.YIELD:
@@ -329,8 +338,17 @@ class PythonCore:
                 raise
 
         def raised(frame: FrameType, marker: int) -> int:
-            """The exception slot of the call of the top entry, which raised."""
-            slot = new_slot()
+            """The exception slot of the call of the top entry, which raised
+            (``frame`` is its own, or for a C call its caller's)."""
+            if marker == EXTERNAL_C:
+                slot = new_slot()
+            else:
+                level, seen = len(stack), 0
+                while raise_seen and raise_seen[-1][0] > level:
+                    del raise_seen[-1]
+                if raise_seen and raise_seen[-1][:2] == (level, id(frame)):
+                    seen = raise_seen.pop()[2]
+                slot = new_slot(frame, current[0], seen)
             if marker != EXTERNAL_C and current[0] is not None:
                 fill_slots([slot], current[0])
             else:

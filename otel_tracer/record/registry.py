@@ -124,6 +124,8 @@ class Registry:
     threads: list[tuple[int, int, str]] = field(default_factory=list)
     exceptions: list[tuple[str, str]] = field(default_factory=list)
     exception_slots: list[int] = field(default_factory=list)
+    # per slot: the line the call's frame was at when the exception left it (0: unknown)
+    exception_lines: list[int] = field(default_factory=list)
     keep: list[object] = field(default_factory=list)
     # Index of strings[0] / arg_tuples[0]: the entries below were streamed to the
     # spool and let go of (``forget``); their indices stay valid in the trace.
@@ -239,10 +241,16 @@ class Registry:
             self.threads.append((threading.get_ident(), native_id, name, os.getpid()))
             return len(self.threads) - 1
 
-    def new_exception_slot(self) -> int:
-        """A slot for an exception whose details are not yet known (-1 = unknown)."""
+    def new_exception_slot(
+        self, frame: FrameType | None = None, exc: object = None, seen: int = 0
+    ) -> int:
+        """A slot for an exception whose details are not yet known (-1 = unknown),
+        that ended the call of ``frame`` (None: a C function's call), ``exc`` when
+        it is known, with the line the frame was at (``unwind_line``)."""
+        line = 0 if frame is None else unwind_line(frame, exc, seen)
         with self._lock:
             self.exception_slots.append(-1)
+            self.exception_lines.append(line)
             return len(self.exception_slots) - 1
 
     def fill_exception_slots(self, slots: list[int], exc: BaseException) -> None:
@@ -255,6 +263,19 @@ class Registry:
             index = _intern(summary, self._exc_ids, self.exceptions, 0)
             for slot in slots:
                 self.exception_slots[slot] = index
+
+
+def unwind_line(frame: FrameType, exc: object, seen: int = 0) -> int:
+    """The line ``frame`` shows in the traceback of ``exc`` as it leaves the frame:
+    the traceback's newest entry when it is the frame's (a re-raise keeps the
+    line of the first raise, as Python prints it); else ``seen``, the line of the
+    frame's last exception event (a legacy core that no longer knows ``exc``: a
+    bare ``raise`` or a ``finally`` re-raises without an event), else the
+    frame's line now."""
+    tb = getattr(exc, "__traceback__", None) if isinstance(exc, BaseException) else None
+    if tb is not None and tb.tb_frame is frame:
+        return tb.tb_lineno or 0
+    return seen or frame.f_lineno or 0
 
 
 def _intern(key: Any, ids: dict[Any, int], table: list[Any], base: int) -> int:

@@ -395,9 +395,11 @@ def _stacktrace(trace: Trace, row: int, kind: str, message: str) -> str:
     """A Python-style traceback of the exception that ended call ``row``: its
     frame, then the calls it unwound, down to the innermost call that ended with
     the same exception (where it was raised), as Python prints the traceback
-    that reaches the span's function. The trace records the functions, not the
-    lines they were at, so each line is the function's first line. At most
-    MAX_FRAMES frames: the outermost and innermost halves."""
+    that reaches the span's function. Each frame's line is the one it was at when
+    the exception left it (``raise_line``, recorded at the unwind): the raise
+    site for the innermost. C functions show no frame, as in Python's
+    tracebacks, unless the span is one. At most MAX_FRAMES frames: the outermost
+    and innermost halves."""
     calls = trace.calls
     chain = [row]
     while True:
@@ -409,6 +411,7 @@ def _stacktrace(trace: Trace, row: int, kind: str, message: str) -> str:
         if not len(same):
             break
         chain.append(int(same[-1]))
+    chain = [call for call in chain if call == row or trace.function_of(call).file]
     frames = [_frame(trace, call) for call in chain]
     if len(frames) > MAX_FRAMES:
         half = MAX_FRAMES // 2
@@ -419,6 +422,11 @@ def _stacktrace(trace: Trace, row: int, kind: str, message: str) -> str:
 
 
 def _frame(trace: Trace, row: int) -> str:
+    """One traceback entry; a trace written before raise lines were recorded
+    gives the function's first line."""
     function = trace.function_of(row)
-    where = function.file or f"<{function.module or 'external'}>"
-    return f'  File "{where}", line {function.line}, in {function.qualname}'
+    if not function.file:
+        name = f"{function.module}.{function.qualname}" if function.module else function.qualname
+        return f"  [C function {name}]"
+    line = int(trace.calls.raise_line[row]) or function.line
+    return f'  File "{function.file}", line {line}, in {function.name}'

@@ -58,6 +58,7 @@ class Spool(Mover):
         self._sizes = dict.fromkeys(("functions", "threads", "strings", "arg_tuples"), 0)
         self._sizes["exceptions"] = 0
         self._open_slots = 0  # exception slots below this one were filled at the last move
+        self._slot_lines = 0  # the lines of the exception slots below this one are written
         self._read: tuple[dict, SpooledTables, np.ndarray] | None = None
 
     def start(self, recorder: Recording) -> None:
@@ -223,6 +224,10 @@ class Spool(Mover):
             while filled < len(slots) and slots[filled] >= 0:
                 filled += 1
             self._open_slots = filled
+        lines = registry.exception_lines
+        if len(lines) > self._slot_lines:
+            entries["slot_lines"] = [self._slot_lines, lines[self._slot_lines :]]
+            self._slot_lines += len(entries["slot_lines"][1])
         return entries
 
 

@@ -44,6 +44,7 @@ class Tables(Protocol):
     arg_tuples: Sequence[tuple[int, ...]]
     exceptions: Sequence[tuple[str, str]]
     exception_slots: list[int]
+    exception_lines: list[int]
 
 
 def random_span_ids(count: int) -> np.ndarray:
@@ -66,8 +67,13 @@ def build_trace(
     offset = clock_base[1] - clock_base[0]
     calls.start += offset
     calls.end += offset
+    slot = calls.exception  # the raise event's exception slot, -1: none
     slots = np.asarray(registry.exception_slots + [-1], dtype=np.int32)
-    calls.exception = np.where(calls.exception >= 0, slots[calls.exception], -1).astype(np.int32)
+    lines = np.zeros(len(slots), dtype=np.int32)  # a slot's line may not be in yet: 0
+    known = registry.exception_lines[: len(slots) - 1]
+    lines[: len(known)] = known
+    calls.exception = np.where(slot >= 0, slots[slot], -1).astype(np.int32)
+    calls.raise_line = lines[slot]  # slot -1: the padding's 0
     finalizers = [i for i, f in enumerate(registry.functions) if f.finalizer]
     if finalizers:
         calls.flags[np.isin(calls.function, finalizers)] |= FINALIZER
@@ -137,6 +143,7 @@ def _pair_events(ev: np.ndarray, stop_time: int) -> Calls:
         exception=np.where(raised, close_aux, -1).astype(np.int32),
         flags=flags,
         span_id=random_span_ids(n_calls),
+        raise_line=np.zeros(n_calls, dtype=np.int32),
     )
 
 

@@ -90,7 +90,7 @@ INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 # the top-level keys the loader reads; any other is kept in Trace.extra
 KNOWN_KEYS = frozenset(
     {"format", "version", "metadata", "functions", "threads", "calls", "patterns", "strings",
-     "arguments", "exceptions", "start_base", "call_fields"}
+     "arguments", "exceptions", "start_base", "call_fields", "raise_lines"}
 )  # fmt: skip
 
 
@@ -347,6 +347,7 @@ def _from_v2(doc: dict[str, Any], decode) -> Trace:
         exception=exception,
         flags=flags,
         span_id=span_id.view(np.uint64),
+        raise_line=_raise_lines(doc.get("raise_lines", []), flags),
     )
     patterns = None
     if section is not None:
@@ -396,6 +397,28 @@ def _tables(doc: dict[str, Any]) -> tuple[list[str], list[tuple[int, ...]], list
             f"exceptions[{i}] must be [type, message]",
         )
     return list(strings), [tuple(a) for a in arguments], [(t, m) for t, m in exceptions]
+
+
+def _raise_lines(entries: Any, flags: np.ndarray) -> np.ndarray:
+    """The ``raise_line`` column from the ``[call id, line]`` pairs of ``entries``."""
+    column = np.zeros(len(flags), dtype=np.int32)
+    expect(
+        isinstance(entries, list)
+        and all(isinstance(e, list) and len(e) == 2 and all(map(is_int, e)) for e in entries),
+        "raise_lines must be a list of [call id, line]",
+    )
+    if not entries:
+        return column
+    pairs = np.array(entries, dtype=object)
+    ids, lines = pairs[:, 0].astype(np.int64), pairs[:, 1]
+    _within(ids, 1, len(flags), "raise_lines: a call id that is not in calls")
+    expect(bool(np.all(np.diff(ids) > 0)), "raise_lines must be in call order, one per call")
+    _within(lines, 1, 2**31 - 1, "raise_lines: a line number out of range")
+    expect(
+        bool(np.all(flags[ids - 1] & RAISED)), "raise_lines: a line for a call that did not raise"
+    )
+    column[ids - 1] = lines.astype(np.int64)
+    return column
 
 
 def _depths(parent: np.ndarray) -> np.ndarray:

@@ -144,6 +144,7 @@ class _Tables:
             exception=exceptions[c.exception].astype(np.int32),
             flags=c.flags,
             span_id=c.span_id,
+            raise_line=c.raise_line,
         )
 
 

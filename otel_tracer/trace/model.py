@@ -60,6 +60,7 @@ class Calls:
     exception: np.ndarray  # int32 index into Trace.exceptions, -1 when none/unknown
     flags: np.ndarray  # uint8 bit set of EXTERNAL, RESUMED, RAISED, YIELDED, UNFINISHED, FINALIZER
     span_id: np.ndarray  # uint64, never 0
+    raise_line: np.ndarray  # int32 line the call's frame was at when an exception ended it, 0: none
 
     def __len__(self) -> int:
         return len(self.parent)

@@ -109,9 +109,19 @@ def _head(trace: Trace, tables: Compact) -> dict[str, Any]:
         "exceptions": [list(e) for e in tables.exceptions],
         **trace.extra,
         **({"patterns": trace.patterns.section} if trace.patterns is not None else {}),
+        **_raise_lines(trace),
         "call_fields": list(CALL_FIELDS),
         "start_base": _start_base(trace),
     }
+
+
+def _raise_lines(trace: Trace) -> dict[str, list[list[int]]]:
+    """``{"raise_lines": [[call id, line], ...]}`` for the calls with a raise line,
+    or nothing when there are none."""
+    rows = np.flatnonzero(trace.calls.raise_line)
+    if not len(rows):
+        return {}
+    return {"raise_lines": np.column_stack((rows + 1, trace.calls.raise_line[rows])).tolist()}
 
 
 def _start_base(trace: Trace) -> int:

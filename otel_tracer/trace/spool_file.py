@@ -58,6 +58,7 @@ class SpooledTables:
         self.arg_tuples: list[tuple[int, ...]] = []
         self.exceptions: list[tuple[str, str]] = []
         self.exception_slots: list[int] = []
+        self.exception_lines: list[int] = []
 
     def add(self, entries: dict[str, Any]) -> None:
         self.functions += [
@@ -71,6 +72,9 @@ class SpooledTables:
         if "slots" in entries:
             start, values = entries["slots"]
             self.exception_slots[start:] = values
+        if "slot_lines" in entries:
+            start, values = entries["slot_lines"]
+            self.exception_lines[start:] = values
 
 
 def read_spool_records(data: bytes) -> tuple[dict, SpooledTables, np.ndarray]:

@@ -599,7 +599,9 @@ class Viewer {
     if (m.flags[row] & RAISED) {
       const index = details.exception[row];
       const [type, message] = index >= 0 ? details.exceptions[index] : ["<unknown>", ""];
-      const cell = add("exception", `${type}: ${message}`, "exception");
+      const line = details.raise_line[row];
+      const where = line > 0 ? ` (at line ${line})` : "";
+      const cell = add("exception", `${type}: ${message}${where}`, "exception");
       cell.previousSibling.className = "exception";
     }
   }
