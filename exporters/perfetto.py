@@ -72,6 +72,7 @@ FIXED_ANNOTATIONS = (
     "otel_tracer.call.finalizer",
     "otel_tracer.return_value",
     "otel_tracer.yielded_value",
+    "otel_tracer.async.task",
     "exception.type",
     "exception.message",
 )
@@ -350,6 +351,7 @@ class _CallPackets:
                 "exception.message",
                 "otel_tracer.return_value",
                 "otel_tracer.yielded_value",
+                "otel_tracer.async.task",
             )
         ]
         self._arg_keys = [
@@ -358,19 +360,36 @@ class _CallPackets:
         ]
 
     def begin(
-        self, thread: int, function: int, flags: int, args: int, value: int, exception: int
+        self,
+        thread: int,
+        function: int,
+        flags: int,
+        args: int,
+        value: int,
+        exception: int,
+        task: int,
     ) -> bytes:
         """A whole BEGIN packet: the head, then the annotations of ``annotate``."""
         packet = self._scratch
         packet.Clear()
         packet.MergeFromString(self.head(thread, function, flags))
-        self.annotate(packet.track_event.debug_annotations, function, flags, args, value, exception)
+        self.annotate(
+            packet.track_event.debug_annotations, function, flags, args, value, exception, task
+        )
         return packet.SerializeToString()
 
     def annotate(
-        self, annotations: Any, function: int, flags: int, args: int, value: int, exception: int
+        self,
+        annotations: Any,
+        function: int,
+        flags: int,
+        args: int,
+        value: int,
+        exception: int,
+        task: int,
     ) -> None:
-        """Add the arguments, then the returned or yielded value, or the exception."""
+        """Add the arguments, then the returned or yielded value, or the
+        exception, then a coroutine resumption's asyncio task."""
         trace, add = self.trace, annotations.add
         if args >= 0:
             strings = trace.strings
@@ -386,6 +405,8 @@ class _CallPackets:
                 name_iid=self._value_keys[3 if flags & YIELDED else 2],
                 string_value=trace.strings[value],
             )
+        if task >= 0:
+            add(name_iid=self._value_keys[4], string_value=trace.strings[task])
 
     def end(self, thread: int) -> bytes:
         """The END packet on a thread's track."""
@@ -463,6 +484,7 @@ def _begins(trace: Trace, builder: _CallPackets) -> _Begins:
         calls.args,
         np.where(raised, -1, calls.value),
         np.where(raised, calls.exception, -1),  # -1 also for an unknown one: see flags
+        calls.task,
     )
     index, first_rows = _dense_ids(*columns)
     shared = (np.bincount(index, minlength=len(first_rows)) >= MIN_SHARED).tolist()

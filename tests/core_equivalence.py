@@ -6,8 +6,8 @@ API), ``c`` (the same in C), and from Python 3.12 the sys.monitoring cores
 ``pymonitoring`` (otel_tracer/record/moncore.py) and ``monitoring`` (the same in C,
 otel_tracer/record/_cmoncore.h). A program runs under each with the same options; the
 traces must have the same calls, per thread and in order, with the same
-function, parent, depth, flags, arguments, return value, exception and raise
-line (times differ): exactly for the C cores and their Python reference, and
+function, parent, depth, flags, arguments, return value, exception, raise line
+and asyncio task (times differ): exactly for the C cores and their Python reference, and
 for the monitoring cores and PythonCore but where PythonCore is wrong
 (``pycore_misreads``).
 """
@@ -87,6 +87,7 @@ def structure(trace: Trace) -> dict[str, list[Call]]:
     a call's parent is given as its position in the thread's list."""
     calls: dict[str, list[Call]] = defaultdict(list)
     position: dict[int, int] = {}
+    tasks: dict[str | None, int] = {None: -1}  # task names by first appearance
     for row in range(len(trace)):
         thread = trace.threads[int(trace.calls.thread[row])].name
         function = trace.function_of(row)
@@ -105,6 +106,7 @@ def structure(trace: Trace) -> dict[str, list[Call]]:
                 trace.value_of(row),
                 trace.exception_of(row),
                 int(trace.calls.raise_line[row]),
+                tasks.setdefault(trace.task_of(row), len(tasks)),  # Task-N counts per process
             )
         )
     return dict(calls)

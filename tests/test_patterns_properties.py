@@ -205,6 +205,7 @@ def interleave(trace: Trace, seed: int) -> Trace:
             flags=calls.flags[order],
             span_id=np.arange(1, n + 1, dtype=np.uint64),
             raise_line=np.zeros(n, dtype=np.int32),
+            task=np.full(n, -1, dtype=np.int32),
         ),
     )
 

@@ -109,5 +109,6 @@ def trace_from_columns(
             flags=flags,
             span_id=np.arange(1, n + 1, dtype=np.uint64),
             raise_line=np.zeros(n, dtype=np.int32),
+            task=np.full(n, -1, dtype=np.int32),
         ),
     )

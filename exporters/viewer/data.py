@@ -218,8 +218,8 @@ def _group(group: LocalGroup) -> dict[str, Any]:
 
 def _details_json(trace: Trace) -> list[bytes | np.ndarray]:
     """``details.json``: the tables, and per call the argument tuple, value,
-    exception, raise line and span id, written from the numpy columns without a Python object
-    per call."""
+    exception, raise line, asyncio task and span id, written from the numpy
+    columns without a Python object per call."""
     calls = trace.calls
     numpy = orjson.OPT_SERIALIZE_NUMPY
     head = orjson.dumps(
@@ -235,6 +235,7 @@ def _details_json(trace: Trace) -> list[bytes | np.ndarray]:
         ("value", calls.value),
         ("exception", calls.exception),
         ("raise_line", calls.raise_line),
+        ("task", calls.task),
     ):
         pieces += [
             b',"%s":' % name.encode(),

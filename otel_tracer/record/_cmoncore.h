@@ -331,6 +331,9 @@ mon_enter(MonCore *mc, ThreadState *ts, PyFrameObject *frame, CodeInfo *info, in
         if (kind == EV_CALL && core->capture) {
             aux = capture_arguments(ts, info, frame);
         }
+        else if (kind == EV_RESUME && ((PyCodeObject *)info->code)->co_flags & CO_ASYNC) {
+            aux = task_index(ts);
+        }
         time = now_ns();
     }
     if (opened) {

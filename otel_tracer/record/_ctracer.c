@@ -68,6 +68,7 @@ enum { IGNORED, IN_SCOPE, EXTERNAL_PY, EXTERNAL_C, TRIVIAL_C, SUPPRESSED, DROPPE
 enum { PROFILE_REPLACED = 1, TRACE_REPLACED = 2 };
 
 #define CO_RESUMABLE (CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR)
+#define CO_ASYNC (CO_COROUTINE | CO_ITERABLE_COROUTINE | CO_ASYNC_GENERATOR)
 #define UNLIMITED ((int64_t)1 << 62)
 /* summary.MAX_STR: longer str arguments are not cached (summary._MAX_REPR is
  * 2 * MAX_STR + 2) */
@@ -479,7 +480,7 @@ typedef struct {
     Events *events;
     /* registry methods and summary functions, looked up once */
     PyObject *reg_code, *reg_cfunction, *reg_string, *reg_args, *reg_thread;
-    PyObject *reg_new_slot, *reg_fill_slots;
+    PyObject *reg_new_slot, *reg_fill_slots, *reg_task;
     PyObject *summarize, *summarize_self;
     PyObject *program_error; /* program_errors.program_exception */
     PyObject *type_summary; /* summary.type_summary */
@@ -2024,6 +2025,14 @@ new_slot(ThreadState *ts, PyFrameObject *frame, PyObject *exc, int seen)
                                                               exc ? exc : Py_None, seen));
 }
 
+/* The string index of the name of the asyncio task running now (Registry.task),
+ * -1: none: what a coroutine's resumption records. */
+static int64_t
+task_index(ThreadState *ts)
+{
+    return ts->interrupt ? -1 : as_index(ts, PyObject_CallNoArgs(ts->core->reg_task));
+}
+
 /* A slot to fill at the next exception event. */
 static void
 add_pending(ThreadState *ts, int64_t slot)
@@ -2234,6 +2243,9 @@ on_call(ThreadState *ts, PyFrameObject *frame)
             if (!is_resumption(frame, code)) {
                 head = ts->call_head;
                 aux = core->capture ? capture_arguments(ts, info, frame) : -1;
+            }
+            else if (code->co_flags & CO_ASYNC) {
+                aux = task_index(ts);
             }
             core->recorded++;
             ts->depth++;
@@ -2746,6 +2758,7 @@ ccore_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     core->reg_thread = get_attr(registry, "thread");
     core->reg_new_slot = get_attr(registry, "new_exception_slot");
     core->reg_fill_slots = get_attr(registry, "fill_exception_slots");
+    core->reg_task = get_attr(registry, "task");
     if (PyErr_Occurred()) {
         Py_DECREF(core);
         return NULL;
@@ -2765,6 +2778,7 @@ ccore_traverse(CCore *core, visitproc visit, void *arg)
     Py_VISIT(core->reg_args);
     Py_VISIT(core->reg_thread);
     Py_VISIT(core->reg_new_slot);
+    Py_VISIT(core->reg_task);
     Py_VISIT(core->reg_fill_slots);
     Py_VISIT(core->summarize);
     Py_VISIT(core->program_error);
@@ -2792,6 +2806,7 @@ ccore_clear(CCore *core)
     Py_CLEAR(core->reg_args);
     Py_CLEAR(core->reg_thread);
     Py_CLEAR(core->reg_new_slot);
+    Py_CLEAR(core->reg_task);
     Py_CLEAR(core->reg_fill_slots);
     Py_CLEAR(core->summarize);
     Py_CLEAR(core->program_error);

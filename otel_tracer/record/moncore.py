@@ -50,7 +50,7 @@ from typing import Any
 
 from otel_tracer.record.options import RecordOptions
 from otel_tracer.record.pycore import _ArgLayouts
-from otel_tracer.record.registry import HIDDEN_FILES, Registry
+from otel_tracer.record.registry import CO_ASYNC, HIDDEN_FILES, Registry
 from otel_tracer.record.summary import summarize
 from otel_tracer.trace import events
 
@@ -473,6 +473,7 @@ class MonitoringCore:
         function_args = _ArgLayouts(registry)
         string = registry.string
         new_slot = registry.new_exception_slot
+        task = registry.task
         fill_slots = registry.fill_exception_slots
         open_threads = shared.open_threads
         open_codes = shared.open_codes
@@ -553,7 +554,8 @@ class MonitoringCore:
                     aux = function_args.capture(fid, frame) if capture else -1
                     words += (call_head | fid << shift, clock(), aux)
                 else:
-                    words += (resume_head | fid << shift, clock(), -1)
+                    aux = task() if frame.f_code.co_flags & CO_ASYNC else -1
+                    words += (resume_head | fid << shift, clock(), aux)
             if opened:
                 del deferred[-1:]
                 stack[-1] = (EXTERNAL_C, top)

@@ -29,7 +29,7 @@ from types import FrameType, ModuleType, TracebackType
 
 from otel_tracer.record import displaced
 from otel_tracer.record.options import RecordOptions
-from otel_tracer.record.registry import CO_RESUMABLE, Registry
+from otel_tracer.record.registry import CO_ASYNC, CO_RESUMABLE, Registry
 from otel_tracer.record.summary import summarize, summarize_self
 from otel_tracer.trace import events
 
@@ -188,6 +188,7 @@ class PythonCore:
         function_args = _ArgLayouts(registry)
         string = registry.string
         new_slot = registry.new_exception_slot
+        task = registry.task
         fill_slots = registry.fill_exception_slots
         record_externals = options.external_calls
         capture = options.capture_args
@@ -447,7 +448,8 @@ class PythonCore:
                         elif installed is not trace and trace_key not in noted:
                             note(trace_key)
                         if is_resumption(frame):
-                            head, aux = resume_head, -1
+                            head = resume_head
+                            aux = task() if frame.f_code.co_flags & CO_ASYNC else -1
                         else:
                             head = call_head
                             aux = function_args.capture(fid, frame) if capture else -1

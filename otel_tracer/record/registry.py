@@ -7,12 +7,14 @@ from __future__ import annotations
 import builtins
 import gc
 import os
+import sys
 import threading
 import weakref
 from dataclasses import dataclass, field
 from types import CodeType, FrameType, FunctionType, MethodType
 from typing import Any
 
+from otel_tracer.record.program_errors import from_signal_handler
 from otel_tracer.record.scope import Scope
 from otel_tracer.record.summary import summarize_exception
 from otel_tracer.trace.redact import REDACTED, SecretNames
@@ -21,6 +23,8 @@ from otel_tracer.trace.tables import Function
 CO_VARARGS = 0x04
 CO_VARKEYWORDS = 0x08
 CO_RESUMABLE = 0x20 | 0x80 | 0x200  # generator, coroutine, async generator
+CO_ASYNC = 0x80 | 0x100 | 0x200  # coroutine, generator-based coroutine, async generator
+MAX_TASK_NAME = 200  # characters of a task's name kept
 HIDDEN_FILES = ("<frozen importlib", "<frozen zipimport")
 HIDDEN_BUILTINS = frozenset({"__build_class__", "__import__"})
 _BUILTIN_TYPES = frozenset(
@@ -227,6 +231,26 @@ class Registry:
         """Whether the cores record the values of arguments named ``name`` as
         ``[redacted]`` (``redacted``), without summarizing them."""
         return self.secrets is not None and self.secrets.is_secret(name)
+
+    def task(self) -> int:
+        """The string index of the name of the asyncio task running now (a
+        resumption of a coroutine records it), -1 when there is none. Reads the
+        program's asyncio only if it imported it, never runs the program's code."""
+        asyncio = sys.modules.get("asyncio")
+        try:
+            loop = asyncio._get_running_loop() if asyncio is not None else None
+            task = asyncio.current_task(loop) if loop is not None else None
+            if task is None:
+                return -1
+            if isinstance(task, asyncio.Task):
+                name = asyncio.Task.get_name(task)  # not an override of the program's
+            else:
+                name = f"<{type(task).__qualname__}>"
+        except Exception as error:  # an odd asyncio (replaced, patched): no task
+            if from_signal_handler(error):
+                raise
+            return -1
+        return self.string(name[:MAX_TASK_NAME] if type(name) is str else "<task>")
 
     def redacted(self) -> int:
         """The string index of ``[redacted]``."""

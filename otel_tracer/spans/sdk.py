@@ -47,6 +47,7 @@ CALL_ID = f"{NAMESPACE}.call.id"
 CALL_EXTERNAL = f"{NAMESPACE}.call.external"
 RETURN_VALUE = f"{NAMESPACE}.return_value"
 YIELDED_VALUE = f"{NAMESPACE}.yielded_value"
+TASK = f"{NAMESPACE}.async.task"  # the asyncio task of a coroutine's resumption
 ARGS_PREFIX = f"{NAMESPACE}.args."
 NATIVE_THREAD_ID = f"{NAMESPACE}.thread.native_id"
 # The semantic conventions release whose names the spans use (Resource and scope
@@ -350,6 +351,7 @@ class CallAttributes:
         self.arg_tuple = calls.args.tolist()
         self.value = calls.value.tolist()
         self.flags = calls.flags.tolist()
+        self.task = calls.task.tolist()
 
     def of(self, row: int) -> dict[str, Any]:
         """The attributes of call ``row``'s span."""
@@ -362,6 +364,8 @@ class CallAttributes:
         }
         if flags & RESUMED:
             attributes[f"{NAMESPACE}.call.resumed"] = True
+            if self.task[row] >= 0:
+                attributes[TASK] = self.trace.strings[self.task[row]]
         if flags & UNFINISHED:
             attributes[f"{NAMESPACE}.call.unfinished"] = True
         if flags & FINALIZER:

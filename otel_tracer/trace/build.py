@@ -144,6 +144,7 @@ def _pair_events(ev: np.ndarray, stop_time: int) -> Calls:
         flags=flags,
         span_id=random_span_ids(n_calls),
         raise_line=np.zeros(n_calls, dtype=np.int32),
+        task=np.where(open_kind == events.RESUME, aux[open_positions], -1).astype(np.int32),
     )
 
 

@@ -90,7 +90,7 @@ INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 # the top-level keys the loader reads; any other is kept in Trace.extra
 KNOWN_KEYS = frozenset(
     {"format", "version", "metadata", "functions", "threads", "calls", "patterns", "strings",
-     "arguments", "exceptions", "start_base", "call_fields", "raise_lines"}
+     "arguments", "exceptions", "start_base", "call_fields", "raise_lines", "tasks"}
 )  # fmt: skip
 
 
@@ -348,6 +348,7 @@ def _from_v2(doc: dict[str, Any], decode) -> Trace:
         flags=flags,
         span_id=span_id.view(np.uint64),
         raise_line=_raise_lines(doc.get("raise_lines", []), flags),
+        task=_tasks(doc.get("tasks", []), flags, len(strings)),
     )
     patterns = None
     if section is not None:
@@ -402,23 +403,38 @@ def _tables(doc: dict[str, Any]) -> tuple[list[str], list[tuple[int, ...]], list
 def _raise_lines(entries: Any, flags: np.ndarray) -> np.ndarray:
     """The ``raise_line`` column from the ``[call id, line]`` pairs of ``entries``."""
     column = np.zeros(len(flags), dtype=np.int32)
-    expect(
-        isinstance(entries, list)
-        and all(isinstance(e, list) and len(e) == 2 and all(map(is_int, e)) for e in entries),
-        "raise_lines must be a list of [call id, line]",
-    )
-    if not entries:
-        return column
-    pairs = np.array(entries, dtype=object)
-    ids, lines = pairs[:, 0].astype(np.int64), pairs[:, 1]
-    _within(ids, 1, len(flags), "raise_lines: a call id that is not in calls")
-    expect(bool(np.all(np.diff(ids) > 0)), "raise_lines must be in call order, one per call")
+    ids, lines = _call_pairs("raise_lines", entries, "line", len(flags))
     _within(lines, 1, 2**31 - 1, "raise_lines: a line number out of range")
     expect(
         bool(np.all(flags[ids - 1] & RAISED)), "raise_lines: a line for a call that did not raise"
     )
-    column[ids - 1] = lines.astype(np.int64)
+    column[ids - 1] = lines
     return column
+
+
+def _tasks(entries: Any, flags: np.ndarray, strings: int) -> np.ndarray:
+    """The ``task`` column from the ``[call id, string]`` pairs of ``entries``."""
+    column = np.full(len(flags), -1, dtype=np.int32)
+    ids, names = _call_pairs("tasks", entries, "index into strings", len(flags))
+    _within(names, 0, strings - 1, "tasks: a task name that is not in strings")
+    expect(bool(np.all(flags[ids - 1] & RESUMED)), "tasks: a task for a call that is no resumption")
+    column[ids - 1] = names
+    return column
+
+
+def _call_pairs(key: str, entries: Any, what: str, calls: int) -> tuple[np.ndarray, np.ndarray]:
+    """The call ids (int64) and values (Python ints) of the ``[call id, value]``
+    pairs of the top-level member ``key``: call ids in calls, ascending."""
+    expect(
+        isinstance(entries, list)
+        and all(isinstance(e, list) and len(e) == 2 and all(map(is_int, e)) for e in entries),
+        f"{key} must be a list of [call id, {what}]",
+    )
+    pairs = np.array(entries, dtype=object).reshape(-1, 2)
+    ids = pairs[:, 0].astype(np.int64)
+    _within(ids, 1, calls, f"{key}: a call id that is not in calls")
+    expect(bool(np.all(np.diff(ids) > 0)), f"{key} must be in call order, one per call")
+    return ids, pairs[:, 1]
 
 
 def _depths(parent: np.ndarray) -> np.ndarray:

@@ -113,6 +113,7 @@ def from_v1_document(doc: dict[str, Any]) -> Trace:
             flags=flags,
             span_id=np.array([int(c["span_id"], 16) for c in calls], dtype=np.uint64),
             raise_line=np.zeros(len(calls), dtype=np.int32),
+            task=np.full(len(calls), -1, dtype=np.int32),
         ),
         extra={k: v for k, v in doc.items() if k not in known},
         patterns=_pattern_columns(doc, calls, len(threads)),

@@ -145,6 +145,7 @@ class _Tables:
             flags=c.flags,
             span_id=c.span_id,
             raise_line=c.raise_line,
+            task=strings[c.task].astype(np.int32),
         )
 
 

@@ -61,6 +61,7 @@ class Calls:
     flags: np.ndarray  # uint8 bit set of EXTERNAL, RESUMED, RAISED, YIELDED, UNFINISHED, FINALIZER
     span_id: np.ndarray  # uint64, never 0
     raise_line: np.ndarray  # int32 line the call's frame was at when an exception ended it, 0: none
+    task: np.ndarray  # int32 string index of a coroutine resumption's asyncio task, -1: none
 
     def __len__(self) -> int:
         return len(self.parent)
@@ -122,6 +123,11 @@ class Trace:
     def value_of(self, row: int) -> str | None:
         """Summary of the value a call returned (or yielded), if captured."""
         index = int(self.calls.value[row])
+        return self.strings[index] if index >= 0 else None
+
+    def task_of(self, row: int) -> str | None:
+        """The name of the asyncio task a coroutine's resumption ran in, if known."""
+        index = int(self.calls.task[row])
         return self.strings[index] if index >= 0 else None
 
     def exception_of(self, row: int) -> tuple[str, str] | None:

@@ -42,6 +42,7 @@ class Compact:
     args: np.ndarray  # int32 per call, into arg_tuples, -1: none
     value: np.ndarray  # int32 per call, into strings, -1: none
     exception: np.ndarray  # int32 per call, into exceptions, -1: none or unknown
+    task: np.ndarray  # int32 per call, into strings, -1: none
 
 
 def _used(column: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -60,7 +61,7 @@ def compact(trace: Trace) -> Compact:
     used_functions, function = np.unique(c.function, return_inverse=True)
     used_args, args = _used(c.args)
     tuples = [trace.arg_tuples[i] for i in used_args.tolist()]
-    referenced = [c.value[c.value >= 0].astype(np.int64)]
+    referenced = [c.value[c.value >= 0].astype(np.int64), c.task[c.task >= 0].astype(np.int64)]
     referenced += [np.fromiter((v for t in tuples for v in t), dtype=np.int64)]
     used_strings = np.unique(np.concatenate(referenced))
     used_strings = used_strings[used_strings >= 0]
@@ -70,6 +71,9 @@ def compact(trace: Trace) -> Compact:
     value = np.full(len(c), -1, dtype=np.int32)
     has_value = c.value >= 0
     value[has_value] = np.searchsorted(used_strings, c.value[has_value])
+    task = np.full(len(c), -1, dtype=np.int32)
+    has_task = c.task >= 0
+    task[has_task] = np.searchsorted(used_strings, c.task[has_task])
     return Compact(
         functions=[trace.functions[i] for i in used_functions.tolist()],
         strings=[trace.strings[i] for i in used_strings.tolist()],
@@ -79,6 +83,7 @@ def compact(trace: Trace) -> Compact:
         args=args,
         value=value,
         exception=exception,
+        task=task,
     )
 
 
@@ -110,6 +115,7 @@ def _head(trace: Trace, tables: Compact) -> dict[str, Any]:
         **trace.extra,
         **({"patterns": trace.patterns.section} if trace.patterns is not None else {}),
         **_raise_lines(trace),
+        **_tasks(tables),
         "call_fields": list(CALL_FIELDS),
         "start_base": _start_base(trace),
     }
@@ -122,6 +128,15 @@ def _raise_lines(trace: Trace) -> dict[str, list[list[int]]]:
     if not len(rows):
         return {}
     return {"raise_lines": np.column_stack((rows + 1, trace.calls.raise_line[rows])).tolist()}
+
+
+def _tasks(tables: Compact) -> dict[str, list[list[int]]]:
+    """``{"tasks": [[call id, index into strings], ...]}`` for the coroutine
+    resumptions whose asyncio task is known, or nothing when there are none."""
+    rows = np.flatnonzero(tables.task >= 0)
+    if not len(rows):
+        return {}
+    return {"tasks": np.column_stack((rows + 1, tables.task[rows])).tolist()}
 
 
 def _start_base(trace: Trace) -> int:

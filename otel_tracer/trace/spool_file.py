@@ -135,6 +135,7 @@ def _check_references(trace: Trace) -> None:
         (c.args, trace.arg_tuples, -1),
         (c.value, trace.strings, -1),
         (c.exception, trace.exceptions, -1),
+        (c.task, trace.strings, -1),
     ):
         if len(column) and (column.max() >= len(table) or column.min() < lowest):
             raise ValueError("an event refers to a table entry that is not in the file")

@@ -26,7 +26,8 @@ def call_label(trace: Trace, row: int, with_args: bool = True) -> str:
     else:
         text = f"{function.qualname} [{os.path.basename(function.file)}:{function.line}]"
     if flags & RESUMED:
-        text += " (resumed)"
+        task = trace.task_of(row)
+        text += f" (resumed in task {task})" if task is not None else " (resumed)"
     if flags & FINALIZER:
         text += " (finalizer)"
     if with_args:

@@ -577,6 +577,7 @@ class Viewer {
     panel.append(table);
     const details = await m.details(this.config);
     if (this.selectedKey !== node.key) return;
+    if (details.task[row] >= 0) add("asyncio task", details.strings[details.task[row]]);
     spanCell.textContent = details.span_id[row];
     const argIndex = details.args[row];
     argsCell.textContent = "";
