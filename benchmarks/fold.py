@@ -180,6 +180,8 @@ class TraceBuilder:
             exception=np.full(n, -1, dtype=np.int32),
             flags=np.where(external[function], EXTERNAL, 0).astype(np.uint8),
             span_id=np.arange(1, n + 1, dtype=np.uint64),
+            raise_line=np.zeros(n, dtype=np.int32),
+            task=np.full(n, -1, dtype=np.int32),
         )
         return Trace(
             meta={"call_count": n, "generated": label},

@@ -123,6 +123,8 @@ def test_shapes_in_c_equal_the_numpy_passes(tree):
         exception=np.full(n, -1, np.int32),
         flags=np.zeros(n, np.uint8),
         span_id=np.arange(1, n + 1, dtype=np.uint64),
+        raise_line=np.zeros(n, np.int32),
+        task=np.full(n, -1, np.int32),
     )
     fast = shapes.compute_shapes(trace)
     fast_children = model.bucket_rows(parent + 1, n + 1)

@@ -383,6 +383,9 @@ def test_statistics_panel(page, nested_trace):
         tables[0].locator("td.fn", has_text="layer_name").first.click()
         assert page.input_value("#search") == "layer_name"
         assert page.inner_text("#match-count") == "1 of 12"
+        # the search selected a call, whose details load lazily: let them arrive
+        # before the server stops (a load cut short is a console error)
+        assert details(page)["qualified name"] == "layer_name"
 
 
 # -- safety --------------------------------------------------------------------------------------
