@@ -85,19 +85,9 @@ TRACER_LINES: dict[str, tuple[str, ...] | None] = {
 # Known differences (README, "Behaviour on real programs"), not strict: they
 # depend on timing. (program, cores) -> reason.
 KNOWN: dict[tuple[str, tuple[str, ...]], str] = {
-    ("sigalrm_timeout.py", ("c", "monitoring")): (
-        "was now and then with the C cores: the handler, run by PyObject_Repr of a "
-        "captured value, raised there and the core dropped it (fixed; kept until "
-        "CI shows it stable)"
-    ),
     ("pool_fork_idle.py", ("python", "c", "pymonitoring", "monitoring")): (
         "now and then under heavy load (seen on 3.12, monitoring cores) the "
         "traced run does not end after the pool's terminate(); cause not found yet"
-    ),
-    ("sigalrm_timeout.py", ("python",)): (
-        "was seldom: the handler's exception, raised at the first instruction of "
-        "the Python core's hook, ended the hook unnoticed (now healed; kept until "
-        "CI shows it stable)"
     ),
 }
 

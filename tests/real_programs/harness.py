@@ -159,15 +159,32 @@ def run(
         try:
             stdout, stderr = process.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
+            left = processes_of_session(process.pid)
             os.killpg(process.pid, signal.SIGKILL)
             stdout, stderr = process.communicate()
             raise TimedOut(
                 f"$ python {' '.join(command)}  (in {cwd}) did not end in {timeout} s\n"
+                f"--- processes then ---\n{left}\n"
                 f"--- stdout ---\n{stdout[-2000:]}\n--- stderr ---\n{stderr[-2000:]}"
             ) from None
     seconds = time.perf_counter() - started
     written = {name: data for name, data in snapshot(cwd).items() if before.get(name) != data}
     return Run(command, cwd, process.returncode, stdout, stderr, written, seconds)
+
+
+def processes_of_session(session: int) -> str:
+    """``ps`` of the processes of a run that timed out (which one hangs, and in
+    what kernel wait), to diagnose a hang seen only now and then."""
+    try:
+        listing = subprocess.run(
+            ["ps", "-o", "pid,ppid,stat,wchan:32,etime,args", "-s", str(session)],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError) as error:
+        return f"(ps failed: {error})"
+    return listing.stdout.strip() or listing.stderr.strip()
 
 
 def traced_command(program: list[str], tracer_options: Iterable[str] = ()) -> list[str]:
