@@ -78,27 +78,29 @@ def test_tasks_are_saved_and_shown(tmp_path: Path) -> None:
     assert TASK not in attributes.of(first)
 
 
-def test_perfetto_and_the_viewer_show_the_task(tmp_path: Path, page) -> None:
+def test_perfetto_shows_the_task(tmp_path: Path) -> None:
+    """(The viewer's details: test_viewer_browser.py, which runs the browser, and
+    with it Playwright's event loop, after the tests that run asyncio here.)"""
     from test_perfetto import decode
-    from viewer_helpers import details, open_viewer, serve
 
     out = tmp_path / "trace.json"
     command = [sys.executable, "-m", "cli.main", "-q", "-o", str(out)]
     run([*command, "-o", str(tmp_path / "trace.pftrace"), str(PROGRAM)])
     trace = otel_tracer.load(out)
-    fetch = next(
-        row for row in range(len(trace))
-        if trace.function_of(row).name == "fetch" and trace.task_of(row) == "worker-a"
-    )  # fmt: skip
     slices = decode(tmp_path / "trace.pftrace").calls()
-    assert slices[fetch + 1].args[TASK] == "worker-a"
+    assert slices[worker_a_fetch(trace) + 1].args[TASK] == "worker-a"
     assert all(
         (TASK in item.args) == (trace.task_of(call_id - 1) is not None)
         for call_id, item in slices.items()
     )
-    with serve(out) as (url, _):
-        open_viewer(page, url + f"#call={fetch + 1}")
-        assert details(page)["asyncio task"] == "worker-a"
+
+
+def worker_a_fetch(trace: Trace) -> int:
+    """A resumption of ``fetch`` in the task ``worker-a``."""
+    return next(
+        row for row in range(len(trace))
+        if trace.function_of(row).name == "fetch" and trace.task_of(row) == "worker-a"
+    )  # fmt: skip
 
 
 @pytest.mark.parametrize(

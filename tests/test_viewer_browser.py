@@ -368,6 +368,18 @@ def test_details_panel(page, nested_trace):
         assert page.locator(".row.selected .badge.exc").inner_text().lower() == "raised"
 
 
+def test_details_name_the_asyncio_task(page, tmp_path):
+    from test_async_tasks import PROGRAM, worker_a_fetch
+
+    result = run_tracer(["-q", str(PROGRAM), "-o", "trace.json"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    trace = otel_tracer.load(tmp_path / "trace.json")
+    fetch = worker_a_fetch(trace)
+    with serve(tmp_path / "trace.json") as (url, _):
+        open_viewer(page, url + f"#call={fetch + 1}")
+        assert details(page)["asyncio task"] == "worker-a"
+
+
 def test_statistics_panel(page, nested_trace):
     with serve(nested_trace) as (url, _):
         open_viewer(page, url)
