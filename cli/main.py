@@ -336,11 +336,31 @@ def _after_run(
 
 
 def _interruptible(recorder: Recorder, finish: Callable[[], None]) -> None:
-    """``finish()``; a Ctrl-C meanwhile keeps the recording and says where."""
+    """``finish()``; a Ctrl-C meanwhile keeps the recording and says where, and
+    so does running out of memory while building or writing the trace."""
     try:
         finish()
     except KeyboardInterrupt:
         _interrupted_while_writing(recorder)
+    except MemoryError:
+        _out_of_memory(recorder)
+
+
+def _out_of_memory(recorder: Recorder) -> None:
+    """Say that the trace could not be built and where the recording is; the
+    run keeps the program's exit status, as when an output cannot be written."""
+    spool = recorder.spool.path if recorder.spool is not None else None
+    if spool is not None and recorder.spool.on_disk():
+        kept = (
+            f"the recording is kept in {spool} (python -m exporters {spool} --to json "
+            "turns it into a trace, on a machine with more memory)"
+        )
+    else:
+        kept = "the recording is lost"
+    print(
+        printable(f"otel-tracer: error: not enough memory to build the trace; {kept}"),
+        file=sys.stderr,
+    )
 
 
 def _finish(recorder, plan, opts, outcome, parts, base, argv_run, status) -> None:

@@ -22,6 +22,7 @@ from exporters.outputs import (
     written_line,
 )
 from otel_tracer.cli_parser import OneLineParser
+from otel_tracer.run.streams import out_of_memory
 from otel_tracer.trace.format import TraceFormatError, load_noting_truncation
 from otel_tracer.trace.text import printable
 
@@ -86,6 +87,13 @@ def default_output(trace_path: str, fmt: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except MemoryError:
+        return out_of_memory(PROG)
+
+
+def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     status = status_printer(PROG, args.quiet)
     try:

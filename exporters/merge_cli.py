@@ -16,6 +16,7 @@ from exporters.outputs import (
     written_line,
 )
 from otel_tracer.cli_parser import OneLineParser
+from otel_tracer.run.streams import out_of_memory
 from otel_tracer.trace.format import TraceFormatError, load_noting_truncation
 from otel_tracer.trace.merge import MergeError, merge_traces
 from otel_tracer.trace.text import printable
@@ -47,6 +48,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except MemoryError:
+        return out_of_memory(PROG)
+
+
+def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     status = status_printer(PROG, args.quiet)
     try:

@@ -12,7 +12,7 @@ import sys
 from typing import TextIO
 
 from otel_tracer.cli_parser import OneLineParser
-from otel_tracer.run.streams import reader_gone
+from otel_tracer.run.streams import out_of_memory, reader_gone
 from otel_tracer.trace.format import TraceFormatError, load_noting_truncation
 from otel_tracer.trace.model import Trace
 from otel_tracer.trace.save import output_problem, save
@@ -136,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # piped into head: the reader has gone, as intended
         reader_gone()
         return 0
+    except MemoryError:
+        return out_of_memory("patterns")
 
 
 def _main(argv: list[str] | None) -> int:

@@ -7,6 +7,7 @@ compared with their untraced run."""
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import re
 import subprocess
@@ -261,3 +262,60 @@ def test_a_program_that_removes_the_spool_loses_no_call(tmp_path):
     trace = otel_tracer.load(tmp_path / "trace.json")
     assert sum(trace.function_of(r).name == "work" for r in range(len(trace))) == 200
     assert (tmp_path / "trace.4194305.spool").read_text() == "mine"
+
+
+OUT_OF_MEMORY = """
+import sys
+
+from otel_tracer.record.recorder import Recorder
+
+
+def build(self, **meta):
+    raise MemoryError  # as numpy does when a 10^8-call trace does not fit in memory
+
+
+Recorder.build = build
+from cli.main import main
+
+sys.argv = ["otel-tracer", "-o", "trace.json", "prog.py"]
+sys.exit(main())
+"""
+
+
+def test_running_out_of_memory_while_building_keeps_the_recording(tmp_path):
+    """Building the trace of a very long run can need more memory than there is:
+    one line says so and where the recording is (it converts), no traceback,
+    and the run keeps the program's exit status."""
+    write_files(tmp_path, {"prog.py": MANY_CALLS, "oom.py": OUT_OF_MEMORY})
+    traced = run_python(["oom.py"], tmp_path)
+    assert traced.returncode == 0 and traced.stdout == "done\n", traced.stderr
+    assert "error: not enough memory to build the trace" in traced.stderr
+    assert "Traceback" not in traced.stderr
+    assert claims_are_true(traced.stderr, 30000)  # the spool, read back whole
+    assert not (tmp_path / "trace.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("module", "arguments"),
+    [
+        ("exporters.convert", ["t.json", "--to", "json", "-o", "out.json"]),
+        ("exporters.merge_cli", ["t.json", "t.json", "-o", "merged.json"]),
+        ("exporters.viewer.cli", ["t.json", "-o", "page.html"]),
+        ("patterns.cli", ["t.json", "--stats"]),
+    ],
+)
+def test_a_command_out_of_memory_says_so_in_one_line(
+    tmp_path, monkeypatch, capsys, module, arguments
+):
+    """Reading a trace too large for the machine's memory: one line, exit 1."""
+    command = importlib.import_module(module)
+
+    def load(*args, **kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr(command, "load_noting_truncation", load)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "t.json").write_text("{}")
+    assert command.main(arguments) == 1
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "error: not enough memory" in error, error

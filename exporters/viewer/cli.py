@@ -28,6 +28,7 @@ from exporters.viewer.site import (
     write_standalone,
 )
 from otel_tracer.cli_parser import OneLineParser
+from otel_tracer.run.streams import out_of_memory
 from otel_tracer.trace.format import TraceFormatError, load_noting_truncation
 from otel_tracer.trace.save import output_problem
 from otel_tracer.trace.text import printable
@@ -101,6 +102,13 @@ def _options(trace, args) -> FoldOptions | None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except MemoryError:
+        return out_of_memory(PROG)
+
+
+def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.output is not None and (problem := output_problem(args.output)) is not None:

@@ -58,6 +58,16 @@ def _flush_quietly(stream: TextIO) -> None:
         pass
 
 
+def out_of_memory(command: str) -> int:
+    """Say in one line that ``command`` ran out of memory (a trace too large for
+    this machine); its files are written whole or not at all. Exit status 1."""
+    print(
+        f"{command}: error: not enough memory for this trace (no file was half-written)",
+        file=sys.stderr,
+    )
+    return 1
+
+
 def reader_gone() -> None:
     """The reader of stdout has gone (the view piped into ``head``): the rest of
     the output goes nowhere, so that no ``BrokenPipeError`` comes at exit either
