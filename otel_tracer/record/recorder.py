@@ -211,7 +211,8 @@ class Recorder:
         in_memory = np.frombuffer(self.core.events, dtype=np.int64)[: len(self.core.events)]
         tables = self.registry
         if self.mover is not None:
-            raw = np.concatenate([self.mover.events(), in_memory])
+            moved = self.mover.events()
+            raw = np.concatenate([moved, in_memory]) if len(in_memory) else moved
             tables = self.mover.tables()
         else:
             raw = in_memory[: self._words].copy()

@@ -29,9 +29,9 @@ from otel_tracer.trace.model import (
 )
 
 try:  # the optional C speedups, built by pip install when a compiler is present
-    from otel_tracer.trace._speedups import pair_events
+    from otel_tracer.trace._speedups import build_calls, count_calls, pair_events
 except ImportError:
-    pair_events = None
+    build_calls = count_calls = pair_events = None
 
 
 class Tables(Protocol):
@@ -108,6 +108,8 @@ def open_at_end(ev: np.ndarray) -> np.ndarray:
 
 
 def _pair_events(ev: np.ndarray, stop_time: int) -> Calls:
+    if build_calls is not None:
+        return _pair_events_native(np.ascontiguousarray(ev), stop_time)
     head, time, aux = ev[:, 0], ev[:, 1], ev[:, 2]
     kind = head & events.KIND_MASK
     opening = _is_opening(kind)
@@ -146,6 +148,23 @@ def _pair_events(ev: np.ndarray, stop_time: int) -> Calls:
         raise_line=np.zeros(n_calls, dtype=np.int32),
         task=np.where(open_kind == events.RESUME, aux[open_positions], -1).astype(np.int32),
     )
+
+
+def _pair_events_native(ev: np.ndarray, stop_time: int) -> Calls:
+    """The same as ``_pair_events`` in one C pass that writes the columns
+    directly: no temporary per event or call (about 65 bytes per call in all)."""
+    n = count_calls(ev)
+    columns = {
+        name: np.empty(n, dtype=dtype)
+        for name, dtype in (
+            ("parent", np.int64), ("depth", np.int32), ("function", np.int32),
+            ("thread", np.int32), ("start", np.int64), ("end", np.int64), ("args", np.int32),
+            ("value", np.int32), ("exception", np.int32), ("flags", np.uint8),
+            ("task", np.int32),
+        )
+    }  # fmt: skip
+    build_calls(ev, stop_time, list(columns.values()))
+    return Calls(**columns, span_id=random_span_ids(n), raise_line=np.zeros(n, dtype=np.int32))
 
 
 Link = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]

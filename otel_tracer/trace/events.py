@@ -7,7 +7,7 @@ A recording is a flat ``array('q')`` of events, three int64 words each:
 kind       ref                         aux
 =========  ==========================  ===========================================
 CALL       function index              index of the argument tuple, or -1
-RESUME     function index              -1 (generator/coroutine resumed)
+RESUME     function index              string index of the asyncio task, or -1
 EXTERNAL   function index              -1 (a call out of the scope, Python or C)
 RETURN     0                           string index of the return value, or -1
 YIELD      0                           string index of the yielded value, or -1

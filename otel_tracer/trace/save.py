@@ -154,11 +154,15 @@ def dumps(trace: Trace) -> bytes:
     return b"".join(_pieces(trace))
 
 
-def _pieces(trace: Trace) -> list[bytes]:
-    """The JSON document in pieces, to write without joining them in memory."""
+def _pieces(trace: Trace) -> Iterator[bytes | memoryview]:
+    """The JSON document in pieces, made as they are written: the calls a chunk
+    of rows at a time, so that writing a 10^8-call trace never holds its JSON."""
     tables = compact(trace)
     head = orjson.dumps(_head(trace, tables))
-    return [head[:-1], b',"calls":', _encode_calls(trace, tables), b"}"]
+    yield head[:-1]
+    yield b',"calls":'
+    yield from _encode_calls(trace, tables)
+    yield b"}"
 
 
 def _columns(trace: Trace, tables: Compact) -> list[np.ndarray]:
@@ -182,12 +186,23 @@ def _columns(trace: Trace, tables: Compact) -> list[np.ndarray]:
     ]
 
 
-def _encode_calls(trace: Trace, tables: Compact) -> bytes:
-    """The ``calls`` array as JSON bytes (in C when the speedups are built)."""
-    columns = _columns(trace, tables)
+def _encode_calls(trace: Trace, tables: Compact) -> Iterator[bytes | memoryview]:
+    """The ``calls`` array as JSON, in pieces of at most ``CHUNK_ROWS`` rows (in C
+    when the speedups are built)."""
+    columns, base = _columns(trace, tables), _start_base(trace)
     if encode_calls is None:
-        return orjson.dumps(list(_call_rows(columns, _start_base(trace))))
-    return encode_calls(*columns, _start_base(trace))
+        yield orjson.dumps(list(_call_rows(columns, base)))
+        return
+    if len(trace) <= CHUNK_ROWS:
+        yield encode_calls(*columns, base)
+        return
+    yield b"["
+    for lo in range(0, len(trace), CHUNK_ROWS):
+        rows = encode_calls(*(column[lo : lo + CHUNK_ROWS] for column in columns), base)
+        if lo:
+            yield b","
+        yield memoryview(rows)[1:-1]  # without its brackets
+    yield b"]"
 
 
 def _pattern_columns(trace: Trace) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -228,6 +243,9 @@ def _call_rows(columns: list[np.ndarray], base: int) -> Iterator[list[Any]]:
         while members > REQUIRED and row[members - 1] == DEFAULTS[members - 1]:
             members -= 1
         yield row[:members]
+
+
+CHUNK_ROWS = 1 << 20  # call rows encoded at a time (about 40 MB of JSON)
 
 
 def save(trace: Trace, path: str | os.PathLike[str], compress: bool | None = None) -> None:

@@ -19,6 +19,8 @@ from otel_tracer.trace import events
 from otel_tracer.trace.tables import Function
 
 if TYPE_CHECKING:
+    import mmap
+
     import numpy as np
 
     from otel_tracer.trace.model import Trace
@@ -77,12 +79,14 @@ class SpooledTables:
             self.exception_lines[start:] = values
 
 
-def read_spool_records(data: bytes) -> tuple[dict, SpooledTables, np.ndarray]:
+def read_spool_records(data: bytes | mmap.mmap) -> tuple[dict, SpooledTables, np.ndarray]:
     """The head, the tables and the event words of every complete record of the
-    spool file ``data``."""
+    spool file ``data`` (its bytes, or the file mapped into memory). The words
+    are copied once, into one array: nothing else keeps ``data``."""
     import numpy as np  # reading only: the writer (streaming) needs no numpy
 
-    if not data.startswith(MAGIC):
+    data = memoryview(data).cast("B")  # slices of it copy nothing
+    if bytes(data[: len(MAGIC)]) != MAGIC:
         raise ValueError("not a spool file")
     position, head, tables, chunks = len(MAGIC), None, SpooledTables(), []
     pending: dict[str, Any] | None = None
