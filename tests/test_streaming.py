@@ -88,3 +88,21 @@ def test_below_the_limit_the_tables_stay(tmp_path, core, monkeypatch):
     streamed, sizes = record(tmp_path, core, streamed=True)
     assert sizes == sorted(sizes)  # they only grow
     assert sizes[-1] == len(streamed.strings) + len(streamed.arg_tuples)
+
+
+def test_the_spool_is_mapped_or_else_read(tmp_path, monkeypatch):
+    """The final build maps the spool (never a copy of the whole file in memory);
+    where the file system cannot map it, it reads it instead."""
+    import mmap
+
+    path = tmp_path / "file"
+    path.write_bytes(b"spool bytes" * 1000)
+    with open(path, "rb") as file:
+        mapped = spool._mapped(file.fileno())
+        assert isinstance(mapped, mmap.mmap) and mapped[:] == path.read_bytes()
+
+        def refuse(*args, **kwargs):
+            raise OSError("no mmap here")
+
+        monkeypatch.setattr(spool.mmap, "mmap", refuse)
+        assert spool._mapped(file.fileno()) == path.read_bytes()

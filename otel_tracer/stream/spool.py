@@ -242,10 +242,21 @@ class Spool(Mover):
 def _mapped(fd: int) -> mmap.mmap | bytes:
     """The whole file open at ``fd``, mapped into memory (read from the page
     cache as it is used, never copied whole), or its bytes when it cannot be
-    mapped (empty)."""
-    if not os.fstat(fd).st_size:
-        return b""
-    return mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+    mapped (empty, or on a file system that does not map files)."""
+    size = os.fstat(fd).st_size
+    if size:
+        try:
+            return mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+        except (OSError, ValueError):
+            pass
+    chunks, offset = [], 0
+    while offset < size:
+        chunk = os.pread(fd, min(size - offset, 1 << 26), offset)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        offset += len(chunk)
+    return b"".join(chunks)
 
 
 def _write_all(fd: int, *pieces: bytes) -> None:
