@@ -33,6 +33,23 @@ static int stack_push(Stack *s, int64_t v) {
     return 0;
 }
 
+/* The stack of open calls of `thread` in `*stacks` (grown as needed), or NULL
+ * with MemoryError set. */
+static Stack *thread_stack(Stack **stacks, Py_ssize_t *n_stacks, Py_ssize_t thread) {
+    if (thread >= *n_stacks) {
+        Py_ssize_t grown = thread + 8;
+        Stack *more = PyMem_Realloc(*stacks, grown * sizeof(Stack));
+        if (!more) {
+            PyErr_NoMemory();
+            return NULL;
+        }
+        memset(more + *n_stacks, 0, (grown - *n_stacks) * sizeof(Stack));
+        *stacks = more;
+        *n_stacks = grown;
+    }
+    return &(*stacks)[thread];
+}
+
 static int get_buffer(PyObject *obj, Py_buffer *view, Py_ssize_t itemsize, int writable,
                       const char *name) {
     if (PyObject_GetBuffer(obj, view, PyBUF_C_CONTIGUOUS | (writable ? PyBUF_WRITABLE : 0)) < 0)
@@ -72,15 +89,8 @@ static PyObject *pair_events(PyObject *self, PyObject *args) {
         int64_t head = e[3 * i];
         int kind = (int)(head & KIND_MASK);
         Py_ssize_t thread = (Py_ssize_t)((head >> KIND_BITS) & THREAD_MASK);
-        if (thread >= n_stacks) {
-            Py_ssize_t grown = thread + 8;
-            Stack *more = PyMem_Realloc(stacks, grown * sizeof(Stack));
-            if (!more) { PyErr_NoMemory(); goto done; }
-            memset(more + n_stacks, 0, (grown - n_stacks) * sizeof(Stack));
-            stacks = more;
-            n_stacks = grown;
-        }
-        Stack *s = &stacks[thread];
+        Stack *s = thread_stack(&stacks, &n_stacks, thread);
+        if (!s) goto done;
         if (kind == EV_CALL || kind == EV_RESUME || kind == EV_EXTERNAL) {
             if (call >= n_calls) {
                 PyErr_SetString(PyExc_ValueError, "more opening events than calls");
@@ -183,15 +193,8 @@ static PyObject *build_calls(PyObject *self, PyObject *args) {
         int64_t head = e[3 * i], time = e[3 * i + 1], aux = e[3 * i + 2];
         int kind = (int)(head & KIND_MASK);
         Py_ssize_t thread = (Py_ssize_t)((head >> KIND_BITS) & THREAD_MASK);
-        if (thread >= n_stacks) {
-            Py_ssize_t grown = thread + 8;
-            Stack *more = PyMem_Realloc(stacks, grown * sizeof(Stack));
-            if (!more) { PyErr_NoMemory(); goto done; }
-            memset(more + n_stacks, 0, (grown - n_stacks) * sizeof(Stack));
-            stacks = more;
-            n_stacks = grown;
-        }
-        Stack *s = &stacks[thread];
+        Stack *s = thread_stack(&stacks, &n_stacks, thread);
+        if (!s) goto done;
         if (kind == EV_CALL || kind == EV_RESUME || kind == EV_EXTERNAL) {
             if (call >= n_calls) {
                 PyErr_SetString(PyExc_ValueError, "more opening events than calls");
