@@ -55,6 +55,14 @@ def _used(column: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return used, renumbered
 
 
+def _into(used: np.ndarray, column: np.ndarray) -> np.ndarray:
+    """``column`` (indices, -1: none) renumbered into ``used`` (ascending, int32)."""
+    renumbered = np.full(len(column), -1, dtype=np.int32)
+    present = column >= 0
+    renumbered[present] = np.searchsorted(used, column[present])
+    return renumbered
+
+
 def compact(trace: Trace) -> Compact:
     """The used entries of the trace's tables, and the call columns renumbered."""
     c = trace.calls
@@ -68,12 +76,7 @@ def compact(trace: Trace) -> Compact:
     string_index = dict(zip(used_strings.tolist(), range(len(used_strings)), strict=True))
     raised = (c.flags & RAISED) != 0
     used_exceptions, exception = _used(np.where(raised, c.exception, -1))
-    value = np.full(len(c), -1, dtype=np.int32)
-    has_value = c.value >= 0
-    value[has_value] = np.searchsorted(used_strings, c.value[has_value])
-    task = np.full(len(c), -1, dtype=np.int32)
-    has_task = c.task >= 0
-    task[has_task] = np.searchsorted(used_strings, c.task[has_task])
+    value, task = (_into(used_strings, column) for column in (c.value, c.task))
     return Compact(
         functions=[trace.functions[i] for i in used_functions.tolist()],
         strings=[trace.strings[i] for i in used_strings.tolist()],
@@ -114,29 +117,20 @@ def _head(trace: Trace, tables: Compact) -> dict[str, Any]:
         "exceptions": [list(e) for e in tables.exceptions],
         **trace.extra,
         **({"patterns": trace.patterns.section} if trace.patterns is not None else {}),
-        **_raise_lines(trace),
-        **_tasks(tables),
+        **_call_pairs("raise_lines", trace.calls.raise_line, 0),
+        **_call_pairs("tasks", tables.task, -1),
         "call_fields": list(CALL_FIELDS),
         "start_base": _start_base(trace),
     }
 
 
-def _raise_lines(trace: Trace) -> dict[str, list[list[int]]]:
-    """``{"raise_lines": [[call id, line], ...]}`` for the calls with a raise line,
-    or nothing when there are none."""
-    rows = np.flatnonzero(trace.calls.raise_line)
+def _call_pairs(key: str, column: np.ndarray, missing: int) -> dict[str, list[list[int]]]:
+    """``{key: [[call id, value], ...]}`` for the calls whose ``column`` is not
+    ``missing`` (``raise_lines``, ``tasks``), or nothing when there are none."""
+    rows = np.flatnonzero(column != missing)
     if not len(rows):
         return {}
-    return {"raise_lines": np.column_stack((rows + 1, trace.calls.raise_line[rows])).tolist()}
-
-
-def _tasks(tables: Compact) -> dict[str, list[list[int]]]:
-    """``{"tasks": [[call id, index into strings], ...]}`` for the coroutine
-    resumptions whose asyncio task is known, or nothing when there are none."""
-    rows = np.flatnonzero(tables.task >= 0)
-    if not len(rows):
-        return {}
-    return {"tasks": np.column_stack((rows + 1, tables.task[rows])).tolist()}
+    return {key: np.column_stack((rows + 1, column[rows])).tolist()}
 
 
 def _start_base(trace: Trace) -> int:
