@@ -12,6 +12,7 @@ from collections import Counter
 from pathlib import Path
 
 import conftest
+import jsonschema
 import pytest
 
 import otel_tracer
@@ -21,6 +22,7 @@ from otel_tracer.trace.tree import call_label
 
 REPO = Path(__file__).resolve().parent.parent
 PROGRAM = REPO / "tests" / "programs" / "async_tasks.py"
+SCHEMA = json.loads((REPO / "otel_tracer/trace/schema/trace-v2.schema.json").read_text())
 
 
 def run(command: list[str]) -> subprocess.CompletedProcess[str]:
@@ -63,6 +65,7 @@ def test_each_resumption_names_its_task(tmp_path: Path, core: str) -> None:
 def test_tasks_are_saved_and_shown(tmp_path: Path) -> None:
     trace, _ = traced(tmp_path, "auto")
     document = json.loads((tmp_path / "trace.json").read_text())
+    jsonschema.validate(document, SCHEMA)
     named = {(call_id, document["strings"][index]) for call_id, index in document["tasks"]}
     assert named == {
         (row + 1, trace.task_of(row)) for row in range(len(trace)) if trace.task_of(row)
