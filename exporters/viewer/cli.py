@@ -6,6 +6,7 @@ stderr and exit status 2."""
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import getpass
 import signal
 import socket
@@ -131,6 +132,7 @@ def _main(argv: list[str] | None) -> int:
     try:
         return _serve(args, trace, options)
     except KeyboardInterrupt:
+        _stopping()
         print(f"{PROG}: stopped", flush=True)
         return 0
     finally:
@@ -138,6 +140,17 @@ def _main(argv: list[str] | None) -> int:
 
 
 BUILDER_STOP_WAIT = 5.0  # seconds Ctrl-C waits for the builder thread's next write
+STOP_LIMIT = 15.0  # seconds after Ctrl-C before a server that has not ended is ended
+
+
+def _stopping() -> None:
+    """The server is stopping: if it has not ended within ``STOP_LIMIT`` seconds
+    (a rare hang after Ctrl-C, not understood yet), every thread's stack is
+    printed to stderr, to find it, and the process ends with status 1."""
+    try:
+        faulthandler.dump_traceback_later(STOP_LIMIT, exit=True)
+    except (RuntimeError, ValueError, OSError):  # no stderr to write to: no limit
+        pass
 
 
 def _interrupt(signum, frame) -> None:
@@ -174,6 +187,7 @@ def _serve(args, trace, options: FoldOptions | None) -> int:
         try:
             server.serve_until_stopped()
         finally:
+            _stopping()
             pending.stop()  # no more writes: the directory can go
             # it stops at its next write; a daemon thread still folding after
             # that long is left to end with the process, so Ctrl-C always stops
