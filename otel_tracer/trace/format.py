@@ -43,6 +43,7 @@ from otel_tracer.trace.model import (
     PatternColumns,
     Trace,
 )
+from otel_tracer.trace.plain_groups import PlainGroups
 from otel_tracer.trace.spool_file import MAGIC as SPOOL_MAGIC
 from otel_tracer.trace.spool_file import load_spool
 from otel_tracer.trace.text import printable
@@ -207,7 +208,11 @@ def from_document(doc: Any, name: str = "trace") -> Trace:
 def _build(doc: dict[str, Any], name: str, decode) -> Trace:
     """The trace of a document whose header is checked; ``decode()`` gives the call
     columns of a version 2 document (None: a version 1 document)."""
-    deepest = _nesting(doc, MAX_NESTING)
+    plain = _plain_groups(doc) if decode is not None else None
+    skip = [doc["patterns"]["groups"]] if plain is not None else []
+    if decode is not None:  # arguments: lists of integers, else rejected by _tables
+        skip.append(doc.get("arguments"))
+    deepest = _nesting(doc, MAX_NESTING, skip)
     if deepest > MAX_NESTING:
         raise TraceFormatError(
             f"{name}: malformed trace (values nested over {MAX_NESTING} levels deep)"
@@ -215,21 +220,32 @@ def _build(doc: dict[str, Any], name: str, decode) -> Trace:
     try:
         if decode is None:
             return from_v1_document(doc)
-        return _from_v2(doc, decode)
+        return _from_v2(doc, decode, plain)
     except (KeyError, TypeError, ValueError, IndexError, AttributeError, OverflowError) as error:
         raise TraceFormatError(
             f"{name}: malformed trace ({type(error).__name__}: {error})"
         ) from None
 
 
-def _nesting(doc: dict[str, Any], limit: int) -> int:
+def _plain_groups(doc: dict[str, Any]) -> PlainGroups | None:
+    """The columns of the document's pattern groups when they are as the tracer
+    writes them (their depth is then known), else None."""
+    section = doc.get("patterns")
+    if not isinstance(section, dict) or not isinstance(section.get("groups"), list):
+        return None
+    return PlainGroups.of(section["groups"])
+
+
+def _nesting(doc: dict[str, Any], limit: int, skip: list[Any]) -> int:
     """How deep lists and dicts nest in ``doc`` outside its calls (whose values
-    are checked to be strings), counting up to just past ``limit``."""
+    are checked to be strings) and the values in ``skip`` (whose checks reject
+    deeper nesting), counting up to just past ``limit``."""
     deepest = 0
+    skipped = {id(value) for value in skip}
     stack = [(v, 1) for k, v in doc.items() if k != "calls"]
     while stack and deepest <= limit:
         value, depth = stack.pop()
-        if isinstance(value, dict | list):
+        if isinstance(value, dict | list) and id(value) not in skipped:
             deepest = max(deepest, depth)
             items = value.values() if isinstance(value, dict) else value
             stack.extend((item, depth + 1) for item in items if isinstance(item, dict | list))
@@ -297,7 +313,7 @@ def _within(column: np.ndarray, low: int, high: int, what: str) -> None:
     expect(not len(column) or (int(column.min()) >= low and int(column.max()) <= high), what)
 
 
-def _from_v2(doc: dict[str, Any], decode) -> Trace:
+def _from_v2(doc: dict[str, Any], decode, plain: PlainGroups | None) -> Trace:
     functions, threads = checked_head(doc)
     strings, arg_tuples, exceptions = _tables(doc)
     base = doc.get("start_base", 0)
@@ -321,7 +337,7 @@ def _from_v2(doc: dict[str, Any], decode) -> Trace:
     raised = (flags & RAISED) != 0
     expect(bool(np.all(raised | (exception < 0))), "an exception on a call that did not raise")
     if section is not None:
-        check_patterns(section, n, len(threads))
+        check_patterns(section, n, len(threads), plain)
     groups = section["groups"] if section is not None else []
     _within(group, 0, len(groups), "a call's pattern group is not in patterns")
     if n:
