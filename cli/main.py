@@ -54,6 +54,7 @@ from otel_tracer.run.runner import (
 )
 from otel_tracer.run.streams import tool_streams
 from otel_tracer.stream.spool import Spool
+from otel_tracer.trace.collection import collection_paused
 from otel_tracer.trace.context import BadTraceParent, TraceParent, inherited_traceparent
 from otel_tracer.trace.numpy_threads import import_numpy
 from otel_tracer.trace.redact import SecretNames, redact, redact_argv, secret_names
@@ -339,7 +340,8 @@ def _interruptible(recorder: Recorder, finish: Callable[[], None]) -> None:
     """``finish()``; a Ctrl-C meanwhile keeps the recording and says where, and
     so does running out of memory while building or writing the trace."""
     try:
-        finish()
+        with collection_paused():
+            finish()
     except KeyboardInterrupt:
         _interrupted_while_writing(recorder)
     except MemoryError:
@@ -409,7 +411,7 @@ def _finish(recorder, plan, opts, outcome, parts, base, argv_run, status) -> Non
                 file=sys.stderr,
             )
         else:
-            status(f"patterns: {summary_line(folding)}")
+            status(f"patterns: {summary_line(trace.patterns.section['statistics'])}")
     written, failed = _write_outputs(trace, folding, plan.outputs, opts.fold_patterns, status)
     spool_path = [recorder.spool.path] if recorder.spool is not None else []
     if failed:

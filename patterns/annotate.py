@@ -56,7 +56,7 @@ def section(folding: Folding) -> dict[str, Any]:
             groups[group["parent"] - 1]["groups"].append(group["id"])
     return {
         "options": {"match": folding.options.match, "near": folding.options.near},
-        "statistics": statistics(folding, groups),
+        "statistics": statistics(folding),
         "groups": groups,
     }
 
@@ -103,8 +103,7 @@ class _Layout:
         the instance columns), their calls gathered for all of them at once."""
         owners = np.asarray([instances["owner"][i] for i in indices], dtype=np.int64)
         sequence = self.sequence
-        sequence.calls_between(self.shapes, 0, 0, 0)  # builds the cumulative sizes
-        cumulative = sequence._cumulative[owners]
+        cumulative = sequence.cumulative(self.shapes)[owners]
         calls_of = (sequence.steps[owners[:, None], self.positions[None, :]] + 1).tolist()
         nested_of = (sequence.instance_ids[owners[:, None], self.nested[None, :]] + 1).tolist()
         per_variant_of = np.stack(
@@ -156,21 +155,52 @@ class _Layout:
         return out
 
 
-def statistics(folding: Folding, groups: list[dict[str, Any]]) -> dict[str, Any]:
-    """Counts of the folding: groups, calls covered, rows folded vs unfolded."""
+def statistics(folding: Folding) -> dict[str, Any]:
+    """Counts of the folding: groups, calls covered, rows folded vs unfolded, and
+    the largest groups (most calls; the first in call order among equals)."""
     n = len(folding.trace)
+    instances = folding.instances
     rows = count_rows(folding)
-    largest = sorted(groups, key=lambda g: (-g["total_calls"], g["id"]))[:LARGEST]
+    totals = instance_totals(folding)
+    largest = np.lexsort((np.arange(len(totals)), -totals))[:LARGEST].tolist()
     return {
-        "groups": len(groups),
-        "top_level_groups": sum(1 for g in groups if g["parent"] is None),
+        "groups": len(instances),
+        "top_level_groups": int(np.count_nonzero(instances.parent < 0)),
         "calls": n,
         "calls_in_groups": int(np.count_nonzero(folding.group >= 0)),
         "rows_unfolded": n,
         "rows_folded": rows,
         "compression": round(n / rows, 2) if rows else 1.0,
-        "largest": [
-            {k: g[k] for k in ("id", "repetitions", "calls_per_repetition", "total_calls", "first")}
-            for g in largest
-        ],
+        "largest": [_largest_entry(folding, index, int(totals[index])) for index in largest],
+    }
+
+
+def instance_totals(folding: Folding) -> np.ndarray:
+    """Calls covered by each group instance (its steps and everything below them)."""
+    totals = np.zeros(len(folding.instances), dtype=np.int64)
+    for sequence in folding.sequences:
+        cumulative = sequence.cumulative(folding.shapes)
+        starts = [p.group.start + p.shift for p in sequence.placed]
+        stops = [p.group.stop + p.shift for p in sequence.placed]
+        totals[sequence.instance_ids] = cumulative[:, stops] - cumulative[:, starts]
+    return totals
+
+
+def _largest_entry(folding: Folding, index: int, total: int) -> dict[str, int]:
+    sequence = folding.sequences[int(folding.instances.sequence[index])]
+    placed = sequence.placed[int(folding.instances.placed[index])]
+    group, shift = placed.group, placed.shift
+    first = group.variants[0].representative
+    per_repetition = sequence.calls_between(
+        folding.shapes,
+        int(folding.instances.owner[index]),
+        int(group.bounds[first]) + shift,
+        int(group.bounds[first + 1]) + shift,
+    )
+    return {
+        "id": index + 1,
+        "repetitions": group.repetitions,
+        "calls_per_repetition": per_repetition,
+        "total_calls": total,
+        "first": int(folding.instances.first[index]) + 1,
     }

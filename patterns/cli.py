@@ -9,17 +9,18 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import TextIO
+from typing import Any, TextIO
 
 from otel_tracer.cli_parser import OneLineParser
 from otel_tracer.run.streams import out_of_memory, reader_gone
+from otel_tracer.trace.collection import collection_paused
 from otel_tracer.trace.format import TraceFormatError, load_noting_truncation
 from otel_tracer.trace.model import Trace
 from otel_tracer.trace.save import output_problem, save
 from otel_tracer.trace.text import printable
 from otel_tracer.trace.tree import render_tree
-from patterns.annotate import annotate
-from patterns.engine import Folding
+from patterns.annotate import annotate, statistics
+from patterns.engine import fold_trace
 from patterns.fold import FoldOptions
 from patterns.render import render_grouped
 
@@ -100,9 +101,9 @@ def select_threads(trace: Trace, wanted: list[str] | None) -> list[int] | None:
     return chosen
 
 
-def summary_line(folding: Folding) -> str:
-    """One line: groups, calls covered, rows folded vs unfolded."""
-    stats = folding.trace.patterns.section["statistics"]
+def summary_line(stats: dict[str, Any]) -> str:
+    """One line of the folding statistics ``stats`` (``patterns.annotate.statistics``):
+    groups, calls covered, rows folded vs unfolded."""
     return (
         f"{stats['groups']} pattern groups cover {stats['calls_in_groups']} of "
         f"{stats['calls']} calls; {stats['rows_folded']} rows folded vs "
@@ -110,8 +111,7 @@ def summary_line(folding: Folding) -> str:
     )
 
 
-def print_statistics(folding: Folding, out: TextIO) -> None:
-    stats = folding.trace.patterns.section["statistics"]
+def print_statistics(stats: dict[str, Any], out: TextIO) -> None:
     out.write(
         f"calls:            {stats['calls']}\n"
         f"pattern groups:   {stats['groups']} ({stats['top_level_groups']} top-level)\n"
@@ -132,7 +132,8 @@ def print_statistics(folding: Folding, out: TextIO) -> None:
 def main(argv: list[str] | None = None) -> int:
     """``python -m patterns``: the exit status."""
     try:
-        return _main(argv)
+        with collection_paused():
+            return _main(argv)
     except BrokenPipeError:  # piped into head: the reader has gone, as intended
         reader_gone()
         return 0
@@ -160,9 +161,15 @@ def _main(argv: list[str] | None) -> int:
         trace.patterns = None
         render_tree(trace, sys.stdout, max_rows=args.max_rows, depth=args.depth, threads=threads)
         return 0
-    folding = annotate(trace, FoldOptions(match=args.match, near=not args.exact))
+    options = FoldOptions(match=args.match, near=not args.exact)
+    if args.json is not None:  # the annotated trace: the whole patterns section
+        folding = annotate(trace, options)
+        stats = trace.patterns.section["statistics"]
+    else:  # the view or its statistics: no group entries to build
+        folding = fold_trace(trace, options)
+        stats = statistics(folding)
     if not args.quiet:
-        print(f"patterns: {summary_line(folding)}", file=sys.stderr)
+        print(f"patterns: {summary_line(stats)}", file=sys.stderr)
     if args.json is not None:
         try:
             save(trace, args.json)
@@ -171,7 +178,7 @@ def _main(argv: list[str] | None) -> int:
             return 1
         return 0
     if args.stats:
-        print_statistics(folding, sys.stdout)
+        print_statistics(stats, sys.stdout)
         return 0
     render_grouped(folding, sys.stdout, max_rows=args.max_rows, depth=args.depth, threads=threads)
     return 0

@@ -45,12 +45,17 @@ class Sequence:
         """Calls in the subtrees of steps ``lo..hi`` of owner row ``owner`` (an index
         into ``owners``): a group's calls differ between owners when steps compare
         by function only."""
+        cumulative = self.cumulative(shapes)
+        return int(cumulative[owner, hi] - cumulative[owner, lo])
+
+    def cumulative(self, shapes: Shapes) -> np.ndarray:
+        """[owner, k]: calls in the subtrees of the owner's first ``k`` steps."""
         if self._cumulative is None:
             sizes = shapes.size[self.steps]
             self._cumulative = np.concatenate(
                 (np.zeros((len(sizes), 1), dtype=np.int64), np.cumsum(sizes, axis=1)), axis=1
             )
-        return int(self._cumulative[owner, hi] - self._cumulative[owner, lo])
+        return self._cumulative
 
     def placed_index(self, group: LocalGroup, shift: int) -> int:
         """Index in ``placed`` of a group at a shift."""

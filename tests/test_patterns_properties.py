@@ -555,6 +555,9 @@ def check_round_trip(trace: Trace, options: FoldOptions, interleaved: bool) -> N
     assert stats["top_level_groups"] == sum(g["parent"] is None for g in groups)
     assert stats["calls"] == stats["rows_unfolded"] == len(trace)
     assert stats["calls_in_groups"] == int((folding.group >= 0).sum())
+    largest = sorted(groups, key=lambda g: (-g["total_calls"], g["id"]))[:5]
+    keys = ("id", "repetitions", "calls_per_repetition", "total_calls", "first")
+    assert stats["largest"] == [{k: g[k] for k in keys} for g in largest]
     threads = sum(1 for roots in folding.thread_roots if len(roots))
     assert stats["rows_folded"] == sum(1 for _ in grouped_lines(folding)) - threads
     thread_of = trace.calls.thread

@@ -30,6 +30,7 @@ from exporters.viewer.site import (
 )
 from otel_tracer.cli_parser import OneLineParser
 from otel_tracer.run.streams import out_of_memory
+from otel_tracer.trace.collection import collection_paused
 from otel_tracer.trace.format import TraceFormatError, load_noting_truncation
 from otel_tracer.trace.save import output_problem
 from otel_tracer.trace.text import printable
@@ -114,15 +115,18 @@ def _main(argv: list[str] | None) -> int:
     try:
         if args.output is not None and (problem := output_problem(args.output)) is not None:
             raise ValueError(problem)
-        trace = load_noting_truncation(args.trace, PROG)
+        with collection_paused():
+            trace = load_noting_truncation(args.trace, PROG)
     except (TraceFormatError, ValueError) as error:
         print(f"{PROG}: error: {printable(str(error))}", file=sys.stderr)
         return 2
     options = _options(trace, args)
     if args.output is not None:
-        folding = fold_for_viewer(trace, not args.no_patterns, options)
         try:
-            write_standalone(trace, folding, args.output)
+            with collection_paused():
+                write_standalone(
+                    trace, fold_for_viewer(trace, not args.no_patterns, options), args.output
+                )
         except OSError as error:
             print(printable(f"{PROG}: error: cannot write {args.output}: {error}"), file=sys.stderr)
             return 1
@@ -229,7 +233,8 @@ def _build(args, trace, options, directory: Path, name: str, pending, server, fa
                 pass
 
     try:
-        build_served(trace, fold, write)
+        with collection_paused():
+            build_served(trace, fold, write)
     except _Stopped:
         return
     except BaseException as error:  # reported by the main thread, which stops serving
