@@ -9,10 +9,11 @@ Generated traces are built directly as numpy columns (see ``training_trace`` and
 ``flat_trace``): a training loop with noise, sized to about the requested number
 of calls, and a very long flat sibling list. Every measurement runs in a fresh
 process (``--child``), which builds (or unpickles) the trace, collects garbage and
-times one ``fold_trace`` or one ``annotate`` call; the median over the repetitions
-is reported. Memory is measured in separate runs with ``tracemalloc`` (numpy
-reports its buffers to it): the peak while folding minus what was in use before,
-so the trace itself is not counted. See ``benchmarks/README.md``, "Folding".
+times one ``fold_trace`` or one ``annotate`` call with the cyclic garbage collector
+paused, as the commands run them; the median over the repetitions is reported.
+Memory is measured in separate runs with ``tracemalloc`` (numpy reports its
+buffers to it): the peak while folding minus what was in use before, so the trace
+itself is not counted. See ``benchmarks/README.md``, "Folding".
 """
 
 from __future__ import annotations
@@ -305,6 +306,7 @@ def make_trace(source: dict[str, Any]) -> Trace:
 def child(spec: dict[str, Any]) -> dict[str, Any]:
     """One measurement in this (fresh) process: build the trace, then time one
     ``fold_trace`` or ``annotate`` call, under tracemalloc when ``memory``."""
+    from otel_tracer.trace.collection import collection_paused
     from patterns.annotate import annotate
     from patterns.engine import fold_trace
 
@@ -320,10 +322,8 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
         tracemalloc.start()
         before = tracemalloc.get_traced_memory()[0]
     began = time.perf_counter()
-    if spec["op"] == "fold":
-        folding = fold_trace(trace)
-    else:
-        folding = annotate(trace)
+    with collection_paused():  # as the commands run it
+        folding = fold_trace(trace) if spec["op"] == "fold" else annotate(trace)
     elapsed = time.perf_counter() - began
     result: dict[str, Any] = {"seconds": elapsed, "calls": len(trace), "trace_bytes": trace_bytes}
     if memory:

@@ -3,10 +3,13 @@ view's statistics and the viewer build, against the traced run that made it.
 
     python benchmarks/load.py                      # fib(27) and fib(28), medians of 3
     python benchmarks/load.py --fib 27 --repeat 1  # quicker
+    python benchmarks/load.py --fib --oo 6000      # only oo (6000 orders): irregular
 
-For each fib(N) (benchmarks/workloads/fib.py, recording arguments, C core where
-built) it runs the tracer once per repetition (``-o trace.json -o trace.json.gz``,
-timed end to end), then times, each in a fresh process:
+For each fib(N) (benchmarks/workloads/fib.py) and each oo(N)
+(benchmarks/workloads/oo.py, N orders: an irregular trace with tens of thousands of
+pattern groups), recording arguments with the default core, it runs the tracer
+once per repetition (``-o trace.json -o trace.json.gz``, timed end to end), then
+times, each in a fresh process:
 
 * ``load``: ``otel_tracer.load(trace.json)`` in process (``load gz``: the .json.gz);
 * ``patterns --stats``: ``python -m patterns trace.json --stats``, end to end;
@@ -38,7 +41,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-FIB = HERE / "workloads" / "fib.py"
+WORKLOADS = HERE / "workloads"
 PY = sys.executable
 LOAD = (
     "import sys, time, otel_tracer; t = time.perf_counter(); tr = otel_tracer.load(sys.argv[1]); "
@@ -95,8 +98,9 @@ def steps(trace: Path, page: Path) -> dict[str, list[str]]:
     }
 
 
-def trace_cmd(n: int, out: Path) -> list[str]:
-    return [PY, "-m", "cli.main", "-q", str(FIB), str(n), "-o", str(out), "-o", f"{out}.gz"]
+def trace_cmd(workload: str, n: int, out: Path) -> list[str]:
+    script = str(WORKLOADS / f"{workload}.py")
+    return [PY, "-m", "cli.main", "-q", script, str(n), "-o", str(out), "-o", f"{out}.gz"]
 
 
 def step_time(name: str, out: str, wall: float) -> float:
@@ -106,7 +110,8 @@ def step_time(name: str, out: str, wall: float) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--fib", type=int, nargs="+", default=[27, 28])
+    parser.add_argument("--fib", type=int, nargs="*", default=[27, 28], help="fib(N) traces")
+    parser.add_argument("--oo", type=int, nargs="*", default=[], help="oo traces of N orders")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--no-browser", action="store_true", help="leave out 'viewer drawn'")
     parser.add_argument("--chromium", default="/usr/bin/chromium")
@@ -120,7 +125,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="otel-load-bench-") as tmp:
         tmp = Path(tmp)
         small = tmp / "small.json"
-        measured(trace_cmd(5, small))
+        measured(trace_cmd("fib", 5, small))
         base = {}
         for name, cmd in steps(small, tmp / "small.html").items():
             kw = {"until": b"open  http"} if name == "viewer served" else {}
@@ -129,12 +134,13 @@ def main() -> None:
         print()
         print("| trace | calls | step | s (median) | x traced run | peak RSS MiB | B / call |")
         print("|---|---|---|---|---|---|---|")
-        for n in args.fib:
-            trace = tmp / f"fib{n}.json"
+        for workload, n in [*(("fib", n) for n in args.fib), *(("oo", n) for n in args.oo)]:
+            trace = tmp / f"{workload}{n}.json"
+            label = f"{workload}({n})"
             runs: dict[str, list[tuple[float, int]]] = {}
             calls = 0
             for _ in range(args.repeat):
-                wall, peak, _ = measured(trace_cmd(n, trace))
+                wall, peak, _ = measured(trace_cmd(workload, n, trace))
                 runs.setdefault("traced run", []).append((wall, peak))
                 for name, cmd in steps(trace, tmp / "page.html").items():
                     kw = {"until": b"open  http"} if name == "viewer served" else {}
@@ -157,11 +163,11 @@ def main() -> None:
                 ratio = "-" if name == "traced run" else f"{t / traced:.2f}x"
                 shown = f"{peak / 2**20:.1f}" if peak else "-"
                 print(
-                    f"| fib({n}) | {calls:,} | {name} | {t:.3f} | {ratio} | {shown} | "
+                    f"| {label} | {calls:,} | {name} | {t:.3f} | {ratio} | {shown} | "
                     f"{'-' if per_call is None else f'{per_call:,.0f}'} |"
                 )
             print(
-                f"| fib({n}) | {calls:,} | file size | {size / 2**20:.1f} MiB .json, "
+                f"| {label} | {calls:,} | file size | {size / 2**20:.1f} MiB .json, "
                 f"{gz / 2**20:.1f} MiB .json.gz | - | - | "
                 f"{size / calls:.1f} / {gz / calls:.1f} B on disk |"
             )

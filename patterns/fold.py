@@ -300,21 +300,25 @@ def _keys(signature: np.ndarray, lo: int, hi: int) -> list:
 
 def _iteration_variants(signature: np.ndarray, bounds: list[int]) -> tuple[np.ndarray, list[int]]:
     """Variant index of every iteration (0 = most iterations, ties: first seen) and
-    the first iteration of each variant, in variant order."""
+    the first iteration of each variant, in variant order (small inputs: plain
+    Python on the iterations' bytes, no numpy call per step)."""
     reps = len(bounds) - 1
-    period = bounds[1] - bounds[0]
-    if (np.diff(bounds) == period).all() and np.array_equal(
-        signature[bounds[0] + period : bounds[-1]], signature[bounds[0] : bounds[-1] - period]
+    first, last, period = bounds[0], bounds[-1], bounds[1] - bounds[0]
+    if (
+        bounds == list(range(first, last + 1, period))
+        and signature[first + period : last].tobytes() == signature[first : last - period].tobytes()
     ):
         return np.zeros(reps, dtype=np.int32), [0]
     seen: dict[bytes, int] = {}
-    raw = np.empty(reps, dtype=np.int32)
-    for j in range(reps):
-        raw[j] = seen.setdefault(signature[bounds[j] : bounds[j + 1]].tobytes(), len(seen))
-    counts = np.bincount(raw)
+    raw = [
+        seen.setdefault(signature[bounds[j] : bounds[j + 1]].tobytes(), len(seen))
+        for j in range(reps)
+    ]
+    counts = [0] * len(seen)
+    for v in raw:
+        counts[v] += 1
     order = sorted(range(len(counts)), key=lambda v: (-counts[v], v))
-    rank = np.empty(len(counts), dtype=np.int32)
-    rank[order] = np.arange(len(counts), dtype=np.int32)
-    variant_of = rank[raw]
-    firsts = [int(np.argmax(raw == v)) for v in order]
-    return variant_of, firsts
+    rank = [0] * len(counts)
+    for position, v in enumerate(order):
+        rank[v] = position
+    return np.array([rank[v] for v in raw], dtype=np.int32), [raw.index(v) for v in order]

@@ -30,7 +30,7 @@ def budget(length: int) -> int:
     return max(1, round(length / 3))
 
 
-def distance(a: Sequence[int], b: Sequence[int], limit: int) -> int:
+def _distance(a: Sequence[int], b: Sequence[int], limit: int) -> int:
     """Edit distance of ``a`` and ``b``, or ``limit + 1`` when it is larger."""
     if abs(len(a) - len(b)) > limit:
         return limit + 1
@@ -45,6 +45,26 @@ def distance(a: Sequence[int], b: Sequence[int], limit: int) -> int:
             return limit + 1
         previous = current
     return min(previous[-1], limit + 1)
+
+
+def _prefix_distances(template: Sequence[int], piece: Sequence[int]) -> list[int]:
+    """Item j: the edit distance of ``template`` and ``piece[:j]``, for every j."""
+    previous = list(range(len(piece) + 1))  # row i: distance(template[:i], piece[:j])
+    for i, step in enumerate(template, 1):
+        current = [i]
+        for j, key in enumerate(piece, 1):
+            current.append(
+                min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (key != step))
+            )
+        previous = current
+    return previous
+
+
+try:  # the same two functions in C
+    from otel_tracer.trace._speedups import edit_distance as distance
+    from otel_tracer.trace._speedups import prefix_distances
+except ImportError:  # not built
+    distance, prefix_distances = _distance, _prefix_distances
 
 
 def similar(a: Sequence[int], b: Sequence[int], limit: int) -> bool:
@@ -162,15 +182,7 @@ def _extend_right(
 def _best_prefix(keys, begin: int, longest: int, template, limit: int) -> int:
     """Length of the prefix of ``keys[begin:]`` closest to the template (ties: the
     length nearest the template's), or 0 when none is similar enough."""
-    piece = keys[begin : begin + longest]
-    previous = list(range(len(piece) + 1))  # row i: distance(template[:i], piece[:j])
-    for i, step in enumerate(template, 1):
-        current = [i]
-        for j, key in enumerate(piece, 1):
-            current.append(
-                min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (key != step))
-            )
-        previous = current
+    previous = prefix_distances(template, keys[begin : begin + longest])
     best = min((d, abs(size - len(template)), size) for size, d in enumerate(previous) if size)
     return best[2] if best[0] <= limit else 0
 

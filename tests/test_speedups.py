@@ -162,3 +162,18 @@ def test_shapes_in_c_equal_the_numpy_passes(tree):
     assert [x.tolist() for x in fast.levels] == [x.tolist() for x in slow.levels]
     for a, b in zip(fast_children, slow_children, strict=True):
         assert a.dtype == b.dtype and np.array_equal(a, b)
+
+
+keys = st.lists(st.integers(-3, 3) | st.sampled_from([2**62, -(2**63)]), max_size=12)
+
+
+@settings(max_examples=400, deadline=None)
+@given(keys, keys, st.integers(0, 14))
+def test_edit_distances_in_c_equal_the_python_ones(a, b, limit):
+    """patterns/near.py's bounded edit distance and prefix distances."""
+    from patterns import near
+
+    assert near.distance is not near._distance  # the C one, built
+    assert near.distance(tuple(a), tuple(b), limit) == near._distance(tuple(a), tuple(b), limit)
+    assert near.distance(a, tuple(b), limit) == near._distance(a, tuple(b), limit)
+    assert near.prefix_distances(tuple(a), b) == near._prefix_distances(tuple(a), b)

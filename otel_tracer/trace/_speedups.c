@@ -834,6 +834,142 @@ done:
     return result;
 }
 
+/* ---- edit distances of pattern iterations (patterns/near.py) ---- */
+
+/* The int64 values of a sequence of ints (malloc'ed; *n gets the length), or NULL
+ * with an exception set. */
+static long long *int_values(PyObject *seq, Py_ssize_t *n) {
+    PyObject *fast = PySequence_Fast(seq, "expected a sequence of integers");
+    if (fast == NULL) return NULL;
+    *n = PySequence_Fast_GET_SIZE(fast);
+    long long *out = PyMem_Malloc(sizeof(long long) * (size_t)(*n + 1));
+    if (out == NULL) {
+        Py_DECREF(fast);
+        PyErr_NoMemory();
+        return NULL;
+    }
+    PyObject **items = PySequence_Fast_ITEMS(fast);
+    for (Py_ssize_t i = 0; i < *n; i++) {
+        out[i] = PyLong_AsLongLong(items[i]);
+        if (out[i] == -1 && PyErr_Occurred()) {
+            PyMem_Free(out);
+            Py_DECREF(fast);
+            return NULL;
+        }
+    }
+    Py_DECREF(fast);
+    return out;
+}
+
+static Py_ssize_t min3(Py_ssize_t a, Py_ssize_t b, Py_ssize_t c) {
+    Py_ssize_t m = a < b ? a : b;
+    return m < c ? m : c;
+}
+
+/* One row of the edit-distance table: row[j] = distance(a[:i], b[:j]) from the
+ * previous row (prev) and x = a[i - 1]; the row's smallest value. */
+static Py_ssize_t next_row(const Py_ssize_t *prev, Py_ssize_t *row, Py_ssize_t i, long long x,
+                           const long long *b, Py_ssize_t nb) {
+    row[0] = i;
+    Py_ssize_t smallest = i;
+    for (Py_ssize_t j = 1; j <= nb; j++) {
+        row[j] = min3(prev[j] + 1, row[j - 1] + 1, prev[j - 1] + (b[j - 1] != x));
+        if (row[j] < smallest) smallest = row[j];
+    }
+    return smallest;
+}
+
+/* edit_distance(a, b, limit): the edit distance (insertions, deletions,
+ * substitutions) of two sequences of ints, or limit + 1 when it is larger. */
+static PyObject *edit_distance(PyObject *self, PyObject *args) {
+    PyObject *sa, *sb;
+    Py_ssize_t limit;
+    if (!PyArg_ParseTuple(args, "OOn", &sa, &sb, &limit)) return NULL;
+    Py_ssize_t na, nb;
+    long long *a = int_values(sa, &na);
+    if (a == NULL) return NULL;
+    long long *b = int_values(sb, &nb);
+    if (b == NULL) {
+        PyMem_Free(a);
+        return NULL;
+    }
+    Py_ssize_t result = limit + 1;
+    Py_ssize_t *rows = NULL;
+    if ((na > nb ? na - nb : nb - na) > limit) goto done;
+    if (na == nb && memcmp(a, b, sizeof(long long) * (size_t)na) == 0) {
+        result = 0;
+        goto done;
+    }
+    rows = PyMem_Malloc(sizeof(Py_ssize_t) * 2 * (size_t)(nb + 1));
+    if (rows == NULL) {
+        PyMem_Free(a);
+        PyMem_Free(b);
+        return PyErr_NoMemory();
+    }
+    Py_ssize_t *prev = rows, *row = rows + nb + 1;
+    for (Py_ssize_t j = 0; j <= nb; j++) prev[j] = j;
+    int over = 0;
+    for (Py_ssize_t i = 1; i <= na; i++) {
+        if (next_row(prev, row, i, a[i - 1], b, nb) > limit) {
+            over = 1;
+            break;
+        }
+        Py_ssize_t *swap = prev;
+        prev = row;
+        row = swap;
+    }
+    if (!over) result = prev[nb] < limit + 1 ? prev[nb] : limit + 1;
+done:
+    PyMem_Free(rows);
+    PyMem_Free(a);
+    PyMem_Free(b);
+    return PyLong_FromSsize_t(result);
+}
+
+/* prefix_distances(template, piece): a list whose item j is the edit distance of
+ * the template and piece[:j], for every j from 0 to len(piece). */
+static PyObject *prefix_distances(PyObject *self, PyObject *args) {
+    PyObject *st, *sp;
+    if (!PyArg_ParseTuple(args, "OO", &st, &sp)) return NULL;
+    Py_ssize_t nt, np_;
+    long long *t = int_values(st, &nt);
+    if (t == NULL) return NULL;
+    long long *p = int_values(sp, &np_);
+    if (p == NULL) {
+        PyMem_Free(t);
+        return NULL;
+    }
+    Py_ssize_t *rows = PyMem_Malloc(sizeof(Py_ssize_t) * 2 * (size_t)(np_ + 1));
+    PyObject *out = NULL;
+    if (rows == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    Py_ssize_t *prev = rows, *row = rows + np_ + 1;
+    for (Py_ssize_t j = 0; j <= np_; j++) prev[j] = j;
+    for (Py_ssize_t i = 1; i <= nt; i++) {
+        next_row(prev, row, i, t[i - 1], p, np_);
+        Py_ssize_t *swap = prev;
+        prev = row;
+        row = swap;
+    }
+    out = PyList_New(np_ + 1);
+    if (out == NULL) goto done;
+    for (Py_ssize_t j = 0; j <= np_; j++) {
+        PyObject *value = PyLong_FromSsize_t(prev[j]);
+        if (value == NULL) {
+            Py_CLEAR(out);
+            goto done;
+        }
+        PyList_SET_ITEM(out, j, value);
+    }
+done:
+    PyMem_Free(rows);
+    PyMem_Free(t);
+    PyMem_Free(p);
+    return out;
+}
+
 static PyMethodDef methods[] = {
     {"pair_events", pair_events, METH_VARARGS, "Pair opening and closing events into calls."},
     {"count_calls", count_calls, METH_O, "The number of opening events."},
@@ -844,6 +980,8 @@ static PyMethodDef methods[] = {
     {"call_depths", call_depths, METH_VARARGS, "Each call's depth from its parent."},
     {"bucket_order", bucket_order, METH_VARARGS, "A stable counting sort of small keys."},
     {"subtree_hashes", subtree_hashes, METH_VARARGS, "Subtree sizes, last rows and structural hashes."},
+    {"edit_distance", edit_distance, METH_VARARGS, "Bounded edit distance of two int sequences."},
+    {"prefix_distances", prefix_distances, METH_VARARGS, "Edit distances to every prefix."},
     {NULL, NULL, 0, NULL},
 };
 
