@@ -174,3 +174,15 @@ def call_objects(doc: dict) -> list[dict]:
             }
         out.append(call)
     return out
+
+
+def json_positions(value, prefix=()):
+    """Every (container, key) position inside a JSON value, as key paths."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield prefix + (key,)
+            yield from json_positions(item, prefix + (key,))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield prefix + (index,)
+            yield from json_positions(item, prefix + (index,))

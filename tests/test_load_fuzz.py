@@ -10,7 +10,7 @@ import json
 import os
 
 import pytest
-from conftest import run_tracer, write_files
+from conftest import json_positions, run_tracer, write_files
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -103,18 +103,6 @@ def load_or_reject(raw: bytes, tmp_path) -> None:
     use_everywhere(trace, tmp_path)
 
 
-def paths(value, prefix=()):
-    """Every (container, key) position inside a JSON value."""
-    if isinstance(value, dict):
-        for key, item in value.items():
-            yield prefix + (key,)
-            yield from paths(item, prefix + (key,))
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            yield prefix + (index,)
-            yield from paths(item, prefix + (index,))
-
-
 @FUZZ
 @given(data=st.data())
 def test_truncated_files(saved, tmp_path, data):
@@ -138,7 +126,7 @@ def test_mangled_documents(saved, tmp_path, data):
     """A value anywhere in the document replaced by another JSON value, or removed."""
     document = json.loads(saved)
     for _ in range(data.draw(st.integers(1, 3))):
-        where = data.draw(st.sampled_from(list(paths(document))))
+        where = data.draw(st.sampled_from(list(json_positions(document))))
         *outer, key = where
         container = document
         for step in outer:

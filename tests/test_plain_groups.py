@@ -8,7 +8,7 @@ import copy
 import json
 
 import pytest
-from conftest import run_tracer, write_files
+from conftest import json_positions, run_tracer, write_files
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -121,17 +121,6 @@ def test_real_groups_take_the_column_path(document, tmp_path) -> None:
     assert otel_tracer.load(path).patterns.section["groups"] == groups
 
 
-def _positions(value, prefix=()):
-    if isinstance(value, dict):
-        for key, item in value.items():
-            yield prefix + (key,)
-            yield from _positions(item, prefix + (key,))
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            yield prefix + (index,)
-            yield from _positions(item, prefix + (index,))
-
-
 @FUZZ
 @given(data=st.data())
 def test_mangled_groups_get_the_same_answer(document, data) -> None:
@@ -142,7 +131,7 @@ def test_mangled_groups_get_the_same_answer(document, data) -> None:
         if not isinstance(group, dict) or not group:
             break
         key = data.draw(st.sampled_from(sorted(group)))
-        where = data.draw(st.sampled_from([(key,), *_positions(group[key], (key,))]))
+        where = data.draw(st.sampled_from([(key,), *json_positions(group[key], (key,))]))
         *outer, last = where
         container = group
         for step in outer:
@@ -173,7 +162,7 @@ def test_every_member_on_every_edge(document) -> None:
     groups = document["patterns"]["groups"]
     n, threads = _size(document)
     edits = 0
-    for where in list(_positions(groups)):
+    for where in list(json_positions(groups)):
         *outer, last = where
         original = groups
         for step in outer:

@@ -861,6 +861,20 @@ static long long *int_values(PyObject *seq, Py_ssize_t *n) {
     return out;
 }
 
+/* The int64 values of two sequences of ints (see int_values); 0, or -1 with an
+ * exception set and nothing to free. */
+static int two_int_values(PyObject *sa, PyObject *sb, long long **a, Py_ssize_t *na,
+                          long long **b, Py_ssize_t *nb) {
+    *a = int_values(sa, na);
+    if (*a == NULL) return -1;
+    *b = int_values(sb, nb);
+    if (*b == NULL) {
+        PyMem_Free(*a);
+        return -1;
+    }
+    return 0;
+}
+
 static Py_ssize_t min3(Py_ssize_t a, Py_ssize_t b, Py_ssize_t c) {
     Py_ssize_t m = a < b ? a : b;
     return m < c ? m : c;
@@ -886,13 +900,8 @@ static PyObject *edit_distance(PyObject *self, PyObject *args) {
     Py_ssize_t limit;
     if (!PyArg_ParseTuple(args, "OOn", &sa, &sb, &limit)) return NULL;
     Py_ssize_t na, nb;
-    long long *a = int_values(sa, &na);
-    if (a == NULL) return NULL;
-    long long *b = int_values(sb, &nb);
-    if (b == NULL) {
-        PyMem_Free(a);
-        return NULL;
-    }
+    long long *a, *b;
+    if (two_int_values(sa, sb, &a, &na, &b, &nb) < 0) return NULL;
     Py_ssize_t result = limit + 1;
     Py_ssize_t *rows = NULL;
     if ((na > nb ? na - nb : nb - na) > limit) goto done;
@@ -932,13 +941,8 @@ static PyObject *prefix_distances(PyObject *self, PyObject *args) {
     PyObject *st, *sp;
     if (!PyArg_ParseTuple(args, "OO", &st, &sp)) return NULL;
     Py_ssize_t nt, np_;
-    long long *t = int_values(st, &nt);
-    if (t == NULL) return NULL;
-    long long *p = int_values(sp, &np_);
-    if (p == NULL) {
-        PyMem_Free(t);
-        return NULL;
-    }
+    long long *t, *p;
+    if (two_int_values(st, sp, &t, &nt, &p, &np_) < 0) return NULL;
     Py_ssize_t *rows = PyMem_Malloc(sizeof(Py_ssize_t) * 2 * (size_t)(np_ + 1));
     PyObject *out = NULL;
     if (rows == NULL) {
