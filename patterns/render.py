@@ -316,14 +316,18 @@ class _RowCounter:
         self.memo: dict[tuple, int] = {}
 
     def total(self) -> int:
-        """Rows of the whole view, thread headers excluded."""
+        """Rows of the whole view, thread headers excluded. The rows below each
+        shape are counted deepest first (so no count recurses deeper than one
+        level), for the way they are shown: inside a group's template or not,
+        which is whether the call is inside a group."""
         shapes = self.folding.shapes
+        grouped = self.folding.group >= 0
         for rows in reversed(shapes.levels):
             parents = rows[self.size[rows] > 1]
-            _, first = np.unique(self.shape[parents], return_index=True)
+            pairs = self.shape[parents].astype(np.int64) * 2 + grouped[parents]
+            _, first = np.unique(pairs, return_index=True)
             for row in parents[first].tolist():
-                for template in (False, True):
-                    self.sequence(row, template)
+                self.sequence(row, bool(grouped[row]))
         return sum(
             self.sequence(-1 - t, False)
             for t, roots in enumerate(self.folding.thread_roots)
