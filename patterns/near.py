@@ -60,11 +60,12 @@ def _prefix_distances(template: Sequence[int], piece: Sequence[int]) -> list[int
     return previous
 
 
-try:  # the same two functions in C
+try:  # the same functions in C
     from otel_tracer.trace._speedups import edit_distance as distance
+    from otel_tracer.trace._speedups import find_anchor as _find_anchor_c
     from otel_tracer.trace._speedups import prefix_distances
 except ImportError:  # not built
-    distance, prefix_distances = _distance, _prefix_distances
+    distance, prefix_distances, _find_anchor_c = _distance, _prefix_distances, None
 
 
 def similar(a: Sequence[int], b: Sequence[int], limit: int) -> bool:
@@ -133,7 +134,9 @@ def _anchor(template: tuple[int, ...]) -> tuple[int, ...]:
     return template
 
 
-def _find_anchor(keys: Sequence[int], anchor: tuple[int, ...], lo: int, hi: int, step: int = 1):
+def _find_anchor_python(
+    keys: Sequence[int], anchor: tuple[int, ...], lo: int, hi: int, step: int = 1
+) -> int | None:
     """First position p in [lo, hi) (last one when ``step`` is -1) where ``anchor``
     starts; None if there is none."""
     size = len(anchor)
@@ -143,6 +146,9 @@ def _find_anchor(keys: Sequence[int], anchor: tuple[int, ...], lo: int, hi: int,
         if keys[p] == first and tuple(keys[p : p + size]) == anchor:
             return p
     return None
+
+
+_find_anchor = _find_anchor_c or _find_anchor_python
 
 
 def _extend_right(
@@ -193,7 +199,7 @@ def _extend_left(keys, bounds: list[int], template, limit, anchor, floor: int) -
     starts: list[int] = []
     first = bounds[0]
     while True:
-        begin = _find_anchor(keys, anchor, max(floor, first - window), first, step=-1)
+        begin = _find_anchor(keys, anchor, max(floor, first - window), first, -1)
         if begin is None or not similar(tuple(keys[begin:first]), template, limit):
             break
         starts.append(begin)

@@ -177,3 +177,17 @@ def test_edit_distances_in_c_equal_the_python_ones(a, b, limit):
     assert near.distance(tuple(a), tuple(b), limit) == near._distance(tuple(a), tuple(b), limit)
     assert near.distance(a, tuple(b), limit) == near._distance(a, tuple(b), limit)
     assert near.prefix_distances(tuple(a), b) == near._prefix_distances(tuple(a), b)
+
+
+@settings(max_examples=400, deadline=None)
+@given(keys, st.lists(st.integers(-3, 3), min_size=1, max_size=3), st.data())
+def test_anchor_search_in_c_equals_the_python_one(values, anchor, data):
+    """patterns/near.py's search for a loop body's first steps, both directions."""
+    from patterns import near
+
+    assert near._find_anchor is not near._find_anchor_python  # the C one, built
+    lo = data.draw(st.integers(0, len(values)))
+    hi = data.draw(st.integers(lo, len(values)))
+    for step in (1, -1):
+        found = near._find_anchor(values, tuple(anchor), lo, hi, step)
+        assert found == near._find_anchor_python(values, tuple(anchor), lo, hi, step)

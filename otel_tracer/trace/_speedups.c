@@ -974,6 +974,54 @@ done:
     return out;
 }
 
+/* find_anchor(keys, anchor, lo, hi, step): the first position p in [lo, hi) (the
+ * last one when step is -1; the default is 1) where the items of ``keys`` from p
+ * on start with ``anchor``, or None. keys and anchor hold ints. */
+static PyObject *find_anchor(PyObject *self, PyObject *args) {
+    PyObject *keys, *anchor_seq;
+    Py_ssize_t lo, hi, step = 1;
+    if (!PyArg_ParseTuple(args, "OOnn|n", &keys, &anchor_seq, &lo, &hi, &step)) return NULL;
+    Py_ssize_t size;
+    long long *anchor = int_values(anchor_seq, &size);
+    if (anchor == NULL) return NULL;
+    if (size == 0) {
+        PyMem_Free(anchor);
+        PyErr_SetString(PyExc_IndexError, "an empty anchor");
+        return NULL;
+    }
+    PyObject *fast = PySequence_Fast(keys, "expected a sequence of integers");
+    if (fast == NULL) {
+        PyMem_Free(anchor);
+        return NULL;
+    }
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(fast);
+    PyObject **items = PySequence_Fast_ITEMS(fast);
+    PyObject *found = NULL;
+    Py_ssize_t count = hi > lo ? hi - lo : 0;
+    for (Py_ssize_t k = 0; k < count; k++) {
+        Py_ssize_t p = step > 0 ? lo + k : hi - 1 - k;
+        if (p < 0 || p >= n) {
+            PyErr_SetString(PyExc_IndexError, "list index out of range");
+            goto done;
+        }
+        Py_ssize_t i = 0;
+        for (; i < size && p + i < n; i++) {
+            long long value = PyLong_AsLongLong(items[p + i]);
+            if (value == -1 && PyErr_Occurred()) goto done;
+            if (value != anchor[i]) break;
+        }
+        if (i == size) {
+            found = PyLong_FromSsize_t(p);
+            goto done;
+        }
+    }
+    found = Py_NewRef(Py_None);
+done:
+    Py_DECREF(fast);
+    PyMem_Free(anchor);
+    return found;
+}
+
 static PyMethodDef methods[] = {
     {"pair_events", pair_events, METH_VARARGS, "Pair opening and closing events into calls."},
     {"count_calls", count_calls, METH_O, "The number of opening events."},
@@ -986,6 +1034,7 @@ static PyMethodDef methods[] = {
     {"subtree_hashes", subtree_hashes, METH_VARARGS, "Subtree sizes, last rows and structural hashes."},
     {"edit_distance", edit_distance, METH_VARARGS, "Bounded edit distance of two int sequences."},
     {"prefix_distances", prefix_distances, METH_VARARGS, "Edit distances to every prefix."},
+    {"find_anchor", find_anchor, METH_VARARGS, "Where a run of ints first (or last) starts."},
     {NULL, NULL, 0, NULL},
 };
 
