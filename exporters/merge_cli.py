@@ -16,8 +16,7 @@ from exporters.outputs import (
     written_line,
 )
 from otel_tracer.cli_parser import OneLineParser
-from otel_tracer.run.streams import out_of_memory
-from otel_tracer.trace.collection import collection_paused
+from otel_tracer.run.streams import trace_command
 from otel_tracer.trace.format import TraceFormatError, load_noting_truncation
 from otel_tracer.trace.merge import MergeError, merge_traces
 from otel_tracer.trace.text import printable
@@ -49,11 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        with collection_paused():
-            return _main(argv)
-    except MemoryError:
-        return out_of_memory(PROG)
+    return trace_command(PROG, _main, argv)
 
 
 def _main(argv: list[str] | None) -> int:

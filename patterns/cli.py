@@ -12,8 +12,7 @@ import sys
 from typing import Any, TextIO
 
 from otel_tracer.cli_parser import OneLineParser
-from otel_tracer.run.streams import out_of_memory, reader_gone
-from otel_tracer.trace.collection import collection_paused
+from otel_tracer.run.streams import reader_gone, trace_command
 from otel_tracer.trace.format import TraceFormatError, load_noting_truncation
 from otel_tracer.trace.model import Trace
 from otel_tracer.trace.save import output_problem, save
@@ -132,13 +131,10 @@ def print_statistics(stats: dict[str, Any], out: TextIO) -> None:
 def main(argv: list[str] | None = None) -> int:
     """``python -m patterns``: the exit status."""
     try:
-        with collection_paused():
-            return _main(argv)
+        return trace_command("patterns", _main, argv)
     except BrokenPipeError:  # piped into head: the reader has gone, as intended
         reader_gone()
         return 0
-    except MemoryError:
-        return out_of_memory("patterns")
 
 
 def _main(argv: list[str] | None) -> int:

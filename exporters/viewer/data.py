@@ -26,9 +26,9 @@ import numpy as np
 import orjson
 
 from otel_tracer.trace.model import EXTERNAL, Trace
+from patterns.annotate import statistics as folding_statistics
 from patterns.engine import Folding
 from patterns.groups import LocalGroup
-from patterns.render import count_rows
 
 TOP_FUNCTIONS = 25
 COMPRESS_LEVEL = 1  # 8x faster than 6 on 10^6 calls, 8% bigger
@@ -311,14 +311,8 @@ def statistics(trace: Trace, folding: Folding | None) -> dict[str, Any]:
         "top_by_self": top(own),
     }
     if folding is not None:
-        instances = folding.instances
-        rows = count_rows(folding) if n else 0
-        stats["patterns"] = {
-            "groups": len(instances),
-            "top_level_groups": int(np.count_nonzero(instances.parent < 0)),
-            "calls_in_groups": int(np.count_nonzero(folding.group >= 0)),
-            "rows_unfolded": n,
-            "rows_folded": rows,
-            "rows_saved": n - rows,
-        }
+        counts = folding_statistics(folding)
+        shown = ("groups", "top_level_groups", "calls_in_groups", "rows_unfolded", "rows_folded")
+        stats["patterns"] = {key: counts[key] for key in shown}
+        stats["patterns"]["rows_saved"] = n - counts["rows_folded"]
     return stats

@@ -10,9 +10,11 @@ from __future__ import annotations
 import io
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TextIO
+
+from otel_tracer.trace.collection import collection_paused
 
 _original: tuple[TextIO | None, TextIO | None] | None = None
 
@@ -66,6 +68,17 @@ def out_of_memory(command: str) -> int:
         file=sys.stderr,
     )
     return 1
+
+
+def trace_command(command: str, body: Callable[[list[str] | None], int], argv) -> int:
+    """``body(argv)``, the main of a command that reads a trace, with the garbage
+    collector paused (``collection_paused``); running out of memory is one line
+    and exit status 1 (``out_of_memory``)."""
+    try:
+        with collection_paused():
+            return body(argv)
+    except MemoryError:
+        return out_of_memory(command)
 
 
 def reader_gone() -> None:
