@@ -6,9 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import orjson
 
+from otel_tracer.trace.group_table import GroupTable
 from otel_tracer.trace.model import PatternColumns, Trace
-from patterns.engine import Folding, fold_trace
+from patterns.engine import Folding, Placed, Sequence, fold_trace
 from patterns.fold import FoldOptions
 from patterns.render import count_rows, entries_of
 
@@ -16,7 +18,10 @@ LARGEST = 5
 
 
 def annotate(trace: Trace, options: FoldOptions | None = None) -> Folding:
-    """Fold ``trace`` and attach the annotations to it (``trace.patterns``)."""
+    """Fold ``trace`` and attach the annotations to it (``trace.patterns``); by
+    default with the options it was folded with before, if any."""
+    if options is None and trace.patterns is not None:
+        options = _saved_options(trace.patterns.section.get("options"))
     folding = fold_trace(trace, options)
     trace.patterns = PatternColumns(
         group=folding.group,
@@ -27,132 +32,87 @@ def annotate(trace: Trace, options: FoldOptions | None = None) -> Folding:
     return folding
 
 
+def _saved_options(saved: Any) -> FoldOptions:
+    """The options of a ``patterns`` section, or the defaults where they are not valid."""
+    defaults = FoldOptions()
+    if not isinstance(saved, dict):
+        return defaults
+    match = saved.get("match")
+    near = saved.get("near")
+    return FoldOptions(
+        match=match if match in ("structure", "function") else defaults.match,
+        near=near if isinstance(near, bool) else defaults.near,
+    )
+
+
 def section(folding: Folding) -> dict[str, Any]:
-    """The ``patterns`` section: options, statistics and every group instance."""
-    layouts: dict[tuple[int, int], _Layout] = {}
-    columns = {
-        name: getattr(folding.instances, name).tolist()
-        for name in (
-            "sequence",
-            "placed",
-            "owner",
-            "parent",
-            "parent_call",
-            "thread",
-            "first",
-            "last",
+    """The ``patterns`` section: options, statistics and every group instance, as
+    rows that share one layout per folded group (docs/trace-format.md)."""
+    layouts: list[dict[str, Any]] = []
+    index_of: dict[bytes, int] = {}  # equal layouts are written once
+    placed_layout: list[int] = []  # layout of each placed group, sequence after sequence
+    for sequence in folding.sequences:
+        for placed in sequence.placed:
+            layout = _layout(folding, sequence, placed)
+            key = orjson.dumps(layout)
+            if key not in index_of:
+                index_of[key] = len(layouts)
+                layouts.append(layout)
+            placed_layout.append(index_of[key])
+    instances = folding.instances
+    base = np.cumsum([0] + [len(s.placed) for s in folding.sequences], dtype=np.int64)
+    rows = np.column_stack(
+        (
+            np.asarray(placed_layout, dtype=np.int64)[base[instances.sequence] + instances.placed],
+            instances.parent + 1,
+            instances.parent_call + 1,
+            instances.thread,
+            instances.first + 1,
+            instances.last + 1,
         )
-    }
-    by_layout: dict[tuple[int, int], list[int]] = {}
-    for index, key in enumerate(zip(columns["sequence"], columns["placed"], strict=True)):
-        by_layout.setdefault(key, []).append(index)
-    groups: list[dict[str, Any]] = [{}] * len(columns["sequence"])
-    for key, indices in by_layout.items():  # the instances of one layout at once
-        layouts[key] = _Layout(folding, *key)
-        for index, entry in zip(indices, layouts[key].entries(columns, indices), strict=True):
-            groups[index] = entry
-    for group in groups:
-        if group["parent"] is not None:
-            groups[group["parent"] - 1]["groups"].append(group["id"])
+    ).astype(np.int64)
+    trace = folding.trace
+    table = GroupTable(layouts, rows, trace.calls.parent, trace.calls.thread, len(trace.threads))
     return {
         "options": {"match": folding.options.match, "near": folding.options.near},
         "statistics": statistics(folding),
-        "groups": groups,
+        "groups": table,
     }
 
 
-class _Layout:
-    """What every instance of one placed group shares: sibling positions of its
-    iteration starts and template entries, and the nested groups they name."""
-
-    def __init__(self, folding: Folding, sequence_index: int, placed_index: int) -> None:
-        sequence = folding.sequences[sequence_index]
-        placed = sequence.placed[placed_index]
-        group, shift = placed.group, placed.shift
-        self.group = group
-        self.span = (group.start + shift, group.stop + shift)
-        self.ranges = [
-            (
-                int(group.bounds[v.representative]) + shift,
-                int(group.bounds[v.representative + 1]) + shift,
-            )
-            for v in group.variants
+def _layout(folding: Folding, sequence: Sequence, placed: Placed) -> dict[str, Any]:
+    """What every instance of one placed group shares: its counts, and its
+    iterations and entries as sibling offsets from the group's first step (the
+    calls below a sequence's steps are alike for all its owners)."""
+    group, shift = placed.group, placed.shift
+    origin = group.start + shift
+    cumulative = sequence.cumulative(folding.shapes)[0]
+    variants = []
+    for variant in group.variants:
+        j = variant.representative
+        lo, hi = int(group.bounds[j]) + shift, int(group.bounds[j + 1]) + shift
+        entries = [
+            {"call": value - origin}
+            if kind == "step"
+            else {"group": value[0].start + value[1] - origin}
+            for kind, value in entries_of(variant.nested, shift, lo, hi)
         ]
-        self.shapes = folding.shapes
-        positions = (group.bounds[:-1] + shift).tolist()
-        nested_placed: list[int] = []
-        self.variants: list[tuple[list[int], list[tuple[str, int]]]] = []
-        for variant in group.variants:
-            j = variant.representative
-            lo, hi = int(group.bounds[j]) + shift, int(group.bounds[j + 1]) + shift
-            entries = []
-            for kind, value in entries_of(variant.nested, shift, lo, hi):
-                if kind == "step":
-                    entries.append(("call", len(positions)))
-                    positions.append(value)
-                else:
-                    entries.append(("group", len(nested_placed)))
-                    nested_placed.append(sequence.placed_index(*value))
-            self.variants.append((variant.iterations.tolist(), entries))
-        self.positions = np.asarray(positions, dtype=np.int64)
-        self.nested = np.asarray(nested_placed, dtype=np.int64)
-        self.sequence = sequence
-
-    def entries(self, instances: dict[str, list[int]], indices: list[int]) -> list[dict[str, Any]]:
-        """The group entries of instances ``indices`` of this layout (``instances``:
-        the instance columns), their calls gathered for all of them at once."""
-        owners = np.asarray([instances["owner"][i] for i in indices], dtype=np.int64)
-        sequence = self.sequence
-        cumulative = sequence.cumulative(self.shapes)[owners]
-        calls_of = (sequence.steps[owners[:, None], self.positions[None, :]] + 1).tolist()
-        nested_of = (sequence.instance_ids[owners[:, None], self.nested[None, :]] + 1).tolist()
-        per_variant_of = np.stack(
-            [cumulative[:, hi] - cumulative[:, lo] for lo, hi in self.ranges], axis=1
-        ).tolist()
-        totals = (cumulative[:, self.span[1]] - cumulative[:, self.span[0]]).tolist()
-        group = self.group
-        shapes = [
-            (iterations, entries, variant.steps)
-            for (iterations, entries), variant in zip(self.variants, group.variants, strict=True)
-        ]
-        out = []
-        for k, index in enumerate(indices):
-            calls, nested, per_variant = calls_of[k], nested_of[k], per_variant_of[k]
-            variants = [
-                {
-                    "iterations": iterations,
-                    "calls": calls_in_variant,
-                    "steps": steps,
-                    "entries": [
-                        {"call": calls[i]} if kind == "call" else {"group": nested[i]}
-                        for kind, i in entries
-                    ],
-                }
-                for (iterations, entries, steps), calls_in_variant in zip(
-                    shapes, per_variant, strict=True
-                )
-            ]
-            parent = instances["parent"][index]
-            parent_call = instances["parent_call"][index]
-            out.append(
-                {
-                    "id": index + 1,
-                    "parent": parent + 1 if parent >= 0 else None,
-                    "parent_call": parent_call + 1 if parent_call >= 0 else None,
-                    "thread": instances["thread"][index],
-                    "first": instances["first"][index] + 1,
-                    "last": instances["last"][index] + 1,
-                    "repetitions": group.repetitions,
-                    "calls_per_repetition": per_variant[0],
-                    "total_calls": totals[k],
-                    "near": group.near,
-                    "iterations": calls[: group.repetitions],
-                    "template": variants[0]["entries"],
-                    "variants": variants,
-                    "groups": [],
-                }
-            )
-        return out
+        variants.append(
+            {
+                "iterations": variant.iterations.tolist(),
+                "calls": int(cumulative[hi] - cumulative[lo]),
+                "steps": variant.steps,
+                "entries": entries,
+            }
+        )
+    return {
+        "repetitions": group.repetitions,
+        "calls_per_repetition": variants[0]["calls"],
+        "total_calls": int(cumulative[group.stop + shift] - cumulative[origin]),
+        "near": group.near,
+        "iterations": (group.bounds[:-1] - group.start).tolist(),
+        "variants": variants,
+    }
 
 
 def statistics(folding: Folding) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from otel_tracer.trace.tree import call_label
 
 REPO = Path(__file__).resolve().parent.parent
 PROGRAM = REPO / "tests" / "programs" / "async_tasks.py"
-SCHEMA = json.loads((REPO / "otel_tracer/trace/schema/trace-v2.schema.json").read_text())
+SCHEMA = json.loads((REPO / "otel_tracer/trace/schema/trace-v3.schema.json").read_text())
 
 
 def run(command: list[str]) -> subprocess.CompletedProcess[str]:

@@ -11,7 +11,7 @@ from conftest import REPO, call_objects, run_python, run_tracer, write_files
 
 import otel_tracer
 
-SCHEMA = json.loads((REPO / "otel_tracer/trace/schema/trace-v2.schema.json").read_text())
+SCHEMA = json.loads((REPO / "otel_tracer/trace/schema/trace-v3.schema.json").read_text())
 
 TRAINING = """
     import threading
@@ -87,8 +87,8 @@ def test_tracer_prints_the_grouped_view(traced):
 def test_annotated_trace_validates_and_loads(traced):
     doc = json.loads((traced / "trace.json").read_text())
     jsonschema.validate(doc, SCHEMA)
-    section = doc["patterns"]
-    assert section["options"] == {"match": "structure", "near": True}
+    section = otel_tracer.load(traced / "trace.json").patterns.section
+    assert doc["patterns"]["options"] == {"match": "structure", "near": True}
     loop = max(section["groups"], key=lambda g: g["total_calls"])
     assert (loop["repetitions"], loop["calls_per_repetition"]) == (12, 11)
     assert loop["near"] is True and len(loop["variants"]) == 2

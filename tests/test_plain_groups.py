@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 import otel_tracer
 from otel_tracer.trace import checks
 from otel_tracer.trace.plain_groups import PlainGroups
+from otel_tracer.trace.save import to_document
 
 # nested loops with irregular iterations, a loop in a loop's own siblings (group
 # entries), a near repeat and a second thread
@@ -88,7 +89,18 @@ def document(tmp_path_factory) -> dict:
     write_files(root, {"prog.py": PROGRAM})
     result = run_tracer(["prog.py", "-q", "-o", "trace.json"], root)
     assert result.returncode == 0, result.stderr
-    return json.loads((root / "trace.json").read_text())
+    return version_2(json.loads((root / "trace.json").read_text()), root / "trace.json")
+
+
+def version_2(document: dict, path) -> dict:
+    """The same trace as format 2 wrote it: every group an object (the checks of
+    ``PlainGroups`` are those of reading format 2 files)."""
+    assert document["version"] == 3
+    groups = list(otel_tracer.load(path).patterns.section["groups"])
+    document["version"] = 2
+    del document["patterns"]["layouts"]
+    document["patterns"]["groups"] = groups
+    return document
 
 
 def _size(document: dict) -> tuple[int, int]:
@@ -118,7 +130,9 @@ def test_real_groups_take_the_column_path(document, tmp_path) -> None:
     assert _one_by_one(groups, n, threads)
     path = tmp_path / "t.json"
     path.write_text(json.dumps(document))
-    assert otel_tracer.load(path).patterns.section["groups"] == groups
+    loaded = otel_tracer.load(path)
+    assert loaded.patterns.section["groups"] == groups
+    assert to_document(loaded)["version"] == 3  # written again: folded again, as format 3
 
 
 @FUZZ

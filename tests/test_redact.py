@@ -28,7 +28,7 @@ PROGRAM = """
     plain(3, password_hint="the usual")
 """
 SECRETS = ("hunter2", "k-123", "tok-456", "the usual")
-SCHEMA = json.loads((REPO / "otel_tracer/trace/schema/trace-v2.schema.json").read_text())
+SCHEMA = json.loads((REPO / "otel_tracer/trace/schema/trace-v3.schema.json").read_text())
 
 
 def test_default_names():

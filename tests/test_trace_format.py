@@ -14,7 +14,7 @@ from conftest import REPO, call_objects, run_tracer, write_files
 import otel_tracer
 from otel_tracer.trace.save import save, to_document
 
-SCHEMA = json.loads((REPO / "otel_tracer/trace/schema/trace-v2.schema.json").read_text())
+SCHEMA = json.loads((REPO / "otel_tracer/trace/schema/trace-v3.schema.json").read_text())
 V1_SCHEMA = REPO / "otel_tracer/trace/schema/trace-v1.schema.json"
 
 PROGRAM = """
@@ -165,15 +165,36 @@ def test_version_1_files_still_load():
         assert trace.exception_of(row) == (exception and (exception["type"], exception["message"]))
         assert int(trace.calls.depth[row]) == call["depth"]
         assert int(trace.calls.end[row]) == call["end"]
-    # written again, it is version 2, with only the 8 functions its calls use
+    # written again, it is version 3, with only the 8 functions its calls use
     again = to_document(trace)
     jsonschema.validate(again, SCHEMA)
-    assert again["version"] == 2 and len(again["functions"]) == 8 < len(doc["functions"])
+    assert again["version"] == 3 and len(again["functions"]) == 8 < len(doc["functions"])
     expanded = call_objects(again)
     for call, new in zip(doc["calls"], expanded, strict=True):
         assert {k: v for k, v in call.items() if k != "function"} == {
             k: v for k, v in new.items() if k != "function"
         }
+
+
+def test_version_2_files_still_load():
+    """tests/data/trace-v2.json was written by the version 2 writer (144 calls in
+    two threads, 23 pattern groups with variants and nested groups, every group
+    an object): it loads with the same groups, and written again it is version 3,
+    folded again into the same groups."""
+    old = REPO / "tests/data/trace-v2.json"
+    doc = json.loads(old.read_text())
+    trace = otel_tracer.load(old)
+    assert doc["version"] == 2 and len(trace) == len(doc["calls"]) == 144
+    groups = doc["patterns"]["groups"]
+    assert len(groups) == 23 and any(len(g["variants"]) > 1 for g in groups)
+    assert trace.patterns.section["groups"] == groups
+    again = to_document(trace)
+    jsonschema.validate(again, SCHEMA)
+    assert again["version"] == 3 and "layouts" in again["patterns"]
+    assert again["calls"] == doc["calls"]  # the same pattern marks
+    assert again["patterns"]["statistics"] == doc["patterns"]["statistics"]
+    reread = otel_tracer.trace.format.from_document(again)
+    assert list(reread.patterns.section["groups"]) == groups
 
 
 def test_native_and_python_readers_agree(trace_file, monkeypatch):

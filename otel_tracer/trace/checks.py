@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from otel_tracer.trace.group_table import GroupTable
 from otel_tracer.trace.plain_groups import GROUP_KEYS, PlainGroups
 from otel_tracer.trace.tables import Function, ThreadInfo
 
@@ -224,13 +225,25 @@ def _check_group(group: Any, i: int, groups: list[Any], n: int, threads: int) ->
     )
 
 
-def check_pattern_marks(
-    group: np.ndarray, iteration: np.ndarray, variant: np.ndarray, groups: list[dict[str, Any]]
-) -> None:
-    """Each call's pattern mark names an iteration and a variant of its group."""
-    marked = group >= 0
+def group_counts(groups: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Each group's repetitions and number of variants (a ``GroupTable``, or a
+    list of checked group objects)."""
+    if isinstance(groups, GroupTable):
+        return groups.repetitions, groups.variant_counts
     repetitions = np.array([g["repetitions"] for g in groups], dtype=np.int64)
-    variants = np.array([len(g["variants"]) for g in groups], dtype=np.int64)
+    return repetitions, np.array([len(g["variants"]) for g in groups], dtype=np.int64)
+
+
+def check_pattern_marks(
+    group: np.ndarray,
+    iteration: np.ndarray,
+    variant: np.ndarray,
+    repetitions: np.ndarray,
+    variants: np.ndarray,
+) -> None:
+    """Each call's pattern mark names an iteration and a variant of its group
+    (``repetitions`` and ``variants``: the counts of each group)."""
+    marked = group >= 0
     its, var, owner = iteration[marked], variant[marked], group[marked]
     expect(bool(np.all((its >= 0) & (its < repetitions[owner]))), "a call's pattern iteration")
     expect(bool(np.all((var >= 0) & (var < variants[owner]))), "a call's pattern variant")

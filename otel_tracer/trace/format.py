@@ -29,9 +29,11 @@ from otel_tracer.trace.checks import (
     check_tree,
     checked_head,
     expect,
+    group_counts,
     is_int,
 )
 from otel_tracer.trace.format_v1 import from_v1_document
+from otel_tracer.trace.group_table import GroupTable
 from otel_tracer.trace.model import (
     EXTERNAL,
     FINALIZER,
@@ -57,8 +59,8 @@ FORMAT = "otel-tracer-trace"
 MAX_INFLATION = 50  # a .json.gz may inflate to 50 times its size ...
 INFLATION_FLOOR = 64 << 20  # ... or to 64 MiB, whichever is more
 MAX_NESTING = 64  # lists and dicts in metadata; orjson writes up to 255, reads up to 1024
-VERSION = 2
-READABLE_VERSIONS = (1, 2)
+VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 # The members of a call row, in order; the first REQUIRED are always there, the
 # others may be left off the end of a row and then have their DEFAULTS.
 CALL_FIELDS = (
@@ -208,8 +210,8 @@ def from_document(doc: Any, name: str = "trace") -> Trace:
 def _build(doc: dict[str, Any], name: str, decode) -> Trace:
     """The trace of a document whose header is checked; ``decode()`` gives the call
     columns of a version 2 document (None: a version 1 document)."""
-    plain = _plain_groups(doc) if decode is not None else None
-    skip = [doc["patterns"]["groups"]] if plain is not None else []
+    plain = _plain_groups(doc) if decode is not None and doc["version"] == 2 else None
+    skip = [doc["patterns"]["groups"]] if plain is not None or _group_rows(doc) else []
     if decode is not None:  # arguments: lists of integers, else rejected by _tables
         skip.append(doc.get("arguments"))
     deepest = _nesting(doc, MAX_NESTING, skip)
@@ -225,6 +227,17 @@ def _build(doc: dict[str, Any], name: str, decode) -> Trace:
         raise TraceFormatError(
             f"{name}: malformed trace ({type(error).__name__}: {error})"
         ) from None
+
+
+def _group_rows(doc: dict[str, Any]) -> bool:
+    """Whether the document is version 3 with a list of group rows (checked by
+    ``GroupTable.load``, which rejects anything nested in them)."""
+    section = doc.get("patterns")
+    return (
+        doc["version"] == 3
+        and isinstance(section, dict)
+        and isinstance(section.get("groups"), list)
+    )
 
 
 def _plain_groups(doc: dict[str, Any]) -> PlainGroups | None:
@@ -336,7 +349,14 @@ def _from_v2(doc: dict[str, Any], decode, plain: PlainGroups | None) -> Trace:
     _within(exception, -1, len(exceptions) - 1, "a call's exception is not in exceptions")
     raised = (flags & RAISED) != 0
     expect(bool(np.all(raised | (exception < 0))), "an exception on a call that did not raise")
-    if section is not None:
+    if section is not None and doc["version"] == 3:
+        expect(isinstance(section, dict), "patterns must be an object")
+        expect(isinstance(section.get("options"), dict), "patterns.options must be an object")
+        expect(isinstance(section.get("statistics"), dict), "patterns.statistics must be an object")
+        section = dict(section)
+        section["groups"] = GroupTable.load(section, parent, thread, len(threads))
+        del section["layouts"]
+    elif section is not None:
         check_patterns(section, n, len(threads), plain)
     groups = section["groups"] if section is not None else []
     _within(group, 0, len(groups), "a call's pattern group is not in patterns")
@@ -372,7 +392,7 @@ def _from_v2(doc: dict[str, Any], decode, plain: PlainGroups | None) -> Trace:
         group_col = np.where(marked, group - 1, -1)
         iteration_col = np.where(marked, iteration, -1)
         variant_col = np.where(marked, variant, -1).astype(np.int32)
-        check_pattern_marks(group_col, iteration_col, variant_col, groups)
+        check_pattern_marks(group_col, iteration_col, variant_col, *group_counts(groups))
         patterns = PatternColumns(group_col, iteration_col, variant_col, section)
     else:
         expect(not np.any(group), "pattern marks without a patterns section")

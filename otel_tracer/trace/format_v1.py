@@ -15,6 +15,7 @@ from otel_tracer.trace.checks import (
     check_tree,
     checked_head,
     expect,
+    group_counts,
 )
 from otel_tracer.trace.model import (
     EXTERNAL,
@@ -142,5 +143,5 @@ def _pattern_columns(
             if not 1 <= mark["id"] <= len(groups):
                 raise ValueError(f"call {i + 1}: pattern id {mark['id']} is not in patterns")
             group[i], iteration[i], variant[i] = mark["id"] - 1, mark["iteration"], mark["variant"]
-    check_pattern_marks(group, iteration, variant, groups)
+    check_pattern_marks(group, iteration, variant, *group_counts(groups))
     return PatternColumns(group, iteration, variant, section)

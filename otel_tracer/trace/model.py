@@ -76,14 +76,16 @@ class PatternColumns:
     group: np.ndarray  # int per call: 0-based index into section["groups"], -1 when none
     iteration: np.ndarray  # int per call: 0-based repetition of that group, -1 when none
     variant: np.ndarray  # int32 per call: 0-based variant of that repetition, -1 when none
-    section: dict[str, Any]  # "options", "statistics", "groups"
+    section: dict[str, Any]  # "options", "statistics", "groups" (a GroupTable, or a
+    # list of format 2's group objects for a trace read from an older file)
 
     def attributes_of(self, row: int) -> dict[str, int]:
         """The ``pattern.*`` attributes of a call (empty when it is in no group)."""
         index = int(self.group[row])
         if index < 0:
             return {}
-        group = self.section["groups"][index]
+        groups = self.section["groups"]
+        group = groups.head(index) if hasattr(groups, "head") else groups[index]
         attributes = {"pattern.id": group["id"]}
         if group["parent"] is not None:
             attributes["pattern.parent_id"] = group["parent"]

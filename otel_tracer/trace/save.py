@@ -19,8 +19,10 @@ from typing import Any, BinaryIO
 import numpy as np
 import orjson
 
+from otel_tracer.trace.annotators import annotator
 from otel_tracer.trace.files import output_problem  # noqa: F401 (also here, for writers)
 from otel_tracer.trace.format import CALL_FIELDS, DEFAULTS, FORMAT, REQUIRED, VERSION
+from otel_tracer.trace.group_table import GroupTable, section_document
 from otel_tracer.trace.model import RAISED, Function, Trace
 
 try:  # the optional C speedups, built by pip install when a compiler is present
@@ -116,12 +118,22 @@ def _head(trace: Trace, tables: Compact) -> dict[str, Any]:
         "arguments": [list(t) for t in tables.arg_tuples],
         "exceptions": [list(e) for e in tables.exceptions],
         **trace.extra,
-        **({"patterns": trace.patterns.section} if trace.patterns is not None else {}),
+        **({"patterns": _patterns(trace)} if trace.patterns is not None else {}),
         **_call_pairs("raise_lines", trace.calls.raise_line, 0),
         **_call_pairs("tasks", tables.task, -1),
         "call_fields": list(CALL_FIELDS),
         "start_base": _start_base(trace),
     }
+
+
+def _patterns(trace: Trace) -> dict[str, Any]:
+    """The ``patterns`` section as format 3 writes it; the groups of a trace read
+    from an older file are folded again, with the options they were folded with."""
+    section = trace.patterns.section  # type: ignore[union-attr]
+    if not isinstance(section["groups"], GroupTable):
+        annotator("patterns")(trace)
+        section = trace.patterns.section  # type: ignore[union-attr]
+    return section_document(section)
 
 
 def _call_pairs(key: str, column: np.ndarray, missing: int) -> dict[str, list[list[int]]]:
@@ -152,7 +164,7 @@ def _pieces(trace: Trace) -> Iterator[bytes | memoryview]:
     """The JSON document in pieces, made as they are written: the calls a chunk
     of rows at a time, so that writing a 10^8-call trace never holds its JSON."""
     tables = compact(trace)
-    head = orjson.dumps(_head(trace, tables))
+    head = orjson.dumps(_head(trace, tables), option=orjson.OPT_SERIALIZE_NUMPY)
     yield head[:-1]
     yield b',"calls":'
     yield from _encode_calls(trace, tables)
