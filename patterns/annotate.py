@@ -15,6 +15,7 @@ from patterns.fold import FoldOptions
 from patterns.render import count_rows, entries_of
 
 LARGEST = 5
+LARGEST_KEYS = ("id", "repetitions", "calls_per_repetition", "total_calls", "first")
 
 
 def annotate(trace: Trace, options: FoldOptions | None = None) -> Folding:

@@ -14,11 +14,12 @@ from typing import Any, TextIO
 from otel_tracer.cli_parser import OneLineParser
 from otel_tracer.run.streams import reader_gone, trace_command
 from otel_tracer.trace.format import TraceFormatError, load_noting_truncation
+from otel_tracer.trace.group_table import GroupTable
 from otel_tracer.trace.model import Trace
 from otel_tracer.trace.save import output_problem, save
 from otel_tracer.trace.text import printable
 from otel_tracer.trace.tree import render_tree
-from patterns.annotate import annotate, statistics
+from patterns.annotate import LARGEST_KEYS, annotate, statistics
 from patterns.engine import fold_trace
 from patterns.fold import FoldOptions
 from patterns.render import render_grouped
@@ -76,7 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
         "or - for stdout) instead of printing the view",
     )
     parser.add_argument(
-        "--stats", action="store_true", help="print the folding statistics instead of the view"
+        "--stats",
+        action="store_true",
+        help="print the folding statistics instead of the view (those saved in the trace "
+        "when it was folded with the same options)",
     )
     parser.add_argument("-q", "--quiet", action="store_true", help="no summary line on stderr")
     return parser
@@ -98,6 +102,31 @@ def select_threads(trace: Trace, wanted: list[str] | None) -> list[int] | None:
             raise ValueError(f"no thread {value!r} in the trace (threads: {names})")
         chosen.extend(matches)
     return chosen
+
+
+def saved_statistics(trace: Trace, options: FoldOptions) -> dict[str, Any] | None:
+    """The statistics saved in ``trace`` (format 3) when its groups were folded
+    with ``options`` and they hold what ``print_statistics`` prints, else None."""
+    if trace.patterns is None or not isinstance(trace.patterns.section["groups"], GroupTable):
+        return None
+    section = trace.patterns.section
+    if section["options"] != {"match": options.match, "near": options.near}:
+        return None
+    stats = section["statistics"]
+    counts = ("calls", "groups", "top_level_groups", "calls_in_groups", "rows_unfolded")
+    largest = stats.get("largest")
+    valid = (
+        all(type(stats.get(key)) is int for key in (*counts, "rows_folded"))
+        and type(stats.get("compression")) in (int, float)
+        and stats["calls"] == len(trace)
+        and stats["groups"] == len(section["groups"])
+        and type(largest) is list
+        and all(
+            type(g) is dict and all(type(g.get(key)) is int for key in LARGEST_KEYS)
+            for g in largest
+        )
+    )
+    return stats if valid else None
 
 
 def summary_line(stats: dict[str, Any]) -> str:
@@ -158,6 +187,12 @@ def _main(argv: list[str] | None) -> int:
         render_tree(trace, sys.stdout, max_rows=args.max_rows, depth=args.depth, threads=threads)
         return 0
     options = FoldOptions(match=args.match, near=not args.exact)
+    saved = saved_statistics(trace, options) if args.stats and args.json is None else None
+    if saved is not None:  # the trace's own groups: nothing to fold
+        if not args.quiet:
+            print(f"patterns: {summary_line(saved)}", file=sys.stderr)
+        print_statistics(saved, sys.stdout)
+        return 0
     if args.json is not None:  # the annotated trace: the whole patterns section
         folding = annotate(trace, options)
         stats = trace.patterns.section["statistics"]

@@ -185,3 +185,25 @@ def test_bundled_loop_example_prints_the_readme_block(tmp_path):
     )
     assert "└── - backward [train.py:16]" in text
     assert text.split("(calls #3")[1] in (REPO / "README.md").read_text()
+
+
+def test_stats_of_a_folded_trace_are_those_it_saved(traced):
+    """``--stats`` on a trace folded with the same options prints the statistics
+    it saved, which are what folding it again gives; other options, or saved
+    statistics that are not whole, fold it again."""
+    saved = patterns_cli(["trace.json", "--stats"], traced)
+    fresh = patterns_cli(["plain.json", "--stats"], traced)
+    assert saved.returncode == fresh.returncode == 0, saved.stderr + fresh.stderr
+    assert saved.stdout == fresh.stdout and saved.stderr == fresh.stderr
+    exact = patterns_cli(["trace.json", "--stats", "--exact", "-q"], traced)
+    assert exact.stdout == patterns_cli(["plain.json", "--stats", "--exact", "-q"], traced).stdout
+    doc = json.loads((traced / "trace.json").read_text())
+    doc["patterns"]["statistics"]["rows_folded"] = 7  # read, not folded again
+    (traced / "seven.json").write_text(json.dumps(doc))
+    seven = patterns_cli(["seven.json", "--stats", "-q"], traced)
+    assert "rows folded:      7\n" in seven.stdout
+    doc["patterns"]["statistics"]["largest"] = [{"id": "first"}]
+    doc["patterns"]["statistics"]["groups"] = 10**6
+    (traced / "odd-stats.json").write_text(json.dumps(doc))
+    refolded = patterns_cli(["odd-stats.json", "--stats", "-q"], traced)
+    assert refolded.returncode == 0 and refolded.stdout == fresh.stdout

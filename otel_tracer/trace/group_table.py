@@ -63,13 +63,15 @@ class GroupTable(Sequence):
             index += len(self)
         if not 0 <= index < len(self):
             raise IndexError("group index out of range")
-        entry = self._built[index]
-        if entry is None:
-            entry = self._built[index] = self._entry(index)
-        return entry
+        if self._built[index] is None:
+            self._build(np.array([index], dtype=np.int64))
+        return self._built[index]
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        return (self[i] for i in range(len(self)))
+        missing = [i for i, entry in enumerate(self._built) if entry is None]
+        if missing:  # all at once: a few numpy operations per layout
+            self._build(np.asarray(missing, dtype=np.int64))
+        return iter(self._built)  # type: ignore[arg-type]
 
     def document(self) -> dict[str, Any]:
         """The ``layouts`` and ``groups`` members of the ``patterns`` section."""
@@ -80,11 +82,11 @@ class GroupTable(Sequence):
         (built once; not to be changed)."""
         head = self._heads[index]
         if head is None:
-            head = self._heads[index] = self._head(index)
+            head = self._heads[index] = self._head(index, self.rows[index].tolist())
         return head
 
-    def _head(self, index: int) -> dict[str, Any]:
-        layout, parent, parent_call, thread, first, last = self.rows[index].tolist()
+    def _head(self, index: int, row: list[int]) -> dict[str, Any]:
+        layout, parent, parent_call, thread, first, last = row
         shape = self.layouts[layout]
         return {
             "id": index + 1,
@@ -126,47 +128,58 @@ class GroupTable(Sequence):
         return order, slot, offsets[key + 1]
 
     @cached_property
-    def _children(self) -> tuple[np.ndarray, np.ndarray]:
-        """CSR of the instances by parent: the children of id ``i`` are
-        ``order[offsets[i] : offsets[i + 1]] + 1``, in id order."""
-        return bucket_rows(self.rows[:, PARENT], len(self.rows) + 1)
+    def _nested(self) -> tuple[list[list[int]], dict[tuple[int, int], int]]:
+        """The ids of each instance's children (instances whose parent it is), and
+        the id of each instance by (parent id, first call)."""
+        offsets, order = bucket_rows(self.rows[:, PARENT], len(self.rows) + 1)
+        ids, bounds = (order + 1).tolist(), offsets.tolist()
+        children = [ids[lo:hi] for lo, hi in zip(bounds[1:-1], bounds[2:], strict=True)]
+        keys = zip(self.rows[:, PARENT].tolist(), self.rows[:, FIRST].tolist(), strict=True)
+        return children, {key: i + 1 for i, key in enumerate(keys)}
 
-    def children_of(self, index: int) -> list[int]:
-        """The ids of the instances whose parent is group ``index`` (0-based)."""
-        offsets, order = self._children
-        return (order[offsets[index + 1] : offsets[index + 2]] + 1).tolist()
-
-    def _entry(self, index: int) -> dict[str, Any]:
-        entry = dict(self.head(index))
-        shape = self.layouts[int(self.rows[index, LAYOUT])]
+    def _build(self, indices: np.ndarray) -> None:
+        """Build the entries of groups ``indices`` (0-based), a layout at a time."""
         order, slot, _ = self.siblings
-        base = int(slot[entry["first"] - 1])
-        nested = self.children_of(index)
-        firsts = self.rows[np.asarray(nested, dtype=np.int64) - 1, FIRST].tolist()
-        by_first = dict(zip(firsts, nested, strict=True))
-
-        def call(offset: int) -> int:
-            return int(order[base + offset]) + 1
-
-        variants = [
-            {
-                "iterations": variant["iterations"],
-                "calls": variant["calls"],
-                "steps": variant["steps"],
-                "entries": [
-                    {"call": call(e["call"])}
-                    if "call" in e
-                    else {"group": by_first[call(e["group"])]}
-                    for e in variant["entries"]
-                ],
-            }
-            for variant in shape["variants"]
-        ]
-        entry["iterations"] = [call(offset) for offset in shape["iterations"]]
-        entry["template"] = variants[0]["entries"]
-        entry["variants"] = variants
-        entry["groups"] = nested
-        return entry
+        children, by_first = self._nested
+        layout_of = self.rows[indices, LAYOUT]
+        by_layout = np.argsort(layout_of, kind="stable")
+        edges = np.flatnonzero(np.diff(layout_of[by_layout])) + 1
+        for members in np.split(indices[by_layout], edges):
+            shape = self.layouts[int(self.rows[members[0], LAYOUT])]
+            repetitions = shape["repetitions"]
+            kinds = [[next(iter(e)) for e in v["entries"]] for v in shape["variants"]]
+            offsets = np.array(
+                shape["iterations"]
+                + [next(iter(e.values())) for v in shape["variants"] for e in v["entries"]],
+                dtype=np.int64,
+            )
+            base = slot[self.rows[members, FIRST] - 1]
+            calls = (order[base[:, None] + offsets[None, :]] + 1).tolist()
+            for index, row, found in zip(
+                members.tolist(), self.rows[members].tolist(), calls, strict=True
+            ):
+                entry = dict(self.head(index)) if self._heads[index] else self._head(index, row)
+                at = repetitions
+                variants = []
+                for variant, kind in zip(shape["variants"], kinds, strict=True):
+                    entries = [
+                        {"call": c} if k == "call" else {"group": by_first[index + 1, c]}
+                        for k, c in zip(kind, found[at : at + len(kind)], strict=True)
+                    ]
+                    at += len(kind)
+                    variants.append(
+                        {
+                            "iterations": variant["iterations"],
+                            "calls": variant["calls"],
+                            "steps": variant["steps"],
+                            "entries": entries,
+                        }
+                    )
+                entry["iterations"] = found[:repetitions]
+                entry["template"] = variants[0]["entries"]
+                entry["variants"] = variants
+                entry["groups"] = children[index]
+                self._built[index] = entry
 
     # -- reading a file ------------------------------------------------------------------
 
