@@ -22,7 +22,7 @@ def annotate(trace: Trace, options: FoldOptions | None = None) -> Folding:
     """Fold ``trace`` and attach the annotations to it (``trace.patterns``); by
     default with the options it was folded with before, if any."""
     if options is None and trace.patterns is not None:
-        options = _saved_options(trace.patterns.section.get("options"))
+        options = saved_options(trace.patterns.section.get("options"))
     folding = fold_trace(trace, options)
     trace.patterns = PatternColumns(
         group=folding.group,
@@ -33,8 +33,9 @@ def annotate(trace: Trace, options: FoldOptions | None = None) -> Folding:
     return folding
 
 
-def _saved_options(saved: Any) -> FoldOptions:
-    """The options of a ``patterns`` section, or the defaults where they are not valid."""
+def saved_options(saved: Any) -> FoldOptions:
+    """The options of a ``patterns`` section (``section["options"]``), or the
+    defaults where they are not valid."""
     defaults = FoldOptions()
     if not isinstance(saved, dict):
         return defaults

@@ -20,9 +20,9 @@ from otel_tracer.trace.save import output_problem, save
 from otel_tracer.trace.text import printable
 from otel_tracer.trace.tree import render_tree
 from patterns.annotate import LARGEST_KEYS, annotate, statistics
-from patterns.engine import fold_trace
 from patterns.fold import FoldOptions
 from patterns.render import render_grouped
+from patterns.restore import saved_or_folded
 
 MATCHES = ("structure", "function")
 
@@ -197,7 +197,7 @@ def _main(argv: list[str] | None) -> int:
         folding = annotate(trace, options)
         stats = trace.patterns.section["statistics"]
     else:  # the view or its statistics: no group entries to build
-        folding = fold_trace(trace, options)
+        folding = saved_or_folded(trace, options)
         stats = statistics(folding)
     if not args.quiet:
         print(f"patterns: {summary_line(stats)}", file=sys.stderr)

@@ -9,6 +9,7 @@ group instance that contains it, its iteration and its variant.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -121,10 +122,25 @@ class Folding:
 def fold_trace(trace: Trace, options: FoldOptions | None = None) -> Folding:
     """Fold every sequence of siblings in ``trace`` and annotate its calls."""
     options = options or FoldOptions()
+    folder = Folder(options)
+    function = trace.calls.function.astype(np.int64)
+
+    def fold(shapes: Shapes, owners: np.ndarray, steps: np.ndarray) -> list[LocalGroup]:
+        first = steps[0]
+        return folder.fold(shapes.shape[first], function[first], shapes.size[first])
+
+    return build_folding(trace, options, fold)
+
+
+# the groups of one distinct child sequence: (shapes, its owners, their step rows)
+SequenceFolder = Callable[[Shapes, np.ndarray, np.ndarray], list[LocalGroup]]
+
+
+def build_folding(trace: Trace, options: FoldOptions, fold: SequenceFolder) -> Folding:
+    """The folding of ``trace`` whose groups for each distinct child sequence
+    (the children of calls of one shape, or a thread's roots) ``fold`` gives."""
     shapes = compute_shapes(trace)
     calls = trace.calls
-    folder = Folder(options)
-    function = calls.function.astype(np.int64)
     offsets, order = trace.children
     roots = order[offsets[0] : offsets[1]]
     thread_roots = [roots[calls.thread[roots] == t] for t in range(len(trace.threads))]
@@ -146,8 +162,7 @@ def fold_trace(trace: Trace, options: FoldOptions | None = None) -> Folding:
 
     sequences: list[Sequence] = []
     for owners, steps in owner_lists:
-        first = steps[0]
-        groups = folder.fold(shapes.shape[first], function[first], shapes.size[first])
+        groups = fold(shapes, owners, steps)
         if groups:
             sequences.append(Sequence(groups, _flatten(groups), owners, steps))
     sequence_of_owner = {

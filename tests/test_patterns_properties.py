@@ -34,6 +34,7 @@ from patterns.engine import Folding, fold_trace
 from patterns.fold import FoldOptions
 from patterns.groups import LocalGroup
 from patterns.render import grouped_lines
+from patterns.restore import restored_folding
 
 REPO = Path(__file__).resolve().parent.parent
 _SCHEMA = json.loads((REPO / "otel_tracer/trace/schema/trace-v3.schema.json").read_text())
@@ -537,6 +538,36 @@ def check_annotations(folding: Folding) -> None:
         assert got.thread[folding.group[row]] == folding.trace.calls.thread[row]
 
 
+def assert_same_group(a: LocalGroup, b: LocalGroup) -> None:
+    assert a.bounds.tolist() == b.bounds.tolist() and a.near == b.near
+    assert a.variant_of.tolist() == b.variant_of.tolist() and len(a.variants) == len(b.variants)
+    for x, y in zip(a.variants, b.variants, strict=True):
+        assert (x.iterations.tolist(), x.steps, x.calls) == (
+            y.iterations.tolist(),
+            y.steps,
+            y.calls,
+        )
+        assert len(x.nested) == len(y.nested)
+        for p, q in zip(x.nested, y.nested, strict=True):
+            assert_same_group(p, q)
+
+
+def assert_same_folding(restored: Folding | None, folding: Folding) -> None:
+    """A folding rebuilt from the saved groups is the one folding made."""
+    assert restored is not None
+    assert len(restored.sequences) == len(folding.sequences)
+    for mine, theirs in zip(restored.sequences, folding.sequences, strict=True):
+        assert np.array_equal(mine.owners, theirs.owners)
+        assert np.array_equal(mine.steps, theirs.steps)
+        assert len(mine.groups) == len(theirs.groups) and len(mine.placed) == len(theirs.placed)
+        for a, b in zip(mine.groups, theirs.groups, strict=True):
+            assert_same_group(a, b)
+    for name in ("sequence", "placed", "owner", "parent", "first", "last", "parent_call"):
+        assert np.array_equal(getattr(restored.instances, name), getattr(folding.instances, name))
+    assert np.array_equal(restored.group, folding.group)
+    assert list(grouped_lines(restored)) == list(grouped_lines(folding))
+
+
 def section_json(section: dict) -> dict:
     """A ``patterns`` section as the file has it, parsed back."""
     return orjson.loads(orjson.dumps(section_document(section), option=orjson.OPT_SERIALIZE_NUMPY))
@@ -555,6 +586,7 @@ def check_round_trip(trace: Trace, options: FoldOptions, interleaved: bool) -> N
     assert loaded.patterns.variant.tolist() == trace.patterns.variant.tolist()
     for row in range(len(trace)):
         assert loaded.patterns.attributes_of(row) == trace.patterns.attributes_of(row)
+    assert_same_folding(restored_folding(loaded, options), folding)  # not folded again
     groups = section["groups"]
     assert len(groups) == len(folding.instances)
     stats = section["statistics"]

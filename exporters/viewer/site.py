@@ -13,8 +13,10 @@ from exporters.viewer.data import ViewBuilder, ViewerData, build_data, details_b
 from exporters.viewer.page import render_page, render_page_pieces
 from otel_tracer.trace.model import Trace
 from otel_tracer.trace.save import atomic_output
-from patterns.engine import Folding, fold_trace
+from patterns.annotate import saved_options
+from patterns.engine import Folding
 from patterns.fold import FoldOptions
+from patterns.restore import saved_or_folded
 
 
 def fold_for_viewer(
@@ -24,13 +26,10 @@ def fold_for_viewer(
     was annotated with (when it was), else the defaults; None without patterns."""
     if not patterns:
         return None
-    if options is not None:
-        return fold_trace(trace, options)
-    options = FoldOptions()
-    if trace.patterns is not None:
-        saved = trace.patterns.section.get("options", {})
-        options = FoldOptions(match=saved.get("match", "structure"), near=saved.get("near", True))
-    return fold_trace(trace, options)
+    if options is None:
+        saved = trace.patterns.section.get("options") if trace.patterns is not None else None
+        options = saved_options(saved)
+    return saved_or_folded(trace, options)
 
 
 def page_title(trace: Trace, fallback: str) -> str:

@@ -1,6 +1,8 @@
 """Loading the documented JSON trace (docs/trace-format.md) back into a Trace.
 
-Version 2 stores each call as a row of integers (``CALL_FIELDS``). With the C
+Versions 2 and 3 store each call as a row of integers (``CALL_FIELDS``); 3 writes
+the pattern groups as shared layouts and rows (``group_table``), 2 as one object
+per group (checked as columns by ``plain_groups`` when they are as written). With the C
 speedups built, ``load`` finds the ``calls`` array in the file's bytes, decodes
 it straight into the model's numpy columns (``decode_calls``) and parses only the
 rest of the document with orjson; without them, or for a document already
@@ -209,7 +211,7 @@ def from_document(doc: Any, name: str = "trace") -> Trace:
 
 def _build(doc: dict[str, Any], name: str, decode) -> Trace:
     """The trace of a document whose header is checked; ``decode()`` gives the call
-    columns of a version 2 document (None: a version 1 document)."""
+    columns of a version 2 or 3 document (None: a version 1 document)."""
     plain = _plain_groups(doc) if decode is not None and doc["version"] == 2 else None
     skip = [doc["patterns"]["groups"]] if plain is not None or _group_rows(doc) else []
     if decode is not None:  # arguments: lists of integers, else rejected by _tables
@@ -265,7 +267,7 @@ def _nesting(doc: dict[str, Any], limit: int, skip: list[Any]) -> int:
     return deepest
 
 
-# ---- version 2 ------------------------------------------------------------------
+# ---- versions 2 and 3 --------------------------------------------------------------
 
 
 def _decode_native(raw: bytes, start: int) -> tuple[list[np.ndarray], int]:

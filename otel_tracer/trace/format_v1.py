@@ -1,7 +1,7 @@
 """Reading version 1 of the JSON trace (one object per call), which traces written
 before version 2 use: a call object per row, ``depth`` and ``end`` written out,
 arguments as ``{name: summary}``. Kept so old traces still open; writing is
-version 2 only (otel_tracer/trace/save.py)."""
+version 3 only (otel_tracer/trace/save.py)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,125 @@
+"""The folding a trace was saved with, rebuilt from its pattern groups (trace
+format 3) instead of folding the trace again: the grouped view and the viewer of
+a saved trace then cost a load, not a fold.
+
+Every instance of a group in the file gives its layout and its place among its
+siblings, so the groups of each distinct child sequence are read off the first
+call that has it. What is rebuilt is checked: sane bounds and variants, and the
+same pattern mark on every call as the file has. A file that fails gets folded
+again, as before."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from otel_tracer.trace.group_table import FIRST, LAYOUT, PARENT, PARENT_CALL, THREAD, GroupTable
+from otel_tracer.trace.model import Trace
+from patterns.engine import Folding, build_folding, fold_trace
+from patterns.fold import FoldOptions
+from patterns.groups import LocalGroup, Variant
+from patterns.shapes import Shapes
+
+
+class _Unsound(Exception):
+    """Saved groups that do not describe a folding of this trace."""
+
+
+def saved_or_folded(trace: Trace, options: FoldOptions) -> Folding:
+    """The folding saved in ``trace`` with ``options``, else ``trace`` folded."""
+    return restored_folding(trace, options) or fold_trace(trace, options)
+
+
+def restored_folding(trace: Trace, options: FoldOptions) -> Folding | None:
+    """The folding ``trace`` was annotated with, when it was saved as format 3
+    with ``options`` and its groups check out; else None."""
+    if trace.patterns is None:
+        return None
+    section = trace.patterns.section
+    table = section["groups"]
+    if not isinstance(table, GroupTable):
+        return None
+    if section["options"] != {"match": options.match, "near": options.near}:
+        return None
+    try:
+        folding = build_folding(trace, options, _Restorer(table).groups)
+    except (_Unsound, IndexError, KeyError, ValueError):
+        return None
+    saved = trace.patterns
+    same = (
+        np.array_equal(folding.group, saved.group)
+        and np.array_equal(folding.iteration, saved.iteration)
+        and np.array_equal(folding.variant, saved.variant)
+        and len(folding.instances) == len(table)
+    )
+    return folding if same else None
+
+
+class _Restorer:
+    """Local groups from the saved instances, a sequence's owner at a time."""
+
+    def __init__(self, table: GroupTable) -> None:
+        self.table = table
+        rows = table.rows
+        self.rows = rows.tolist()
+        parent = rows[:, PARENT]
+        up = np.maximum(parent - 1, 0)
+        own = (parent > 0) & (rows[up, PARENT_CALL] == rows[:, PARENT_CALL])
+        own &= rows[up, THREAD] == rows[:, THREAD]  # the parent folds the same siblings
+        self.top: dict[int, list[int]] = {}  # owner (a row, or -1 - thread) -> top instances
+        for index in np.flatnonzero(~own).tolist():
+            _, _, parent_call, thread, _, _ = self.rows[index]
+            owner = parent_call - 1 if parent_call else -1 - thread
+            self.top.setdefault(owner, []).append(index)
+        self.by_first: dict[tuple[int, int], int] = {
+            (row[PARENT], row[FIRST]): index for index, row in enumerate(self.rows)
+        }
+
+    def groups(self, shapes: Shapes, owners: np.ndarray, steps: np.ndarray) -> list[LocalGroup]:
+        """The top-level groups of the sequence whose first owner is ``owners[0]``."""
+        ids = (steps[0] + 1).tolist()
+        position = {call: p for p, call in enumerate(ids)}
+        groups = [self._group(i, ids, position) for i in self.top.get(int(owners[0]), [])]
+        _check_order(groups, len(ids))
+        return groups
+
+    def _group(self, index: int, ids: list[int], position: dict[int, int]) -> LocalGroup:
+        """The local group of instance ``index`` in a sequence of calls ``ids``
+        (``position``: where each of them is)."""
+        row = self.rows[index]
+        layout: dict[str, Any] = self.table.layouts[row[LAYOUT]]
+        start = position[row[FIRST]]
+        repetitions = layout["repetitions"]
+        variant_of = np.full(repetitions, -1, dtype=np.int32)
+        variants = []
+        for v, saved in enumerate(layout["variants"]):
+            iterations = np.asarray(saved["iterations"], dtype=np.int64)
+            if not len(iterations) or np.any(variant_of[iterations] >= 0):
+                raise _Unsound
+            variant_of[iterations] = v
+            nested = []
+            for entry in saved["entries"]:
+                if "group" in entry:
+                    at = start + entry["group"]
+                    nested.append(self._group(self.by_first[index + 1, ids[at]], ids, position))
+            variants.append(Variant(iterations, nested, saved["steps"], saved["calls"]))
+        if np.any(variant_of < 0):
+            raise _Unsound
+        offsets = [*layout["iterations"], layout["iterations"][-1] + variants[variant_of[-1]].steps]
+        bounds = np.asarray(offsets, dtype=np.int64) + start
+        group = LocalGroup(bounds, variant_of, variants, layout["near"])
+        for variant in variants:
+            j = variant.representative
+            _check_order(variant.nested, int(bounds[j + 1]), int(bounds[j]))
+        if np.any(np.diff(bounds) < 1) or bounds[-1] > len(position):
+            raise _Unsound
+        return group
+
+
+def _check_order(groups: list[LocalGroup], stop: int, start: int = 0) -> None:
+    """Groups in order, apart, inside ``start..stop``."""
+    for group in groups:
+        if group.start < start or group.stop > stop:
+            raise _Unsound
+        start = group.stop
