@@ -6,14 +6,16 @@ import functools
 import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from otel_tracer.record.options import RecordOptions
 from otel_tracer.record.recorder import Recorder
 from otel_tracer.record.scope import Scope
-from otel_tracer.trace.model import Trace
 from otel_tracer.trace.redact import redact as redact_secrets
 from otel_tracer.trace.redact import redact_argv, secret_names
+
+if TYPE_CHECKING:  # numpy and the model load after the run: recording needs neither
+    from otel_tracer.trace.model import Trace
 
 F = TypeVar("F", bound=Callable[..., Any])
 
