@@ -137,3 +137,25 @@ def test_a_program_that_closes_its_streams_still_gets_its_trace(tmp_path: Path, 
     # the text view, with no -o, goes to the tracer's stdout
     text = run_tracer(["prog.py"], tmp_path)
     assert text.returncode == 0 and "work" in text.stdout, text.stderr
+
+
+def test_the_api_tracer_records_without_numpy(tmp_path) -> None:
+    """``otel_tracer.Tracer`` imports numpy (about 15 MB) only to build the trace
+    after the block: while the program runs, recording holds only its events."""
+    script = """
+        import sys
+        import otel_tracer
+
+        def work(n):
+            return n + 1
+
+        tracer = otel_tracer.Tracer(scope=[__file__])
+        with tracer:
+            work(1)
+            print("during", "numpy" in sys.modules)
+        print("after", "numpy" in sys.modules, len(tracer.trace))
+    """
+    write_files(tmp_path, {"prog.py": script})
+    result = run_python(["prog.py"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["during", "False", "after", "True", "1"]
