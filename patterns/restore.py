@@ -91,30 +91,39 @@ class _Restorer:
         layout: dict[str, Any] = self.table.layouts[row[LAYOUT]]
         start = position[row[FIRST]]
         repetitions = layout["repetitions"]
-        variant_of = np.full(repetitions, -1, dtype=np.int32)
+        variant_of = [-1] * repetitions
         variants = []
         for v, saved in enumerate(layout["variants"]):
-            iterations = np.asarray(saved["iterations"], dtype=np.int64)
-            if not len(iterations) or np.any(variant_of[iterations] >= 0):
+            iterations = saved["iterations"]
+            if not iterations or iterations != sorted(set(iterations)) or saved["steps"] < 1:
                 raise _Unsound
-            variant_of[iterations] = v
+            for j in iterations:
+                if variant_of[j] >= 0:
+                    raise _Unsound
+                variant_of[j] = v
             nested = []
             for entry in saved["entries"]:
                 if "group" in entry:
                     at = start + entry["group"]
                     nested.append(self._group(self.by_first[index + 1, ids[at]], ids, position))
-            variants.append(Variant(iterations, nested, saved["steps"], saved["calls"]))
-        if np.any(variant_of < 0):
+            steps = np.asarray(iterations, dtype=np.int64)
+            variants.append(Variant(steps, nested, saved["steps"], saved["calls"]))
+        bounds = [start + offset for offset in layout["iterations"]]
+        bounds.append(bounds[-1] + variants[variant_of[-1]].steps)
+        for j, v in enumerate(variant_of):  # every iteration: one variant, its steps
+            if v < 0 or bounds[j + 1] - bounds[j] != variants[v].steps:
+                raise _Unsound
+        if bounds[-1] > len(ids):
             raise _Unsound
-        offsets = [*layout["iterations"], layout["iterations"][-1] + variants[variant_of[-1]].steps]
-        bounds = np.asarray(offsets, dtype=np.int64) + start
-        group = LocalGroup(bounds, variant_of, variants, layout["near"])
         for variant in variants:
             j = variant.representative
-            _check_order(variant.nested, int(bounds[j + 1]), int(bounds[j]))
-        if np.any(np.diff(bounds) < 1) or bounds[-1] > len(position):
-            raise _Unsound
-        return group
+            _check_order(variant.nested, bounds[j + 1], bounds[j])
+        return LocalGroup(
+            np.asarray(bounds, dtype=np.int64),
+            np.asarray(variant_of, dtype=np.int32),
+            variants,
+            layout["near"],
+        )
 
 
 def _check_order(groups: list[LocalGroup], stop: int, start: int = 0) -> None:
