@@ -44,6 +44,7 @@ class Options:
     patterns: bool = True
     match: str = "structure"
     near: bool = True
+    fold_budget: float | None = None  # seconds; None: the default, 0: no limit
     redact: list[str] = field(default_factory=list)
     show: list[str] = field(default_factory=list)
     redaction: bool = True
@@ -112,6 +113,17 @@ def _positive_int(label: str, value: str) -> int:
         raise UsageError(message)
     if number > _INT64_MAX:
         raise UsageError(f"option {label} needs an integer <= {_INT64_MAX}, got {value!r}")
+    return number
+
+
+def _seconds(label: str, value: str) -> float:
+    """``value`` as a number of seconds, 0 or more (and finite)."""
+    try:
+        number = float(value)
+    except ValueError:
+        number = -1.0
+    if not 0 <= number < float("inf"):
+        raise UsageError(f"option {label} needs a number of seconds >= 0, got {value!r}")
     return number
 
 
@@ -211,6 +223,15 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "near",
         "only fold repetitions that have the same steps (no near-repeat groups with variants)",
         const=False,
+    ),
+    OptionSpec(
+        ("--fold-budget",),
+        "fold_budget",
+        "give up folding patterns after SECONDS, and write the trace without pattern groups "
+        "(python -m patterns folds it later); default: the program's own run time, at least "
+        "10 s; 0: no limit",
+        metavar="SECONDS",
+        convert=_seconds,
     ),
     OptionSpec(
         ("--redact",),

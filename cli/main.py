@@ -14,6 +14,7 @@ import re
 import shutil
 import signal
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from functools import partial
@@ -399,10 +400,25 @@ def _finish(recorder, plan, opts, outcome, parts, base, argv_run, status) -> Non
     if opts.patterns:
         from patterns.annotate import annotate
         from patterns.cli import summary_line
+        from patterns.engine import FoldingTooSlow
         from patterns.fold import FoldOptions
 
+        budget = _fold_budget(opts.fold_budget, trace.meta.get("duration_ns", 0))
+        started = time.perf_counter()
         try:
-            folding = annotate(trace, FoldOptions(match=opts.match, near=opts.near))
+            folding = annotate(
+                trace,
+                FoldOptions(match=opts.match, near=opts.near),
+                started + budget if budget else None,
+            )
+        except FoldingTooSlow:
+            trace.patterns = None
+            print(
+                f"otel-tracer: patterns: folding stopped after {time.perf_counter() - started:.1f}"
+                f" s (budget {budget:g} s, --fold-budget); the trace is written without "
+                "pattern groups: python -m patterns TRACE folds it",
+                file=sys.stderr,
+            )
         except Exception as error:  # a bug in folding must not cost the user the trace
             trace.patterns = None
             print(
@@ -448,6 +464,17 @@ def _describe(error: BaseException | None) -> dict[str, str] | None:
 
     kind, message = summarize_exception(error)
     return {"type": kind, "message": message}
+
+
+MIN_FOLD_BUDGET_S = 10.0
+
+
+def _fold_budget(asked: float | None, program_ns: int) -> float:
+    """Seconds folding may take (0: no limit): ``--fold-budget``, else the
+    program's own run time, at least ``MIN_FOLD_BUDGET_S``."""
+    if asked is not None:
+        return asked
+    return max(MIN_FOLD_BUDGET_S, program_ns / 1e9)
 
 
 def _write_outputs(

@@ -18,12 +18,15 @@ LARGEST = 5
 LARGEST_KEYS = ("id", "repetitions", "calls_per_repetition", "total_calls", "first")
 
 
-def annotate(trace: Trace, options: FoldOptions | None = None) -> Folding:
+def annotate(
+    trace: Trace, options: FoldOptions | None = None, deadline: float | None = None
+) -> Folding:
     """Fold ``trace`` and attach the annotations to it (``trace.patterns``); by
-    default with the options it was folded with before, if any."""
+    default with the options it was folded with before, if any. ``deadline``: see
+    ``fold_trace``."""
     if options is None and trace.patterns is not None:
         options = saved_options(trace.patterns.section.get("options"))
-    folding = fold_trace(trace, options)
+    folding = fold_trace(trace, options, deadline)
     trace.patterns = PatternColumns(
         group=folding.group,
         iteration=folding.iteration,

@@ -9,6 +9,7 @@ group instance that contains it, its iteration and its variant.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -119,8 +120,15 @@ class Folding:
         return placed, sequence.steps[int(self.instances.owner[index])]
 
 
-def fold_trace(trace: Trace, options: FoldOptions | None = None) -> Folding:
-    """Fold every sequence of siblings in ``trace`` and annotate its calls."""
+class FoldingTooSlow(Exception):
+    """Folding went past its deadline (``time.perf_counter()`` seconds)."""
+
+
+def fold_trace(
+    trace: Trace, options: FoldOptions | None = None, deadline: float | None = None
+) -> Folding:
+    """Fold every sequence of siblings in ``trace`` and annotate its calls;
+    ``FoldingTooSlow`` once ``deadline`` has passed (checked between sequences)."""
     options = options or FoldOptions()
     folder = Folder(options)
     function = trace.calls.function.astype(np.int64)
@@ -129,14 +137,16 @@ def fold_trace(trace: Trace, options: FoldOptions | None = None) -> Folding:
         first = steps[0]
         return folder.fold(shapes.shape[first], function[first], shapes.size[first])
 
-    return build_folding(trace, options, fold)
+    return build_folding(trace, options, fold, deadline)
 
 
 # the groups of one distinct child sequence: (shapes, its owners, their step rows)
 SequenceFolder = Callable[[Shapes, np.ndarray, np.ndarray], list[LocalGroup]]
 
 
-def build_folding(trace: Trace, options: FoldOptions, fold: SequenceFolder) -> Folding:
+def build_folding(
+    trace: Trace, options: FoldOptions, fold: SequenceFolder, deadline: float | None = None
+) -> Folding:
     """The folding of ``trace`` whose groups for each distinct child sequence
     (the children of calls of one shape, or a thread's roots) ``fold`` gives."""
     shapes = compute_shapes(trace)
@@ -162,6 +172,8 @@ def build_folding(trace: Trace, options: FoldOptions, fold: SequenceFolder) -> F
 
     sequences: list[Sequence] = []
     for owners, steps in owner_lists:
+        if deadline is not None and time.perf_counter() > deadline:
+            raise FoldingTooSlow
         groups = fold(shapes, owners, steps)
         if groups:
             sequences.append(Sequence(groups, _flatten(groups), owners, steps))

@@ -344,6 +344,18 @@ def test_rule6_good_integers(option):
     assert getattr(parse_args(["s.py", f"{option}=250000"]), dest) == 250000
 
 
+@pytest.mark.parametrize("value", ["-1", "abc", "nan", "inf", "1e400", "-0.5"])
+def test_rule6_bad_fold_budget(value):
+    message = f"option --fold-budget needs a number of seconds >= 0, got '{value}'"
+    assert usage_error(["s.py", f"--fold-budget={value}"]) == message
+
+
+def test_rule6_fold_budget():
+    assert parse_args(["s.py"]).fold_budget is None
+    assert parse_args(["--fold-budget", "2.5", "s.py"]).fold_budget == 2.5
+    assert parse_args(["s.py", "--fold-budget=0"]).fold_budget == 0
+
+
 @pytest.mark.parametrize("core", ["auto", "c", "python", "monitoring", "pymonitoring"])
 def test_rule6_core_choices(core):
     assert parse_args(["--core", core, "s.py"]).core == core

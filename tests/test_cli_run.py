@@ -736,7 +736,7 @@ def test_a_folding_failure_still_writes_the_trace(tmp_path, monkeypatch, capsys)
 
     write_files(tmp_path, {"prog.py": "def f():\n    return 1\nf()\nf()\nf()\n"})
 
-    def broken(trace, options=None):
+    def broken(trace, options=None, deadline=None):
         raise RuntimeError("boom")
 
     monkeypatch.setattr(annotate_module, "annotate", broken)

@@ -207,3 +207,21 @@ def test_stats_of_a_folded_trace_are_those_it_saved(traced):
     (traced / "odd-stats.json").write_text(json.dumps(doc))
     refolded = patterns_cli(["odd-stats.json", "--stats", "-q"], traced)
     assert refolded.returncode == 0 and refolded.stdout == fresh.stdout
+
+
+def test_folding_past_its_budget_is_given_up_and_said(tmp_path):
+    """``--fold-budget``: folding that takes longer is given up, the run says so
+    in one line, and the trace is written whole, without pattern groups, for
+    ``python -m patterns`` to fold later; 0 means no limit."""
+    write_files(tmp_path, {"train.py": TRAINING})
+    slow = run_tracer(["train.py", "--fold-budget", "1e-9", "-o", "t.json"], tmp_path)
+    assert slow.returncode == 0, slow.stderr
+    (line,) = [x for x in slow.stderr.splitlines() if "folding stopped" in x]
+    assert "budget 1e-09 s, --fold-budget" in line and "without pattern groups" in line
+    trace = otel_tracer.load(tmp_path / "t.json")
+    assert trace.patterns is None and len(trace) > 100
+    later = patterns_cli(["t.json", "--stats", "-q"], tmp_path)
+    assert later.returncode == 0 and "largest groups:" in later.stdout
+    unlimited = run_tracer(["train.py", "--fold-budget", "0", "-q", "-o", "u.json"], tmp_path)
+    assert unlimited.returncode == 0 and unlimited.stderr == ""
+    assert otel_tracer.load(tmp_path / "u.json").patterns is not None
