@@ -186,3 +186,49 @@ def json_positions(value, prefix=()):
         for index, item in enumerate(value):
             yield prefix + (index,)
             yield from json_positions(item, prefix + (index,))
+
+
+# nested loops with irregular iterations, a loop among a loop's own steps (group
+# entries), a near repeat, and the same loops in a second thread
+LOOPS_PROGRAM = """
+    import threading
+
+    def leaf(i):
+        return i
+
+    def mid(i):
+        for j in range(i % 3 + 2):
+            leaf(j)
+        if i % 4 == 0:
+            leaf(-1)
+
+    def outer(n):
+        for i in range(n):
+            mid(i)
+            leaf(i)
+
+    def step(i):
+        return -i
+
+    def flat(n):
+        for i in range(n):
+            step(i)
+            for j in range(3 if i % 2 else 2):
+                leaf(j)
+
+    worker = threading.Thread(target=outer, args=(9,))
+    worker.start()
+    worker.join()
+    outer(12)
+    for k in range(5):
+        leaf(k)
+    flat(6)
+"""
+
+
+def traced_loops(root: Path) -> Path:
+    """``LOOPS_PROGRAM`` traced with the defaults into ``root / "trace.json"``."""
+    write_files(root, {"prog.py": LOOPS_PROGRAM})
+    result = run_tracer(["prog.py", "-q", "-o", "trace.json"], root)
+    assert result.returncode == 0, result.stderr
+    return root / "trace.json"

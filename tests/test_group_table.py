@@ -10,7 +10,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import json_positions, run_tracer, write_files
+from conftest import json_positions, traced_loops
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -19,42 +19,6 @@ from otel_tracer.trace.format import TraceFormatError, from_document
 from otel_tracer.trace.group_table import GroupTable
 from otel_tracer.trace.save import to_document
 
-# nested loops with irregular iterations, a loop among a loop's own steps (group
-# entries), a near repeat, and the same loops in a second thread
-PROGRAM = """
-    import threading
-
-    def leaf(i):
-        return i
-
-    def mid(i):
-        for j in range(i % 3 + 2):
-            leaf(j)
-        if i % 4 == 0:
-            leaf(-1)
-
-    def outer(n):
-        for i in range(n):
-            mid(i)
-            leaf(i)
-
-    def step(i):
-        return -i
-
-    def flat(n):
-        for i in range(n):
-            step(i)
-            for j in range(3 if i % 2 else 2):
-                leaf(j)
-
-    worker = threading.Thread(target=outer, args=(9,))
-    worker.start()
-    worker.join()
-    outer(12)
-    for k in range(5):
-        leaf(k)
-    flat(6)
-"""
 FUZZ = settings(
     max_examples=300,
     deadline=None,
@@ -64,11 +28,7 @@ FUZZ = settings(
 
 @pytest.fixture(scope="module")
 def document(tmp_path_factory) -> dict:
-    root = tmp_path_factory.mktemp("groups")
-    write_files(root, {"prog.py": PROGRAM})
-    result = run_tracer(["prog.py", "-q", "-o", "trace.json"], root)
-    assert result.returncode == 0, result.stderr
-    return json.loads((root / "trace.json").read_text())
+    return json.loads(traced_loops(tmp_path_factory.mktemp("groups")).read_text())
 
 
 def sound(document: dict) -> bool:

@@ -8,7 +8,7 @@ import copy
 import json
 
 import pytest
-from conftest import json_positions, run_tracer, write_files
+from conftest import json_positions, traced_loops
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -16,43 +16,6 @@ import otel_tracer
 from otel_tracer.trace import checks
 from otel_tracer.trace.plain_groups import PlainGroups
 from otel_tracer.trace.save import to_document
-
-# nested loops with irregular iterations, a loop in a loop's own siblings (group
-# entries), a near repeat and a second thread
-PROGRAM = """
-    import threading
-
-    def leaf(i):
-        return i
-
-    def mid(i):
-        for j in range(i % 3 + 2):
-            leaf(j)
-        if i % 4 == 0:
-            leaf(-1)
-
-    def outer(n):
-        for i in range(n):
-            mid(i)
-            leaf(i)
-
-    def step(i):
-        return -i
-
-    def flat(n):
-        for i in range(n):
-            step(i)
-            for j in range(3 if i % 2 else 2):
-                leaf(j)
-
-    worker = threading.Thread(target=outer, args=(9,))
-    worker.start()
-    worker.join()
-    outer(12)
-    for k in range(5):
-        leaf(k)
-    flat(6)
-"""
 
 FUZZ = settings(
     max_examples=1000,
@@ -85,11 +48,8 @@ def _values(n: int, groups: int) -> st.SearchStrategy:
 
 @pytest.fixture(scope="module")
 def document(tmp_path_factory) -> dict:
-    root = tmp_path_factory.mktemp("plain")
-    write_files(root, {"prog.py": PROGRAM})
-    result = run_tracer(["prog.py", "-q", "-o", "trace.json"], root)
-    assert result.returncode == 0, result.stderr
-    return version_2(json.loads((root / "trace.json").read_text()), root / "trace.json")
+    path = traced_loops(tmp_path_factory.mktemp("plain"))
+    return version_2(json.loads(path.read_text()), path)
 
 
 def version_2(document: dict, path) -> dict:

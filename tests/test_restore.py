@@ -8,10 +8,9 @@ import copy
 import json
 
 import pytest
-from conftest import json_positions, run_tracer, write_files
+from conftest import json_positions, traced_loops
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_group_table import PROGRAM
 from test_patterns_properties import assert_same_folding
 
 from otel_tracer.trace.format import TraceFormatError, from_document
@@ -23,11 +22,7 @@ from patterns.restore import restored_folding, saved_or_folded
 
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory) -> dict:
-    root = tmp_path_factory.mktemp("restore")
-    write_files(root, {"prog.py": PROGRAM})
-    result = run_tracer(["prog.py", "-q", "-o", "trace.json"], root)
-    assert result.returncode == 0, result.stderr
-    return json.loads((root / "trace.json").read_text())
+    return json.loads(traced_loops(tmp_path_factory.mktemp("restore")).read_text())
 
 
 def test_the_saved_folding_is_the_folding(saved) -> None:
