@@ -22,7 +22,7 @@ from otel_tracer.trace.tree import render_tree
 from patterns.annotate import LARGEST_KEYS, annotate, statistics
 from patterns.fold import FoldOptions
 from patterns.render import render_grouped
-from patterns.restore import saved_or_folded
+from patterns.restore import restored_folding, saved_or_folded
 
 MATCHES = ("structure", "function")
 
@@ -194,7 +194,9 @@ def _main(argv: list[str] | None) -> int:
         print_statistics(saved, sys.stdout)
         return 0
     if args.json is not None:  # the annotated trace: the whole patterns section
-        folding = annotate(trace, options)
+        saved = saved_statistics(trace, options)
+        if saved is None or restored_folding(trace, options) is None:
+            annotate(trace, options)  # else the trace holds them already
         stats = trace.patterns.section["statistics"]
     else:  # the view or its statistics: no group entries to build
         folding = saved_or_folded(trace, options)

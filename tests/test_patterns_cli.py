@@ -225,3 +225,17 @@ def test_folding_past_its_budget_is_given_up_and_said(tmp_path):
     unlimited = run_tracer(["train.py", "--fold-budget", "0", "-q", "-o", "u.json"], tmp_path)
     assert unlimited.returncode == 0 and unlimited.stderr == ""
     assert otel_tracer.load(tmp_path / "u.json").patterns is not None
+
+
+def test_annotating_a_folded_trace_again_keeps_its_groups(traced):
+    """``--json`` with the options the trace was folded with writes the same groups
+    and marks (read, not folded again); other options fold it again."""
+    same = patterns_cli(["trace.json", "--json", "same.json", "-q"], traced)
+    assert same.returncode == 0, same.stderr
+    before = json.loads((traced / "trace.json").read_text())
+    after = json.loads((traced / "same.json").read_text())
+    assert after["patterns"] == before["patterns"] and after["calls"] == before["calls"]
+    exact = patterns_cli(["trace.json", "--json", "exact.json", "--exact", "-q"], traced)
+    assert exact.returncode == 0, exact.stderr
+    refolded = json.loads((traced / "exact.json").read_text())
+    assert refolded["patterns"]["options"] == {"match": "structure", "near": False}
