@@ -395,7 +395,10 @@ def _from_v2(doc: dict[str, Any], decode, plain: PlainGroups | None) -> Trace:
         iteration_col = np.where(marked, iteration, -1)
         variant_col = np.where(marked, variant, -1).astype(np.int32)
         check_pattern_marks(group_col, iteration_col, variant_col, *group_counts(groups))
-        patterns = PatternColumns(group_col, iteration_col, variant_col, section)
+        small = np.int32 if n < 2**31 else np.int64  # as folding makes them, once checked
+        patterns = PatternColumns(
+            group_col.astype(small), iteration_col.astype(small), variant_col, section
+        )
     else:
         expect(not np.any(group), "pattern marks without a patterns section")
     trace = Trace(

@@ -119,7 +119,11 @@ class GroupTable(Sequence):
     def siblings(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(order, slot, end)``: the calls grouped into sibling lists (each
         thread's roots, then each call's children, in start order), each call's
-        position in ``order`` and the end of its list there."""
+        position in ``order`` and the end of its list there (kept once asked
+        for: 24 bytes per call)."""
+        return self._sibling_lists()
+
+    def _sibling_lists(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         n, threads = len(self._parent), self._threads
         key = np.where(self._parent >= 0, self._parent + threads, self._thread)
         offsets, order = bucket_rows(key.astype(np.int64), n + threads)
@@ -217,7 +221,7 @@ class GroupTable(Sequence):
             _all((self._parent[below] == parent_call - 1) & (self._thread[below] == thread)),
             f"{where} first call is not a child of its parent call",
         )
-        order, slot, end = self.siblings
+        order, slot, end = self._sibling_lists()  # not kept: most readers never need it
         reach = np.array([o[0] for o in offsets], dtype=np.int64)[layout]
         _expect(_all(slot[below] + reach < end[below]), f"{where} steps run past its siblings")
         known = np.sort(parent * (n + 1) + first)  # (parent id, first call) of every instance
