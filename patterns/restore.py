@@ -43,7 +43,7 @@ def restored_folding(trace: Trace, options: FoldOptions) -> Folding | None:
     if section["options"] != {"match": options.match, "near": options.near}:
         return None
     try:
-        folding = build_folding(trace, options, _Restorer(table).groups)
+        folding = build_folding(trace, options, _Restorer(table, len(trace)).groups)
     except (_Unsound, IndexError, KeyError, ValueError):
         return None
     saved = trace.patterns
@@ -59,37 +59,40 @@ def restored_folding(trace: Trace, options: FoldOptions) -> Folding | None:
 class _Restorer:
     """Local groups from the saved instances, a sequence's owner at a time."""
 
-    def __init__(self, table: GroupTable) -> None:
+    def __init__(self, table: GroupTable, calls: int) -> None:
         self.table = table
         rows = table.rows
-        self.rows = rows.tolist()
         parent = rows[:, PARENT]
         up = np.maximum(parent - 1, 0)
         own = (parent > 0) & (rows[up, PARENT_CALL] == rows[:, PARENT_CALL])
         own &= rows[up, THREAD] == rows[:, THREAD]  # the parent folds the same siblings
-        self.top: dict[int, list[int]] = {}  # owner (a row, or -1 - thread) -> top instances
-        for index in np.flatnonzero(~own).tolist():
-            _, _, parent_call, thread, _, _ = self.rows[index]
-            owner = parent_call - 1 if parent_call else -1 - thread
-            self.top.setdefault(owner, []).append(index)
-        self.by_first: dict[tuple[int, int], int] = {
-            (row[PARENT], row[FIRST]): index for index, row in enumerate(self.rows)
-        }
+        owner = np.where(rows[:, PARENT_CALL] > 0, rows[:, PARENT_CALL] - 1, -1 - rows[:, THREAD])
+        top = np.flatnonzero(~own)
+        by_owner = np.argsort(owner[top], kind="stable")
+        self.top_owner = owner[top][by_owner]  # owner (a row, or -1 - thread), sorted
+        self.top_index = top[by_owner]  # the instances at the top of its sequence, in order
+        self.key = calls + 1  # an instance by (parent id, first call): parent * key + first
+        nested = np.flatnonzero(own)
+        keys = parent[nested] * self.key + rows[nested, FIRST]
+        self.by_first = dict(zip(keys.tolist(), nested.tolist(), strict=True))
+        self.layout = rows[:, LAYOUT].tolist()
+        self.first = rows[:, FIRST].tolist()
 
     def groups(self, shapes: Shapes, owners: np.ndarray, steps: np.ndarray) -> list[LocalGroup]:
         """The top-level groups of the sequence whose first owner is ``owners[0]``."""
         ids = (steps[0] + 1).tolist()
         position = {call: p for p, call in enumerate(ids)}
-        groups = [self._group(i, ids, position) for i in self.top.get(int(owners[0]), [])]
+        lo = int(np.searchsorted(self.top_owner, owners[0], "left"))
+        hi = int(np.searchsorted(self.top_owner, owners[0], "right"))
+        groups = [self._group(i, ids, position) for i in self.top_index[lo:hi].tolist()]
         _check_order(groups, len(ids))
         return groups
 
     def _group(self, index: int, ids: list[int], position: dict[int, int]) -> LocalGroup:
         """The local group of instance ``index`` in a sequence of calls ``ids``
         (``position``: where each of them is)."""
-        row = self.rows[index]
-        layout: dict[str, Any] = self.table.layouts[row[LAYOUT]]
-        start = position[row[FIRST]]
+        layout: dict[str, Any] = self.table.layouts[self.layout[index]]
+        start = position[self.first[index]]
         repetitions = layout["repetitions"]
         variant_of = [-1] * repetitions
         variants = []
@@ -105,7 +108,8 @@ class _Restorer:
             for entry in saved["entries"]:
                 if "group" in entry:
                     at = start + entry["group"]
-                    nested.append(self._group(self.by_first[index + 1, ids[at]], ids, position))
+                    found = self.by_first[(index + 1) * self.key + ids[at]]
+                    nested.append(self._group(found, ids, position))
             steps = np.asarray(iterations, dtype=np.int64)
             variants.append(Variant(steps, nested, saved["steps"], saved["calls"]))
         bounds = [start + offset for offset in layout["iterations"]]

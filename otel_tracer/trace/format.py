@@ -18,6 +18,7 @@ import io
 import os
 import sys
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -108,7 +109,9 @@ def load(path: str | os.PathLike[str]) -> Trace:
     raw = _read(path)
     if raw.startswith(SPOOL_MAGIC):
         return _from_spool(raw, str(path))
-    return from_bytes(raw, str(path))
+    build = _prepare(raw, str(path))
+    del raw  # the calls are decoded: the file's bytes go before the trace is built
+    return build()
 
 
 def _read(path: str | os.PathLike[str]) -> bytes:
@@ -124,18 +127,26 @@ def _read(path: str | os.PathLike[str]) -> bytes:
 
 def from_bytes(raw: bytes, name: str = "trace") -> Trace:
     """A Trace from the bytes of a JSON trace document."""
+    return _prepare(raw, name)()
+
+
+def _prepare(raw: bytes, name: str) -> Callable[[], Trace]:
+    """What building the trace of ``raw`` needs from it (the parsed document, the
+    decoded call columns), as the call that builds it: ``raw`` is no longer used."""
     start = find_member(raw, "calls") if find_member is not None else None
     if start is None or raw[start : start + 1] != b"[":
-        return from_document(_parse(raw, name), name)  # no speedups, or an odd document
+        doc = _parse(raw, name)  # no speedups, or an odd document
+        return lambda: from_document(doc, name)
     try:
         columns, end = _decode_native(raw, start)
     except ValueError as error:  # a version 1 file, or a malformed one: parse it all
         columns, end = error, None
     if end is None or b'"calls"' in raw[end:]:  # a second calls member: orjson's rules
-        return from_document(_parse(raw, name), name)
-    doc = _parse(b"".join((raw[:start], b"[]", raw[end:])), name)
-    _check_header(doc, name)
-    return _build(doc, name, lambda: columns)
+        whole = _parse(raw, name)
+        return lambda: from_document(whole, name)
+    head = _parse(b"".join((raw[:start], b"[]", raw[end:])), name)
+    _check_header(head, name)
+    return lambda: _build(head, name, lambda: columns)
 
 
 def _parse(raw: bytes, name: str) -> Any:
