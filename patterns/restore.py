@@ -44,7 +44,7 @@ def restored_folding(trace: Trace, options: FoldOptions) -> Folding | None:
         return None
     try:
         folding = build_folding(trace, options, _Restorer(table, len(trace)).groups)
-    except (_Unsound, IndexError, KeyError, ValueError):
+    except (_Unsound, IndexError, KeyError, ValueError, RecursionError):
         return None
     saved = trace.patterns
     same = (
