@@ -191,3 +191,18 @@ def test_rows_round_trip_as_numpy(document, tmp_path) -> None:
     assert np.array_equal(table.rows, np.array(document["patterns"]["groups"]))
     again = to_document(trace)
     assert again["patterns"] == document["patterns"]
+
+
+def test_groups_nested_past_any_real_depth_are_refused(document) -> None:
+    """A chain of groups, each inside the previous one among the same siblings,
+    deeper than any fold makes (each level repeats at least twice): refused in one
+    line, before an exporter would recurse through it."""
+    doc = copy.deepcopy(document)
+    rows = doc["patterns"]["groups"]
+    first = rows[0]
+    for _ in range(70):
+        rows.append([first[0], len(rows), *first[2:]])
+    with pytest.raises(TraceFormatError, match="loops nest over 64 deep"):
+        from_document(doc)
+    del rows[-70 + 64 :]  # 64 levels deep: at the limit, it loads
+    assert sound(doc)

@@ -21,6 +21,9 @@ LAYOUT_KEYS = frozenset(
 )
 VARIANT_KEYS = frozenset(("iterations", "calls", "steps", "entries"))
 LAYOUT, PARENT, PARENT_CALL, THREAD, FIRST, LAST = range(len(GROUP_FIELDS))
+# Groups nest inside groups of the same siblings only as deep as log2 of their
+# number (each level repeats at least twice): 64 is out of reach of any trace.
+MAX_OWN_DEPTH = 64
 
 
 def _expect(condition: bool, message: str) -> None:
@@ -224,6 +227,7 @@ class GroupTable(Sequence):
         order, slot, end = self._sibling_lists()  # not kept: most readers never need it
         reach = np.array([o[0] for o in offsets], dtype=np.int64)[layout]
         _expect(_all(slot[below] + reach < end[below]), f"{where} steps run past its siblings")
+        _expect(_own_depth(rows) <= MAX_OWN_DEPTH, f"{where} loops nest over {MAX_OWN_DEPTH} deep")
         known = np.sort(parent * (n + 1) + first)  # (parent id, first call) of every instance
         for index, (_, nested) in enumerate(offsets):
             members = np.flatnonzero(layout == index) if nested else ()
@@ -233,6 +237,26 @@ class GroupTable(Sequence):
             wanted = (members[:, None] + 1) * (n + 1) + starts
             found = known[np.minimum(np.searchsorted(known, wanted), count - 1)]
             _expect(_all(found == wanted), f"{where} nested group is not one of its groups")
+
+
+def _own_depth(rows: np.ndarray) -> int:
+    """How deep groups nest inside groups of the same siblings (a loop in a loop
+    in a loop): pointer jumping, ``log2(MAX_OWN_DEPTH) + 1`` rounds; a chain still
+    open after them counts as deeper than the limit."""
+    parent = rows[:, PARENT]
+    up = np.maximum(parent - 1, 0)
+    own = (parent > 0) & (rows[up, PARENT_CALL] == rows[:, PARENT_CALL])
+    own &= rows[up, THREAD] == rows[:, THREAD]
+    above = np.where(own, up, -1)
+    depth = own.astype(np.int64)
+    for _ in range(MAX_OWN_DEPTH.bit_length()):
+        linked = above >= 0
+        at = above[linked]
+        depth[linked] += depth[at]
+        above[linked] = above[at]
+    if np.any(above >= 0):
+        return MAX_OWN_DEPTH + 1
+    return int(depth.max()) if len(depth) else 0
 
 
 def _all(condition: np.ndarray) -> bool:
