@@ -200,9 +200,9 @@ def test_groups_nested_past_any_real_depth_are_refused(document) -> None:
     doc = copy.deepcopy(document)
     rows = doc["patterns"]["groups"]
     first = rows[0]
-    for _ in range(70):
+    for _ in range(140):
         rows.append([first[0], len(rows), *first[2:]])
-    with pytest.raises(TraceFormatError, match="loops nest over 64 deep"):
+    with pytest.raises(TraceFormatError, match="loops nest over 128 deep"):
         from_document(doc)
-    del rows[-70 + 64 :]  # 64 levels deep: at the limit, it loads
+    del rows[-140 + 128 :]  # 128 levels deep: at the limit, it loads
     assert sound(doc)

@@ -21,9 +21,10 @@ LAYOUT_KEYS = frozenset(
 )
 VARIANT_KEYS = frozenset(("iterations", "calls", "steps", "entries"))
 LAYOUT, PARENT, PARENT_CALL, THREAD, FIRST, LAST = range(len(GROUP_FIELDS))
-# Groups nest inside groups of the same siblings only as deep as log2 of their
-# number (each level repeats at least twice): 64 is out of reach of any trace.
-MAX_OWN_DEPTH = 64
+# Groups nest inside groups of the same siblings about as deep as the log of their
+# number (each level repeats at least twice, its iterations within a third of each
+# other's steps): 128 levels would take more than 10^15 siblings.
+MAX_OWN_DEPTH = 128
 
 
 def _expect(condition: bool, message: str) -> None:
