@@ -252,10 +252,11 @@ def _annotate(trace: Trace, shapes: Shapes, sequences: list[Sequence]):
         ranges.append(slice(base, base + len(owners) * count))
         base += len(owners) * count
 
-    group, iteration, variant = own.copy(), own_iteration.copy(), own_variant.copy()
+    # in place, a level at a time: a level's own marks are read before it inherits
+    group, iteration, variant = own, own_iteration, own_variant
     parent = trace.calls.parent
     for rows in shapes.levels[1:]:
-        inherit = rows[own[rows] < 0]
+        inherit = rows[group[rows] < 0]
         up = parent[inherit]
         group[inherit] = group[up]
         iteration[inherit] = iteration[up]
@@ -303,4 +304,4 @@ def _annotate(trace: Trace, shapes: Shapes, sequences: list[Sequence]):
         parent_call=np.where(owner_row >= 0, owner_row, -1)[ordering],
         thread=thread[ordering],
     )
-    return instances, remap[group].astype(small), iteration, variant
+    return instances, remap.astype(small)[group], iteration, variant
