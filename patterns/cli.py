@@ -14,7 +14,6 @@ from typing import Any, TextIO
 from otel_tracer.cli_parser import OneLineParser
 from otel_tracer.run.streams import reader_gone, trace_command
 from otel_tracer.trace.format import TraceFormatError, load_noting_truncation
-from otel_tracer.trace.group_table import GroupTable
 from otel_tracer.trace.model import Trace
 from otel_tracer.trace.save import output_problem, save
 from otel_tracer.trace.text import printable
@@ -22,7 +21,7 @@ from otel_tracer.trace.tree import render_tree
 from patterns.annotate import LARGEST_KEYS, annotate, statistics
 from patterns.fold import FoldOptions
 from patterns.render import render_grouped
-from patterns.restore import restored_folding, saved_or_folded
+from patterns.restore import restored_folding, saved_groups, saved_or_folded
 
 MATCHES = ("structure", "function")
 
@@ -107,19 +106,17 @@ def select_threads(trace: Trace, wanted: list[str] | None) -> list[int] | None:
 def saved_statistics(trace: Trace, options: FoldOptions) -> dict[str, Any] | None:
     """The statistics saved in ``trace`` (format 3) when its groups were folded
     with ``options`` and they hold what ``print_statistics`` prints, else None."""
-    if trace.patterns is None or not isinstance(trace.patterns.section["groups"], GroupTable):
+    table = saved_groups(trace, options)
+    if table is None:
         return None
-    section = trace.patterns.section
-    if section["options"] != {"match": options.match, "near": options.near}:
-        return None
-    stats = section["statistics"]
+    stats = trace.patterns.section["statistics"]  # type: ignore[union-attr]
     counts = ("calls", "groups", "top_level_groups", "calls_in_groups", "rows_unfolded")
     largest = stats.get("largest")
     valid = (
         all(type(stats.get(key)) is int for key in (*counts, "rows_folded"))
         and type(stats.get("compression")) in (int, float)
         and stats["calls"] == len(trace)
-        and stats["groups"] == len(section["groups"])
+        and stats["groups"] == len(table)
         and type(largest) is list
         and all(
             type(g) is dict and all(type(g.get(key)) is int for key in LARGEST_KEYS)

@@ -14,7 +14,15 @@ from typing import Any
 
 import numpy as np
 
-from otel_tracer.trace.group_table import FIRST, LAYOUT, PARENT, PARENT_CALL, THREAD, GroupTable
+from otel_tracer.trace.group_table import (
+    FIRST,
+    LAYOUT,
+    PARENT,
+    PARENT_CALL,
+    THREAD,
+    GroupTable,
+    nested_among_siblings,
+)
 from otel_tracer.trace.model import Trace
 from patterns.engine import Folding, build_folding, fold_trace
 from patterns.fold import FoldOptions
@@ -31,16 +39,22 @@ def saved_or_folded(trace: Trace, options: FoldOptions) -> Folding:
     return restored_folding(trace, options) or fold_trace(trace, options)
 
 
-def restored_folding(trace: Trace, options: FoldOptions) -> Folding | None:
-    """The folding ``trace`` was annotated with, when it was saved as format 3
-    with ``options`` and its groups check out; else None."""
+def saved_groups(trace: Trace, options: FoldOptions) -> GroupTable | None:
+    """The groups ``trace`` holds when it was saved as format 3 and folded with
+    ``options`` (else None: another version, other options, or none)."""
     if trace.patterns is None:
         return None
     section = trace.patterns.section
     table = section["groups"]
-    if not isinstance(table, GroupTable):
-        return None
-    if section["options"] != {"match": options.match, "near": options.near}:
+    same = section["options"] == {"match": options.match, "near": options.near}
+    return table if same and isinstance(table, GroupTable) else None
+
+
+def restored_folding(trace: Trace, options: FoldOptions) -> Folding | None:
+    """The folding ``trace`` was annotated with, when it was saved as format 3
+    with ``options`` and its groups check out; else None."""
+    table = saved_groups(trace, options)
+    if table is None:
         return None
     try:
         folding = build_folding(trace, options, _Restorer(table, len(trace)).groups)
@@ -63,9 +77,7 @@ class _Restorer:
         self.table = table
         rows = table.rows
         parent = rows[:, PARENT]
-        up = np.maximum(parent - 1, 0)
-        own = (parent > 0) & (rows[up, PARENT_CALL] == rows[:, PARENT_CALL])
-        own &= rows[up, THREAD] == rows[:, THREAD]  # the parent folds the same siblings
+        own = nested_among_siblings(rows)
         owner = np.where(rows[:, PARENT_CALL] > 0, rows[:, PARENT_CALL] - 1, -1 - rows[:, THREAD])
         top = np.flatnonzero(~own)
         by_owner = np.argsort(owner[top], kind="stable")
@@ -110,8 +122,8 @@ class _Restorer:
                     at = start + entry["group"]
                     found = self.by_first[(index + 1) * self.key + ids[at]]
                     nested.append(self._group(found, ids, position))
-            steps = np.asarray(iterations, dtype=np.int64)
-            variants.append(Variant(steps, nested, saved["steps"], saved["calls"]))
+            ordered = np.asarray(iterations, dtype=np.int64)
+            variants.append(Variant(ordered, nested, saved["steps"], saved["calls"]))
         bounds = [start + offset for offset in layout["iterations"]]
         bounds.append(bounds[-1] + variants[variant_of[-1]].steps)
         for j, v in enumerate(variant_of):  # every iteration: one variant, its steps

@@ -240,15 +240,21 @@ class GroupTable(Sequence):
             _expect(_all(found == wanted), f"{where} nested group is not one of its groups")
 
 
+def nested_among_siblings(rows: np.ndarray) -> np.ndarray:
+    """Per instance row: whether its parent group folds the same siblings (a loop
+    inside a loop's iterations, not a loop inside a call below it)."""
+    parent = rows[:, PARENT]
+    up = np.maximum(parent - 1, 0)
+    own = (parent > 0) & (rows[up, PARENT_CALL] == rows[:, PARENT_CALL])
+    return own & (rows[up, THREAD] == rows[:, THREAD])
+
+
 def _own_depth(rows: np.ndarray) -> int:
     """How deep groups nest inside groups of the same siblings (a loop in a loop
     in a loop): pointer jumping, ``log2(MAX_OWN_DEPTH) + 1`` rounds; a chain still
     open after them counts as deeper than the limit."""
-    parent = rows[:, PARENT]
-    up = np.maximum(parent - 1, 0)
-    own = (parent > 0) & (rows[up, PARENT_CALL] == rows[:, PARENT_CALL])
-    own &= rows[up, THREAD] == rows[:, THREAD]
-    above = np.where(own, up, -1)
+    own = nested_among_siblings(rows)
+    above = np.where(own, rows[:, PARENT] - 1, -1)
     depth = own.astype(np.int64)
     for _ in range(MAX_OWN_DEPTH.bit_length()):
         linked = above >= 0
