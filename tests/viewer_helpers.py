@@ -23,7 +23,8 @@ def serve(trace: Path, *options: str, port: str = "0") -> Iterator[tuple[str, li
     """Run ``bash scripts/serve_visualization.sh trace PORT options...`` until the
     block ends; yields the printed URL and the lines printed so far. On exit
     sends Ctrl-C (SIGINT) and checks that the server stops cleanly."""
-    env = {**os.environ, "PYTHON": sys.executable}
+    # faulthandler: a server that ignores Ctrl-C gets SIGABRT and prints its stacks
+    env = {**os.environ, "PYTHON": sys.executable, "PYTHONFAULTHANDLER": "1"}
     process = subprocess.Popen(
         ["bash", str(SERVE), str(trace), port, *options],
         cwd=trace.parent,
@@ -51,8 +52,16 @@ def serve(trace: Path, *options: str, port: str = "0") -> Iterator[tuple[str, li
         try:
             out, err = process.communicate(timeout=20)
         except subprocess.TimeoutExpired:
-            process.kill()
-            raise AssertionError("the server did not stop on Ctrl-C") from None
+            process.send_signal(signal.SIGABRT)
+            try:
+                _, err = process.communicate(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                _, err = process.communicate()
+            raise AssertionError(
+                f"the server did not stop on Ctrl-C (SIGINT in the tests: "
+                f"{signal.getsignal(signal.SIGINT)}); its stacks:\n{err[-6000:]}"
+            ) from None
     assert process.returncode == 0, err
     assert "stopped" in out
     assert "Traceback" not in err
