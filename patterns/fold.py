@@ -86,7 +86,8 @@ class Folder:
     def __init__(self, options: FoldOptions | None = None) -> None:
         self.options = options or FoldOptions()
         self._keys: dict[tuple, int] = {}
-        self._savings: dict[tuple[bytes, bytes, bytes], int] = {}
+        # content -> (groups, rows saved, position of the first step) of a fold
+        self._folded: dict[tuple[bytes, bytes, bytes], tuple[list[LocalGroup], int, int]] = {}
 
     def fold(self, exact: np.ndarray, loose: np.ndarray, weight: np.ndarray) -> list[LocalGroup]:
         """Top-level groups of a sequence of steps, nested groups inside them."""
@@ -122,19 +123,31 @@ class Folder:
             units = self._replace(units, groups)
         return [node for node in units.node if node is not None], saved
 
-    def _saved(self, units: Units) -> int:
-        """Rows that folding saves inside ``units`` (memoised by content); 0 for
-        sequences longer than SAVED_MAX_UNITS, which are not worth folding twice."""
-        if len(units) > SAVED_MAX_UNITS:
-            return 0
+    def _fold_part(self, units: Units) -> tuple[list[LocalGroup], int]:
+        """``_fold`` of a part of a sequence, memoised by content: folding depends
+        only on the units' keys and sizes, so an equal part elsewhere (the same
+        loop body in another iteration or another sequence) gets the same groups,
+        shifted to its own positions."""
         content = (
             units.exact.tobytes(),
             units.loose.tobytes(),
             (units.stop - units.start).tobytes(),
         )
-        if content not in self._savings:
-            self._savings[content] = self._fold(units)[1]
-        return self._savings[content]
+        start = int(units.start[0]) if len(units) else 0
+        known = self._folded.get(content)
+        if known is None:
+            groups, saved = self._fold(units)
+            self._folded[content] = (groups, saved, start)
+            return groups, saved
+        groups, saved, first = known
+        return [_shifted(group, start - first) for group in groups], saved
+
+    def _saved(self, units: Units) -> int:
+        """Rows that folding saves inside ``units``; 0 for sequences longer than
+        SAVED_MAX_UNITS, which are not worth folding to score a candidate."""
+        if len(units) > SAVED_MAX_UNITS:
+            return 0
+        return self._fold_part(units)[1]
 
     def _find(self, units: Units) -> tuple[list[list[int]], int]:
         """Iteration bounds (unit indices) of the groups of one pass, and the rows
@@ -236,7 +249,7 @@ class Folder:
             variants.append(
                 Variant(
                     iterations=np.flatnonzero(variant_of == v).astype(np.int64),
-                    nested=self._fold(units.part(lo, hi))[0],
+                    nested=self._fold_part(units.part(lo, hi))[0],
                     steps=int(units.stop[hi - 1] - units.start[lo]),
                     calls=int(units.weight[lo:hi].sum()),
                 )
@@ -248,6 +261,22 @@ class Folder:
             variants=variants,
             near=near,
         )
+
+
+def _shifted(group: LocalGroup, shift: int) -> LocalGroup:
+    """A copy of ``group`` (nested groups included) moved by ``shift`` steps."""
+    if shift == 0:
+        return group
+    variants = [
+        Variant(
+            iterations=variant.iterations,
+            nested=[_shifted(inner, shift) for inner in variant.nested],
+            steps=variant.steps,
+            calls=variant.calls,
+        )
+        for variant in group.variants
+    ]
+    return LocalGroup(group.bounds + shift, group.variant_of, variants, group.near)
 
 
 def _uncovered(candidates: list[list[int]], length: int, score) -> list[list[int]]:
