@@ -31,8 +31,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from patterns.groups import LocalGroup, Variant
-from patterns.near import grow
-from patterns.tandem import find_runs, select
+from patterns.near import grow, merge_near
+from patterns.tandem import Candidate, find_runs, select
 
 GROUP_KEY_BASE = 1 << 40  # keys of group units; step keys are smaller
 SAVED_MAX_UNITS = 256  # templates longer than this are scored as if nothing folds inside
@@ -87,6 +87,8 @@ class Folder:
         self.options = options or FoldOptions()
         self._keys: dict[tuple, int] = {}
         # content -> (groups, rows saved, position of the first step) of a fold
+        self._known_runs: dict[bytes, list[Candidate]] = {}
+        self._known_growth: dict[tuple, list[int]] = {}
         self._folded: dict[tuple[bytes, bytes, bytes], tuple[list[LocalGroup], int, int]] = {}
 
     def fold(self, exact: np.ndarray, loose: np.ndarray, weight: np.ndarray) -> list[LocalGroup]:
@@ -127,13 +129,16 @@ class Folder:
         """``_fold`` of a part of a sequence, memoised by content: folding depends
         only on the units' keys and sizes, so an equal part elsewhere (the same
         loop body in another iteration or another sequence) gets the same groups,
-        shifted to its own positions."""
+        shifted to its own positions (parts longer than SAVED_MAX_UNITS, rarely
+        alike, are not kept)."""
+        if len(units) > SAVED_MAX_UNITS:
+            return self._fold(units)
         content = (
             units.exact.tobytes(),
             units.loose.tobytes(),
             (units.stop - units.start).tobytes(),
         )
-        start = int(units.start[0]) if len(units) else 0
+        start = int(units.start[0])
         known = self._folded.get(content)
         if known is None:
             groups, saved = self._fold(units)
@@ -149,21 +154,45 @@ class Folder:
             return 0
         return self._fold_part(units)[1]
 
+    def _runs(self, keys: np.ndarray) -> list[Candidate]:
+        """``find_runs(keys)``, memoised for short sequences (many are alike)."""
+        if len(keys) > SAVED_MAX_UNITS:
+            return find_runs(keys)
+        content = keys.tobytes()
+        if content not in self._known_runs:
+            self._known_runs[content] = find_runs(keys)
+        return self._known_runs[content]
+
+    def _grow(self, loose: np.ndarray, seeds: list[list[int]]) -> list[list[int]]:
+        """``near.grow``, each seed's growth memoised for short sequences."""
+        keys = loose.tolist()
+        if len(keys) > SAVED_MAX_UNITS:
+            return grow(keys, seeds)
+        content = loose.tobytes()
+
+        def merged(seed: list[int]) -> list[int]:
+            key = (content, *seed)
+            if key not in self._known_growth:
+                self._known_growth[key] = merge_near(keys, [seed])[0]
+            return list(self._known_growth[key])
+
+        return grow(keys, seeds, merged)
+
     def _find(self, units: Units) -> tuple[list[list[int]], int]:
         """Iteration bounds (unit indices) of the groups of one pass, and the rows
         they save."""
         by_function = self.options.match == "function"
         if by_function:  # --exact: steps must match, nested loops included
-            runs = find_runs(units.loose if self.options.near else units.layout)
+            runs = self._runs(units.loose if self.options.near else units.layout)
         else:
-            runs = find_runs(units.exact)
+            runs = self._runs(units.exact)
             if self.options.near:
-                runs += find_runs(units.loose)
+                runs = runs + self._runs(units.loose)
         if not runs:
             return [], 0
         candidates = [list(range(s, s + p * r + 1, p)) for s, p, r in runs]
         if self.options.near:
-            candidates += grow(units.loose.tolist(), candidates)
+            candidates += self._grow(units.loose, candidates)
         cumulative = np.concatenate(([0], np.cumsum(units.weight)))
         signature = self._signature(units)
 

@@ -18,7 +18,7 @@ steps, compared by function) of at most ``budget(len(template))``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -73,10 +73,15 @@ def similar(a: Sequence[int], b: Sequence[int], limit: int) -> bool:
     return distance(a, b, limit) <= limit
 
 
-def grow(keys: Sequence[int], seeds: list[list[int]]) -> list[list[int]]:
+def grow(
+    keys: Sequence[int],
+    seeds: list[list[int]],
+    merged: Callable[[list[int]], list[int]] | None = None,
+) -> list[list[int]]:
     """Near-repeat candidates grown from each seed (iteration bounds), largest seeds
     first; a seed inside a region already grown from one with the same iteration,
-    or a rotation of it (the same loop seen from another step), is skipped."""
+    or a rotation of it (the same loop seen from another step), is skipped.
+    ``merged(seed)``: ``merge_near(keys, [seed])[0]`` (a memoised one, say)."""
     grown: list[list[int]] = []
     covered: dict[tuple[int, ...], np.ndarray] = {}
     for seed in sorted(seeds, key=lambda b: (b[0] - b[-1], b[0])):
@@ -86,7 +91,7 @@ def grow(keys: Sequence[int], seeds: list[list[int]]) -> list[list[int]]:
         regions = covered.get(kind)
         if regions is not None and regions[seed[0] : seed[-1]].all():
             continue
-        (bounds,) = merge_near(keys, [seed])
+        bounds = merged(seed) if merged is not None else merge_near(keys, [seed])[0]
         if bounds != seed:
             grown.append(bounds)
             if regions is None:
