@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from patterns.groups import LocalGroup, Variant
-from patterns.near import grow, merge_near
+from patterns.near import grow
 from patterns.tandem import Candidate, find_runs, select
 
 GROUP_KEY_BASE = 1 << 40  # keys of group units; step keys are smaller
@@ -165,18 +165,8 @@ class Folder:
 
     def _grow(self, loose: np.ndarray, seeds: list[list[int]]) -> list[list[int]]:
         """``near.grow``, each seed's growth memoised for short sequences."""
-        keys = loose.tolist()
-        if len(keys) > SAVED_MAX_UNITS:
-            return grow(keys, seeds)
-        content = loose.tobytes()
-
-        def merged(seed: list[int]) -> list[int]:
-            key = (content, *seed)
-            if key not in self._known_growth:
-                self._known_growth[key] = merge_near(keys, [seed])[0]
-            return list(self._known_growth[key])
-
-        return grow(keys, seeds, merged)
+        memo = self._known_growth if len(loose) <= SAVED_MAX_UNITS else None
+        return grow(loose, seeds, memo)
 
     def _find(self, units: Units) -> tuple[list[list[int]], int]:
         """Iteration bounds (unit indices) of the groups of one pass, and the rows

@@ -18,7 +18,7 @@ steps, compared by function) of at most ``budget(len(template))``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -63,9 +63,11 @@ def _prefix_distances(template: Sequence[int], piece: Sequence[int]) -> list[int
 try:  # the same functions in C
     from otel_tracer.trace._speedups import edit_distance as distance
     from otel_tracer.trace._speedups import find_anchor as _find_anchor_c
+    from otel_tracer.trace._speedups import grow_seed as _grow_seed_c
     from otel_tracer.trace._speedups import prefix_distances
 except ImportError:  # not built
-    distance, prefix_distances, _find_anchor_c = _distance, _prefix_distances, None
+    distance, prefix_distances = _distance, _prefix_distances
+    _find_anchor_c = _grow_seed_c = None
 
 
 def similar(a: Sequence[int], b: Sequence[int], limit: int) -> bool:
@@ -74,30 +76,43 @@ def similar(a: Sequence[int], b: Sequence[int], limit: int) -> bool:
 
 
 def grow(
-    keys: Sequence[int],
-    seeds: list[list[int]],
-    merged: Callable[[list[int]], list[int]] | None = None,
+    keys: np.ndarray, seeds: list[list[int]], memo: dict[tuple, list[int]] | None = None
 ) -> list[list[int]]:
-    """Near-repeat candidates grown from each seed (iteration bounds), largest seeds
-    first; a seed inside a region already grown from one with the same iteration,
-    or a rotation of it (the same loop seen from another step), is skipped.
-    ``merged(seed)``: ``merge_near(keys, [seed])[0]`` (a memoised one, say)."""
+    """Near-repeat candidates grown from each seed (iteration bounds over the int64
+    ``keys``), largest seeds first; a seed inside a region already grown from one
+    with the same iteration, or a rotation of it (the same loop seen from another
+    step), is skipped. ``memo`` keeps each seed's growth by the keys' content."""
+    listed = keys.tolist()
+    content = keys.tobytes() if memo is not None else b""
     grown: list[list[int]] = []
     covered: dict[tuple[int, ...], np.ndarray] = {}
     for seed in sorted(seeds, key=lambda b: (b[0] - b[-1], b[0])):
         if seed[1] - seed[0] > MAX_TEMPLATE:
             continue
-        kind = tuple(sorted(keys[seed[0] : seed[1]]))
+        kind = tuple(sorted(listed[seed[0] : seed[1]]))
         regions = covered.get(kind)
         if regions is not None and regions[seed[0] : seed[-1]].all():
             continue
-        bounds = merged(seed) if merged is not None else merge_near(keys, [seed])[0]
+        if memo is None:
+            bounds = _grow_seed(keys, listed, seed)
+        else:
+            key = (content, *seed)
+            if key not in memo:
+                memo[key] = _grow_seed(keys, listed, seed)
+            bounds = list(memo[key])
         if bounds != seed:
             grown.append(bounds)
             if regions is None:
                 regions = covered[kind] = np.zeros(len(keys) + 1, dtype=bool)
             regions[bounds[0] : bounds[-1]] = True
     return grown
+
+
+def _grow_seed(keys: np.ndarray, listed: list[int], seed: list[int]) -> list[int]:
+    """``merge_near(listed, [seed])[0]``, in C when built (``keys``: the same keys)."""
+    if _grow_seed_c is not None:
+        return _grow_seed_c(keys, seed)
+    return merge_near(listed, [seed])[0]
 
 
 def merge_near(keys: Sequence[int], groups: list[list[int]]) -> list[list[int]]:

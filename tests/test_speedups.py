@@ -191,3 +191,48 @@ def test_anchor_search_in_c_equals_the_python_one(values, anchor, data):
     for step in (1, -1):
         found = near._find_anchor(values, tuple(anchor), lo, hi, step)
         assert found == near._find_anchor_python(values, tuple(anchor), lo, hi, step)
+
+
+@st.composite
+def loops_with_noise(draw) -> tuple[list[int], list[int]]:
+    """Keys of a loop body repeated with edits (insertions, deletions and
+    substitutions), and a seed: bounds of some consecutive iterations in it."""
+    body = draw(st.lists(st.integers(0, 4), min_size=1, max_size=7))
+    keys: list[int] = draw(st.lists(st.integers(0, 4), max_size=5))
+    starts = []
+    for _ in range(draw(st.integers(1, 8))):
+        starts.append(len(keys))
+        iteration = list(body)
+        for _ in range(draw(st.integers(0, 2))):
+            where = draw(st.integers(0, len(iteration)))
+            edit = draw(st.sampled_from(["insert", "delete", "replace"]))
+            if edit == "insert" or not iteration:
+                iteration.insert(where, draw(st.integers(0, 5)))
+            elif edit == "delete":
+                del iteration[min(where, len(iteration) - 1)]
+            else:
+                iteration[min(where, len(iteration) - 1)] = draw(st.integers(0, 5))
+        keys.extend(iteration)
+    keys.extend(draw(st.lists(st.integers(0, 4), max_size=5)))
+    starts.append(len(keys))
+    cuts = sorted(set(draw(st.lists(st.integers(0, len(keys)), min_size=2, max_size=5))))
+    if len(cuts) < 2 or draw(st.booleans()):  # a seed on the loop's own iterations
+        first = draw(st.integers(0, len(starts) - 2))
+        last = draw(st.integers(first + 1, len(starts) - 1))
+        cuts = [s for s in starts[first : last + 1]]
+    cuts = sorted(set(cuts))
+    if len(cuts) < 2:
+        cuts = [0, len(keys)] if keys else [0, 1]
+    return keys or [0], cuts
+
+
+@settings(max_examples=1500, deadline=None)
+@given(loops_with_noise())
+def test_near_repeat_growth_in_c_equals_the_python_one(case):
+    """patterns/near.py's growth of one seed over its neighbouring iterations."""
+    from patterns import near
+
+    keys, seed = case
+    assert near._grow_seed_c is not None  # the C one, built
+    expected = near.merge_near(keys, [list(seed)])[0]
+    assert near._grow_seed_c(np.array(keys, dtype=np.int64), list(seed)) == expected

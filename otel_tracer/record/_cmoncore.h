@@ -547,8 +547,10 @@ mon_library_enter(MonCore *mc, PyCodeObject *code, int may_disable)
         Py_RETURN_NONE;
     }
     PyObject *answer = Py_None;
-    PyFrameObject *frame = mon_frame(tstate);
-    if (mon_recording(ts) && is_open(top(ts)) && frame != NULL) {
+    /* the frame only when it may be an external call: library code called from
+     * library code makes no frame object */
+    PyFrameObject *frame = mon_recording(ts) && is_open(top(ts)) ? mon_frame(tstate) : NULL;
+    if (frame != NULL) {
         CodeInfo *info = classify(ts, code, frame);
         if (info != &unclassified && info->fid < 0) {
             answer = may_disable ? mc->disable : Py_None;

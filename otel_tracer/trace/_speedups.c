@@ -1022,6 +1022,208 @@ done:
     return found;
 }
 
+/* ---- near-repeat growth of one seed (patterns/near.py's merge_near) ---- */
+
+typedef struct {
+    const int64_t *keys;   /* the sequence */
+    Py_ssize_t n;
+    const int64_t *tmpl;   /* the template: the seed's first iteration */
+    Py_ssize_t nt;
+    Py_ssize_t limit;      /* edits tolerated (near.budget) */
+    Py_ssize_t anchor;     /* length of the template's anchor prefix */
+    Py_ssize_t *rows;      /* two rows of an edit-distance table, 2 * (window + 1) */
+    Py_ssize_t window;     /* longest piece compared: nt + limit */
+} Grow;
+
+/* Whether keys[lo:hi] is within `limit` edits of the template (near.similar). */
+static int grow_similar(Grow *g, Py_ssize_t lo, Py_ssize_t hi) {
+    const int64_t *a = g->keys + lo;
+    Py_ssize_t na = hi - lo, nb = g->nt;
+    if ((na > nb ? na - nb : nb - na) > g->limit) return 0;
+    if (na == nb && memcmp(a, g->tmpl, sizeof(int64_t) * (size_t)na) == 0) return 1;
+    Py_ssize_t *prev = g->rows, *row = g->rows + nb + 1;
+    for (Py_ssize_t j = 0; j <= nb; j++) prev[j] = j;
+    for (Py_ssize_t i = 1; i <= na; i++) {
+        row[0] = i;
+        Py_ssize_t smallest = i;
+        for (Py_ssize_t j = 1; j <= nb; j++) {
+            row[j] = min3(prev[j] + 1, row[j - 1] + 1, prev[j - 1] + (g->tmpl[j - 1] != a[i - 1]));
+            if (row[j] < smallest) smallest = row[j];
+        }
+        if (smallest > g->limit) return 0;
+        Py_ssize_t *swap = prev;
+        prev = row;
+        row = swap;
+    }
+    return prev[nb] <= g->limit;
+}
+
+/* The first position p in [lo, hi) (the last one when step < 0) where the
+ * anchor starts, or -1 (near._find_anchor). */
+static Py_ssize_t grow_anchor_at(Grow *g, Py_ssize_t lo, Py_ssize_t hi, int step) {
+    for (Py_ssize_t k = 0; k < hi - lo; k++) {
+        Py_ssize_t p = step > 0 ? lo + k : hi - 1 - k;
+        if (p + g->anchor <= g->n &&
+            memcmp(g->keys + p, g->tmpl, sizeof(int64_t) * (size_t)g->anchor) == 0)
+            return p;
+    }
+    return -1;
+}
+
+/* The length of the prefix of keys[begin:begin + longest] closest to the template
+ * (ties: the length nearest the template's, then the shorter), or 0 when none
+ * is within the limit (near._best_prefix). */
+static Py_ssize_t grow_best_prefix(Grow *g, Py_ssize_t begin, Py_ssize_t longest) {
+    const int64_t *p = g->keys + begin;
+    Py_ssize_t *prev = g->rows, *row = g->rows + longest + 1;
+    for (Py_ssize_t j = 0; j <= longest; j++) prev[j] = j;
+    for (Py_ssize_t i = 1; i <= g->nt; i++) {
+        row[0] = i;
+        for (Py_ssize_t j = 1; j <= longest; j++)
+            row[j] = min3(prev[j] + 1, row[j - 1] + 1, prev[j - 1] + (p[j - 1] != g->tmpl[i - 1]));
+        Py_ssize_t *swap = prev;
+        prev = row;
+        row = swap;
+    }
+    Py_ssize_t best = 1;
+    for (Py_ssize_t size = 2; size <= longest; size++) {
+        Py_ssize_t off = size > g->nt ? size - g->nt : g->nt - size;
+        Py_ssize_t best_off = best > g->nt ? best - g->nt : g->nt - best;
+        if (prev[size] < prev[best] || (prev[size] == prev[best] && off < best_off)) best = size;
+    }
+    return prev[best] <= g->limit ? best : 0;
+}
+
+/* Append v to the bounds being grown (PyMem array). */
+static int bounds_push(int64_t **b, Py_ssize_t *nb, Py_ssize_t *cap, int64_t v) {
+    if (*nb == *cap) {
+        Py_ssize_t c = *cap * 2;
+        int64_t *grown = PyMem_Realloc(*b, sizeof(int64_t) * (size_t)c);
+        if (grown == NULL) return -1;
+        *b = grown;
+        *cap = c;
+    }
+    (*b)[(*nb)++] = v;
+    return 0;
+}
+
+/* grow_seed(keys, seed): patterns/near.py's merge_near(keys, [seed])[0] for an
+ * int64 buffer of keys and a seed (iteration bounds, a list of ints): the seed
+ * grown over neighbouring iterations within budget(len(template)) edits. */
+static PyObject *grow_seed(PyObject *self, PyObject *args) {
+    PyObject *keys_obj, *seed_obj;
+    if (!PyArg_ParseTuple(args, "OO", &keys_obj, &seed_obj)) return NULL;
+    Py_buffer view;
+    if (get_buffer(keys_obj, &view, 8, 0, "keys") < 0) return NULL;
+    Py_ssize_t ns;
+    long long *seed = int_values(seed_obj, &ns);
+    PyObject *out = NULL;
+    int64_t *left = NULL, *right = NULL;
+    Py_ssize_t n_left = 0, n_right = 0, cap_left = 16, cap_right = 16;
+    Grow g = {.keys = view.buf, .n = view.len / 8, .rows = NULL};
+    if (seed == NULL) goto done;
+    if (ns < 2 || seed[0] < 0 || seed[0] >= seed[1] || seed[ns - 1] > g.n) {
+        PyErr_SetString(PyExc_ValueError, "seed: bounds of at least one iteration within keys");
+        goto done;
+    }
+    for (Py_ssize_t i = 1; i < ns; i++) {
+        if (seed[i] <= seed[i - 1]) {
+            PyErr_SetString(PyExc_ValueError, "seed: increasing bounds");
+            goto done;
+        }
+    }
+    g.tmpl = g.keys + seed[0];
+    g.nt = (Py_ssize_t)(seed[1] - seed[0]);
+    g.limit = (g.nt + 1) / 3 > 1 ? (g.nt + 1) / 3 : 1; /* max(1, round(nt / 3)) */
+    g.window = g.nt + g.limit;
+    g.anchor = g.nt;
+    for (Py_ssize_t size = 1; size <= g.nt; size++) { /* near._anchor */
+        int recurs = 0;
+        for (Py_ssize_t i = 1; i + size <= g.nt && !recurs; i++)
+            recurs = memcmp(g.tmpl + i, g.tmpl, sizeof(int64_t) * (size_t)size) == 0;
+        if (!recurs) {
+            g.anchor = size;
+            break;
+        }
+    }
+    g.rows = PyMem_Malloc(sizeof(Py_ssize_t) * 2 * (size_t)(g.window + 1));
+    left = PyMem_Malloc(sizeof(int64_t) * (size_t)cap_left);
+    right = PyMem_Malloc(sizeof(int64_t) * (size_t)cap_right);
+    if (g.rows == NULL || left == NULL || right == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    /* _extend_left, down to 0: starts found, nearest first */
+    Py_ssize_t first = (Py_ssize_t)seed[0];
+    for (;;) {
+        Py_ssize_t lo = first - g.window > 0 ? first - g.window : 0;
+        Py_ssize_t begin = grow_anchor_at(&g, lo, first, -1);
+        if (begin < 0 || !grow_similar(&g, begin, first)) break;
+        if (bounds_push(&left, &n_left, &cap_left, begin) < 0) goto nomem;
+        first = begin;
+    }
+    /* the seed, then _extend_right up to the end of keys */
+    for (Py_ssize_t i = 0; i < ns; i++)
+        if (bounds_push(&right, &n_right, &cap_right, seed[i]) < 0) goto nomem;
+    {
+        Py_ssize_t ceiling = g.n, pos = (Py_ssize_t)right[n_right - 1];
+        Py_ssize_t hi = pos + g.limit + 1 < ceiling ? pos + g.limit + 1 : ceiling;
+        Py_ssize_t begin = grow_anchor_at(&g, pos, hi, 1), unconfirmed = -1;
+        if (begin < 0) {
+            if (ceiling - pos > g.limit) goto build;
+            begin = ceiling;
+        }
+        if (begin > pos) {
+            if (!grow_similar(&g, (Py_ssize_t)right[n_right - 2], begin)) goto build;
+            right[n_right - 1] = begin;
+            unconfirmed = pos;
+        }
+        while (begin < ceiling) {
+            Py_ssize_t top = begin + g.window + 1 < ceiling ? begin + g.window + 1 : ceiling;
+            Py_ssize_t end = grow_anchor_at(&g, begin + 1, top, 1);
+            if (end >= 0 && grow_similar(&g, begin, end)) {
+                if (bounds_push(&right, &n_right, &cap_right, end) < 0) goto nomem;
+                begin = end;
+                unconfirmed = -1;
+                continue;
+            }
+            Py_ssize_t longest = ceiling - begin < g.window ? ceiling - begin : g.window;
+            Py_ssize_t size = grow_best_prefix(&g, begin, longest);
+            if (size) {
+                if (bounds_push(&right, &n_right, &cap_right, begin + size) < 0) goto nomem;
+            }
+            else if (unconfirmed >= 0) {
+                right[n_right - 1] = unconfirmed;
+            }
+            unconfirmed = -1;
+            break;
+        }
+        if (unconfirmed >= 0) right[n_right - 1] = unconfirmed; /* merge_near's last step */
+    }
+build:
+    out = PyList_New(n_left + n_right);
+    if (out == NULL) goto done;
+    for (Py_ssize_t i = 0; i < n_left + n_right; i++) {
+        int64_t v = i < n_left ? left[n_left - 1 - i] : right[i - n_left];
+        PyObject *item = PyLong_FromLongLong(v);
+        if (item == NULL) {
+            Py_CLEAR(out);
+            goto done;
+        }
+        PyList_SET_ITEM(out, i, item);
+    }
+    goto done;
+nomem:
+    PyErr_NoMemory();
+done:
+    PyMem_Free(g.rows);
+    PyMem_Free(left);
+    PyMem_Free(right);
+    PyMem_Free(seed);
+    PyBuffer_Release(&view);
+    return out;
+}
+
 static PyMethodDef methods[] = {
     {"pair_events", pair_events, METH_VARARGS, "Pair opening and closing events into calls."},
     {"count_calls", count_calls, METH_O, "The number of opening events."},
@@ -1035,6 +1237,7 @@ static PyMethodDef methods[] = {
     {"edit_distance", edit_distance, METH_VARARGS, "Bounded edit distance of two int sequences."},
     {"prefix_distances", prefix_distances, METH_VARARGS, "Edit distances to every prefix."},
     {"find_anchor", find_anchor, METH_VARARGS, "Where a run of ints first (or last) starts."},
+    {"grow_seed", grow_seed, METH_VARARGS, "A near-repeat seed grown over its neighbours."},
     {NULL, NULL, 0, NULL},
 };
 
