@@ -303,14 +303,15 @@ def _uncovered(candidates: list[list[int]], length: int, score) -> list[list[int
     longer candidates that fold (these are found again inside the templates, or
     in the next pass)."""
     unique = {(b[0], b[-1], len(b)): b for b in candidates}.values()
-    covered = np.zeros(length + 1, dtype=bool)
+    covered = bytearray(length + 1)  # 1: inside a candidate that folds
     kept = []
     for bounds in sorted(unique, key=lambda b: (b[0] - b[-1], b[1] - b[0])):
-        if covered[bounds[0] : bounds[-1]].all():
+        lo, hi = bounds[0], bounds[-1]
+        if covered.find(0, lo, hi) < 0:
             continue
         kept.append(bounds)
         if score(bounds)[0] > 0:
-            covered[bounds[0] : bounds[-1]] = True
+            covered[lo:hi] = b"\x01" * (hi - lo)
     return kept
 
 

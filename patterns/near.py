@@ -85,13 +85,13 @@ def grow(
     listed = keys.tolist()
     content = keys.tobytes() if memo is not None else b""
     grown: list[list[int]] = []
-    covered: dict[tuple[int, ...], np.ndarray] = {}
+    covered: dict[tuple[int, ...], bytearray] = {}  # 1: inside a region grown
     for seed in sorted(seeds, key=lambda b: (b[0] - b[-1], b[0])):
         if seed[1] - seed[0] > MAX_TEMPLATE:
             continue
         kind = tuple(sorted(listed[seed[0] : seed[1]]))
         regions = covered.get(kind)
-        if regions is not None and regions[seed[0] : seed[-1]].all():
+        if regions is not None and regions.find(0, seed[0], seed[-1]) < 0:
             continue
         if memo is None:
             bounds = _grow_seed(keys, listed, seed)
@@ -103,8 +103,8 @@ def grow(
         if bounds != seed:
             grown.append(bounds)
             if regions is None:
-                regions = covered[kind] = np.zeros(len(keys) + 1, dtype=bool)
-            regions[bounds[0] : bounds[-1]] = True
+                regions = covered[kind] = bytearray(len(keys) + 1)
+            regions[bounds[0] : bounds[-1]] = b"\x01" * (bounds[-1] - bounds[0])
     return grown
 
 

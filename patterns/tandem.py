@@ -130,13 +130,13 @@ def select(
 
     for bounds in candidates:
         push(bounds)
-    taken = np.zeros(length + 1, dtype=bool)
+    taken = bytearray(length + 1)  # 1: inside a chosen candidate
     chosen: list[list[int]] = []
     total = 0
     while heap:
         value, _, _, _, start, bounds = heapq.heappop(heap)
-        if not taken[start : bounds[-1]].any():
-            taken[start : bounds[-1]] = True
+        if taken.find(1, start, bounds[-1]) < 0:
+            taken[start : bounds[-1]] = b"\x01" * (bounds[-1] - start)
             chosen.append(bounds)
             total -= value
             continue
@@ -146,10 +146,11 @@ def select(
     return chosen, total
 
 
-def _free_parts(taken: np.ndarray, bounds: list[int]) -> list[list[int]]:
+def _free_parts(taken: bytearray, bounds: list[int]) -> list[list[int]]:
     """Maximal runs of >= 2 consecutive iterations that are still free."""
     edges = np.asarray(bounds, dtype=np.int64)
-    busy = np.maximum.reduceat(taken[: edges[-1]].view(np.uint8), edges[:-1]).astype(bool)
+    flags = np.frombuffer(taken, dtype=np.uint8, count=bounds[-1])
+    busy = np.maximum.reduceat(flags, edges[:-1]).astype(bool)
     flags = np.concatenate(([True], busy, [True]))
     starts = np.flatnonzero(flags[:-1] & ~flags[1:])  # first free iteration of a run
     stops = np.flatnonzero(~flags[:-1] & flags[1:])  # one past its last
