@@ -47,48 +47,46 @@ class Compact:
     task: np.ndarray  # int32 per call, into strings, -1: none
 
 
-def _used(column: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(the distinct values >= 0 of ``column``, ascending; ``column`` renumbered
-    into them, -1 kept)."""
-    present = column >= 0
-    used, inverse = np.unique(column[present], return_inverse=True)
-    renumbered = np.full(len(column), -1, dtype=np.int32)
-    renumbered[present] = inverse.reshape(-1)
-    return used, renumbered
+def _used(columns: list[np.ndarray], size: int) -> np.ndarray:
+    """Which entries of a table of ``size`` entries the index ``columns`` refer to
+    (-1: none), ascending: a mark per entry, no sort."""
+    marks = np.zeros(size, dtype=bool)
+    for column in columns:
+        marks[column[column >= 0]] = True
+    return np.flatnonzero(marks)
 
 
-def _into(used: np.ndarray, column: np.ndarray) -> np.ndarray:
-    """``column`` (indices, -1: none) renumbered into ``used`` (ascending, int32)."""
-    renumbered = np.full(len(column), -1, dtype=np.int32)
-    present = column >= 0
-    renumbered[present] = np.searchsorted(used, column[present])
-    return renumbered
+def _into(used: np.ndarray, size: int, column: np.ndarray) -> np.ndarray:
+    """``column`` (indices into a table of ``size`` entries, -1: none) renumbered
+    into ``used`` (ascending), as int32."""
+    new_index = np.full(size + 1, -1, dtype=np.int32)  # the last one: for -1
+    new_index[used] = np.arange(len(used), dtype=np.int32)
+    return new_index[column]
 
 
 def compact(trace: Trace) -> Compact:
     """The used entries of the trace's tables, and the call columns renumbered."""
     c = trace.calls
-    used_functions, function = np.unique(c.function, return_inverse=True)
-    used_args, args = _used(c.args)
+    sizes = len(trace.functions), len(trace.arg_tuples), len(trace.strings), len(trace.exceptions)
+    used_functions = _used([c.function], sizes[0])
+    used_args = _used([c.args], sizes[1])
     tuples = [trace.arg_tuples[i] for i in used_args.tolist()]
-    referenced = [c.value[c.value >= 0].astype(np.int64), c.task[c.task >= 0].astype(np.int64)]
-    referenced += [np.fromiter((v for t in tuples for v in t), dtype=np.int64)]
-    used_strings = np.unique(np.concatenate(referenced))
-    used_strings = used_strings[used_strings >= 0]
+    members = np.fromiter((v for t in tuples for v in t), dtype=np.int64)
+    used_strings = _used([c.value, c.task, members], sizes[2])
     string_index = dict(zip(used_strings.tolist(), range(len(used_strings)), strict=True))
     raised = (c.flags & RAISED) != 0
-    used_exceptions, exception = _used(np.where(raised, c.exception, -1))
-    value, task = (_into(used_strings, column) for column in (c.value, c.task))
+    exception_column = np.where(raised, c.exception, -1)
+    used_exceptions = _used([exception_column], sizes[3])
     return Compact(
         functions=[trace.functions[i] for i in used_functions.tolist()],
         strings=[trace.strings[i] for i in used_strings.tolist()],
         arg_tuples=[tuple(string_index[v] if v >= 0 else -1 for v in t) for t in tuples],
         exceptions=[trace.exceptions[i] for i in used_exceptions.tolist()],
-        function=function.reshape(-1).astype(np.int32),
-        args=args,
-        value=value,
-        exception=exception,
-        task=task,
+        function=_into(used_functions, sizes[0], c.function),
+        args=_into(used_args, sizes[1], c.args),
+        value=_into(used_strings, sizes[2], c.value),
+        exception=_into(used_exceptions, sizes[3], exception_column),
+        task=_into(used_strings, sizes[2], c.task),
     )
 
 
