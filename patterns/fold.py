@@ -89,6 +89,7 @@ class Folder:
         # content -> (groups, rows saved, position of the first step) of a fold
         self._known_runs: dict[bytes, list[Candidate]] = {}
         self._known_growth: dict[tuple, list[int]] = {}
+        self._differences: dict[tuple[bytes, ...], int] = {}
         self._folded: dict[tuple[bytes, bytes, bytes], tuple[list[LocalGroup], int, int]] = {}
 
     def fold(self, exact: np.ndarray, loose: np.ndarray, weight: np.ndarray) -> list[LocalGroup]:
@@ -208,10 +209,27 @@ class Folder:
             lo, hi = bounds[firsts[0]], bounds[firsts[0] + 1]
             shown = weight(lo, hi) + 1 - self._saved(units.part(lo, hi))
             for j in firsts[1:]:
-                shown += _difference(units, signature, (lo, hi), (bounds[j], bounds[j + 1]))
+                shown += self._difference(units, signature, (lo, hi), (bounds[j], bounds[j + 1]))
             return covered - shown, covered, len(firsts)
 
         return select(_uncovered(candidates, len(units), score), len(units), score)
+
+    def _difference(
+        self, units: Units, signature: np.ndarray, template: tuple[int, int], other: tuple[int, int]
+    ) -> int:
+        """``_difference``, memoised by the content of the two iterations (the same
+        variants recur in sequences that differ elsewhere)."""
+        (a, b), (c, d) = template, other
+        content = (
+            units.loose[a:b].tobytes(),
+            units.loose[c:d].tobytes(),
+            signature[a:b].tobytes(),
+            signature[c:d].tobytes(),
+            units.weight[c:d].tobytes(),
+        )
+        if content not in self._differences:
+            self._differences[content] = _difference(units, signature, template, other)
+        return self._differences[content]
 
     def _signature(self, units: Units) -> np.ndarray:
         """What must be equal for two iterations to be the same variant: the units'
