@@ -371,16 +371,21 @@ def _iteration_variants(signature: np.ndarray, bounds: list[int]) -> tuple[np.nd
     Python on the iterations' bytes, no numpy call per step)."""
     reps = len(bounds) - 1
     first, last, period = bounds[0], bounds[-1], bounds[1] - bounds[0]
-    if (
-        bounds == list(range(first, last + 1, period))
-        and signature[first + period : last].tobytes() == signature[first : last - period].tobytes()
-    ):
+    data = signature[first:last].tobytes()
+    row = len(data) // (last - first)  # bytes per unit
+    shifted = period * row
+    if bounds == list(range(first, last + 1, period)) and data[shifted:] == data[:-shifted]:
         return np.zeros(reps, dtype=np.int32), [0]
     seen: dict[bytes, int] = {}
-    raw = [
-        seen.setdefault(signature[bounds[j] : bounds[j + 1]].tobytes(), len(seen))
-        for j in range(reps)
-    ]
+    raw: list[int] = []
+    first_of: list[int] = []  # the first iteration of each variant, as first seen
+    for j in range(reps):
+        key = data[(bounds[j] - first) * row : (bounds[j + 1] - first) * row]
+        v = seen.get(key)
+        if v is None:
+            v = seen[key] = len(first_of)
+            first_of.append(j)
+        raw.append(v)
     counts = [0] * len(seen)
     for v in raw:
         counts[v] += 1
@@ -388,4 +393,4 @@ def _iteration_variants(signature: np.ndarray, bounds: list[int]) -> tuple[np.nd
     rank = [0] * len(counts)
     for position, v in enumerate(order):
         rank[v] = position
-    return np.array([rank[v] for v in raw], dtype=np.int32), [raw.index(v) for v in order]
+    return np.array([rank[v] for v in raw], dtype=np.int32), [first_of[v] for v in order]
