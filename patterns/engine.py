@@ -205,6 +205,8 @@ def _flatten(groups: list[LocalGroup]) -> list[Placed]:
         group, shift, parent, parent_iteration = stack.pop()
         index = len(placed)
         placed.append(Placed(group, shift, parent, parent_iteration))
+        if not any(variant.nested for variant in group.variants):
+            continue
         inner = []
         for j in range(group.repetitions):
             nested, offset = group.nested_of(j)
