@@ -19,7 +19,6 @@ from typing import Any, BinaryIO
 import numpy as np
 import orjson
 
-from otel_tracer.trace.annotators import annotator
 from otel_tracer.trace.files import output_problem  # noqa: F401 (also here, for writers)
 from otel_tracer.trace.format import CALL_FIELDS, DEFAULTS, FORMAT, REQUIRED, VERSION
 from otel_tracer.trace.group_table import GroupTable, section_document
@@ -129,6 +128,8 @@ def _patterns(trace: Trace) -> dict[str, Any]:
     from an older file are folded again, with the options they were folded with."""
     section = trace.patterns.section  # type: ignore[union-attr]
     if not isinstance(section["groups"], GroupTable):
+        from otel_tracer.trace.annotators import annotator  # importlib.metadata: only here
+
         annotator("patterns")(trace)
         section = trace.patterns.section  # type: ignore[union-attr]
     return section_document(section)
