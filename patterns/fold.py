@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 
@@ -36,6 +37,9 @@ from patterns.tandem import Candidate, find_runs, select
 
 GROUP_KEY_BASE = 1 << 40  # keys of group units; step keys are smaller
 SAVED_MAX_UNITS = 256  # templates longer than this are scored as if nothing folds inside
+MEMO_ENTRIES = 1 << 14  # entries of each memo of a Folder (a few MB on real traces)
+K = TypeVar("K")
+V = TypeVar("V")
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,16 @@ class Units:
         return self.functions[self.start[lo] : self.stop[hi - 1]]
 
 
+class Memo(dict[K, V]):
+    """A cache that forgets everything once it holds MEMO_ENTRIES entries: a trace
+    of millions of distinct sequences cannot grow it without bound."""
+
+    def __setitem__(self, key: K, value: V) -> None:
+        if len(self) >= MEMO_ENTRIES:
+            self.clear()
+        super().__setitem__(key, value)
+
+
 class Folder:
     """Folds sequences of steps; keeps the keys it made for groups, so groups of
     the same content get the same key across sequences."""
@@ -86,11 +100,12 @@ class Folder:
     def __init__(self, options: FoldOptions | None = None) -> None:
         self.options = options or FoldOptions()
         self._keys: dict[tuple, int] = {}
+        # memos by content (folding a part depends only on its units' keys and sizes)
+        self._known_runs: Memo[bytes, list[Candidate]] = Memo()
+        self._known_growth: Memo[tuple, list[int]] = Memo()
+        self._differences: Memo[tuple[bytes, ...], int] = Memo()
         # content -> (groups, rows saved, position of the first step) of a fold
-        self._known_runs: dict[bytes, list[Candidate]] = {}
-        self._known_growth: dict[tuple, list[int]] = {}
-        self._differences: dict[tuple[bytes, ...], int] = {}
-        self._folded: dict[tuple[bytes, bytes, bytes], tuple[list[LocalGroup], int, int]] = {}
+        self._folded: Memo[tuple[bytes, bytes, bytes], tuple[list[LocalGroup], int, int]] = Memo()
 
     def fold(self, exact: np.ndarray, loose: np.ndarray, weight: np.ndarray) -> list[LocalGroup]:
         """Top-level groups of a sequence of steps, nested groups inside them."""
