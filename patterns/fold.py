@@ -175,9 +175,10 @@ class Folder:
         if len(keys) > SAVED_MAX_UNITS:
             return find_runs(keys)
         content = keys.tobytes()
-        if content not in self._known_runs:
-            self._known_runs[content] = find_runs(keys)
-        return self._known_runs[content]
+        runs = self._known_runs.get(content)
+        if runs is None:
+            runs = self._known_runs[content] = find_runs(keys)
+        return runs
 
     def _grow(self, loose: np.ndarray, seeds: list[list[int]]) -> list[list[int]]:
         """``near.grow``, each seed's growth memoised for short sequences."""
@@ -242,9 +243,10 @@ class Folder:
             signature[c:d].tobytes(),
             units.weight[c:d].tobytes(),
         )
-        if content not in self._differences:
-            self._differences[content] = _difference(units, signature, template, other)
-        return self._differences[content]
+        rows = self._differences.get(content)
+        if rows is None:
+            rows = self._differences[content] = _difference(units, signature, template, other)
+        return rows
 
     def _signature(self, units: Units) -> np.ndarray:
         """What must be equal for two iterations to be the same variant: the units'

@@ -97,9 +97,10 @@ def grow(
             bounds = _grow_seed(keys, listed, seed)
         else:
             key = (content, *seed)
-            if key not in memo:
-                memo[key] = _grow_seed(keys, listed, seed)
-            bounds = list(memo[key])
+            known = memo.get(key)
+            if known is None:
+                known = memo[key] = _grow_seed(keys, listed, seed)
+            bounds = list(known)
         if bounds != seed:
             grown.append(bounds)
             if regions is None:

@@ -29,6 +29,7 @@ from otel_tracer.trace.format import from_document
 from otel_tracer.trace.group_table import section_document
 from otel_tracer.trace.model import Calls, Function, Trace
 from otel_tracer.trace.save import dumps
+from patterns import fold as fold_module
 from patterns.annotate import annotate
 from patterns.engine import Folding, fold_trace
 from patterns.fold import FoldOptions
@@ -872,3 +873,17 @@ def test_threads_fold_separately(options: FoldOptions, interleaved: bool) -> Non
         assert len(inside) and (thread[inside] == instances.thread[i]).all()
         assert thread[first] == thread[last] == instances.thread[i]
     check_round_trip(trace, options, interleaved=interleaved)
+
+
+@pytest.mark.parametrize("options", OPTIONS, ids=OPTION_IDS)
+@SMALL_SETTINGS
+@given(trace=traces())
+def test_memoised_folding_equals_folding_from_scratch(trace: Trace, options: FoldOptions) -> None:
+    """The Folder's memos (loop bodies, tandem runs, near-repeat growth and
+    difference rows reused by content) change nothing: the same folding as with
+    memos that keep nothing."""
+    memoised = fold_trace(trace, options)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(fold_module.Memo, "__setitem__", lambda self, key, value: None)
+        scratch = fold_trace(trace, options)
+    assert_same_folding(memoised, scratch)
