@@ -39,6 +39,7 @@ from perfetto.protos.perfetto.trace.perfetto_trace_pb2 import (
 )
 from perfetto.trace_builder.proto_builder import TraceProtoBuilder
 
+from exporters import perfetto_wire as wire
 from otel_tracer.spans.plan import group_label
 from otel_tracer.trace.model import EXTERNAL, FINALIZER, RAISED, RESUMED, UNFINISHED, YIELDED, Trace
 from otel_tracer.trace.save import atomic_output
@@ -102,6 +103,11 @@ class _Packets:
             self.flush()
         self._count += count
         return self._builder.trace.packet.add
+
+    def write(self, serialized: bytes) -> None:
+        """Write packets already serialized (after the packets added so far)."""
+        self.flush()
+        self._out.write(serialized)
 
     def flush(self) -> None:
         """Write the packets added so far."""
@@ -503,36 +509,78 @@ def _begins(trace: Trace, builder: _CallPackets) -> _Begins:
 def _write_call_events(
     trace: Trace, packets: _Packets, begins: _Begins, builder: _CallPackets
 ) -> np.ndarray:
-    """Every call's BEGIN and END in time order. Returns each event's (possibly
-    adjusted) timestamp, indexed by event."""
+    """Every call's BEGIN and END in time order, framed as bytes a chunk at a
+    time (``perfetto_wire``). Returns each event's (possibly adjusted) timestamp,
+    indexed by event."""
     events, times = _event_order(trace)
     rows = events >> 1
     is_end = (events & 1).astype(bool)
-    contents = begins.contents + [builder.end(t) for t in range(len(trace.threads))]
-    direct = begins.direct + [None] * len(trace.threads)
+    parts = _EventParts(builder)
+    contents = [parts.of(c, extra) for c, extra in zip(begins.contents, begins.direct, strict=True)]
+    contents += [parts.of(builder.end(t), None) for t in range(len(trace.threads))]
     content_of = np.where(
         is_end, len(begins.contents) + trace.calls.thread[rows], begins.index[rows]
-    )
-    call_ids = np.where(is_end, 0, rows + 1)
-    call_id_key, annotate = builder.interner.keys[CALL_ID], builder.annotate
+    ).tolist()
+    call_id_head = wire.call_id_annotation(builder.interner.keys[CALL_ID])
+    lengths = [wire.varint(n) for n in range(1 << 14)]
+    fixed = len(wire.TIMESTAMP) + len(wire.TRACK_EVENT)
+    packets.flush()  # the packets before these, in order
     for lo in range(0, len(events), CHUNK_PACKETS):
-        hi = lo + CHUNK_PACKETS
-        add = packets.adder(len(events[lo:hi]))
-        columns = (content_of[lo:hi], times[lo:hi], call_ids[lo:hi])
-        for content, time, call_id in zip(*(c.tolist() for c in columns), strict=True):
-            packet = add()
-            packet.MergeFromString(contents[content])
-            packet.timestamp = time
-            if call_id:
-                annotations = packet.track_event.debug_annotations
-                if direct[content] is not None:
-                    annotate(annotations, *direct[content])
-                annotation = annotations.add()
-                annotation.name_iid = call_id_key
-                annotation.uint_value = call_id
+        hi = min(lo + CHUNK_PACKETS, len(events))
+        stamps, at = wire.varints(times[lo:hi])
+        ids, id_at = wire.varints(np.where(is_end[lo:hi], 0, rows[lo:hi] + 1))
+        ends = is_end[lo:hi].tolist()
+        chunk = []
+        for i, content in enumerate(content_of[lo:hi]):
+            other, event = contents[content]
+            if not ends[i]:
+                annotation = call_id_head + ids[id_at[i] : id_at[i + 1]]
+                event += wire.ANNOTATION + lengths[len(annotation)] + annotation
+            size = len(event)
+            event_size = lengths[size] if size < len(lengths) else wire.varint(size)
+            stamp = stamps[at[i] : at[i + 1]]
+            size += len(other) + fixed + len(stamp) + len(event_size)
+            chunk.append(
+                b"".join(
+                    (
+                        wire.PACKET,
+                        lengths[size] if size < len(lengths) else wire.varint(size),
+                        other,
+                        wire.TIMESTAMP,
+                        stamp,
+                        wire.TRACK_EVENT,
+                        event_size,
+                        event,
+                    )
+                )
+            )
+        packets.write(b"".join(chunk))
     event_times = np.empty_like(times)
     event_times[events] = times
     return event_times
+
+
+class _EventParts:
+    """BEGIN and END packets as serialized parts (``perfetto_wire.split_packet``),
+    each packet head split once."""
+
+    def __init__(self, builder: _CallPackets) -> None:
+        self._builder = builder
+        self._heads: dict[bytes, tuple[bytes, bytes]] = {}
+        self._scratch = TrackEvent()
+
+    def of(self, content: bytes, extra: tuple[int, ...] | None) -> tuple[bytes, bytes]:
+        """The parts of ``content`` (a packet), with the annotations of ``extra``
+        (a BEGIN's direct key) appended to its TrackEvent's."""
+        head = self._heads.get(content)
+        if head is None:
+            head = self._heads[content] = wire.split_packet(TracePacket.FromString(content))
+        if extra is None:
+            return head
+        scratch = self._scratch
+        scratch.Clear()
+        self._builder.annotate(scratch.debug_annotations, *extra)
+        return head[0], head[1] + scratch.SerializeToString()
 
 
 # --- generic slices: pattern groups and OpenTelemetry spans ---------------------

@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import pytest
 from conftest import run_tracer, write_files
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -23,6 +25,7 @@ from perfetto.protos.perfetto.trace.perfetto_trace_pb2 import TracePacket, Track
 from trace_builder import build_trace, trace_from_columns
 
 import exporters.perfetto as perfetto
+import exporters.perfetto_wire as wire
 from exporters.perfetto import PerfettoFileExporter, write_perfetto
 from otel_tracer.spans.plan import MAX_LABEL_LENGTH, group_label, span_name
 from otel_tracer.trace.format import load
@@ -717,3 +720,35 @@ FORKING = """
     os.waitpid(pid, 0)
     work()
 """
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(0, 2**64 - 1) | st.sampled_from([0, 127, 128, 2**63, 2**64 - 1])))
+def test_wire_varints_are_protobuf_varints(values: list[int]) -> None:
+    """The vectorized varints of the call events' timestamps and ids equal the
+    protobuf library's encoding of the same uint64 field."""
+    blob, offsets = wire.varints(np.array(values, dtype=np.uint64))
+    for i, value in enumerate(values):
+        packet = TracePacket(timestamp=value).SerializeToString()
+        assert wire.TIMESTAMP + blob[offsets[i] : offsets[i + 1]] == packet
+        assert wire.varint(value) == blob[offsets[i] : offsets[i + 1]]
+
+
+def test_wire_framed_packet_parses_as_the_packet() -> None:
+    """A packet split into its fields and its TrackEvent, framed again with a
+    timestamp and a call-id annotation, parses as the packet built with protobuf."""
+    event = TrackEvent(type=TrackEvent.TYPE_SLICE_BEGIN, track_uuid=7, name_iid=3)
+    event.debug_annotations.add(name_iid=2, string_value="x")
+    packet = TracePacket(track_event=event, trusted_packet_sequence_id=1)
+    other, payload = wire.split_packet(TracePacket.FromString(packet.SerializeToString()))
+    annotation = wire.call_id_annotation(5) + wire.varint(42)
+    payload += wire.ANNOTATION + wire.varint(len(annotation)) + annotation
+    framed = other + wire.TIMESTAMP + wire.varint(10**18) + wire.TRACK_EVENT
+    framed += wire.varint(len(payload)) + payload
+    expected = TracePacket()
+    expected.CopyFrom(packet)
+    expected.timestamp = 10**18
+    expected.track_event.debug_annotations.add(name_iid=5, uint_value=42)
+    assert TracePacket.FromString(framed) == expected
+    trace = TraceProto.FromString(wire.PACKET + wire.varint(len(framed)) + framed)
+    assert list(trace.packet) == [expected]
