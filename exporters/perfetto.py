@@ -56,7 +56,6 @@ REALTIME, BOOTTIME = 1, 6
 PROCESS_UUID = 1
 SCOPE, EXTERNAL_CATEGORY = "scope", "external"
 PATTERN_CATEGORY, EXCEPTION_CATEGORY = "pattern", "exception"
-MIN_SHARED = 3  # calls that must share a BEGIN content for it to be pre-serialized
 CLEARED = TracePacket.SEQ_INCREMENTAL_STATE_CLEARED
 NEEDS_STATE = TracePacket.SEQ_NEEDS_INCREMENTAL_STATE
 BEGIN, END = TrackEvent.TYPE_SLICE_BEGIN, TrackEvent.TYPE_SLICE_END
@@ -78,6 +77,7 @@ FIXED_ANNOTATIONS = (
     "exception.message",
 )
 UNKNOWN_EXCEPTION = ("<unknown>", "")
+Parts = tuple[bytes, bytes]  # a packet's fields but its TrackEvent, and that TrackEvent's
 
 
 class _Packets:
@@ -344,8 +344,7 @@ class _CallPackets:
     def __init__(self, trace: Trace, interner: _Interner) -> None:
         self.trace = trace
         self.interner = interner
-        self._heads: dict[tuple[int, int, int], bytes] = {}
-        self._scratch = TracePacket()
+        self._heads: dict[tuple[int, int, int], Parts] = {}
         for key in FIXED_ANNOTATIONS:
             interner.iid(interner.keys, key)
         interner.iid(interner.categories, SCOPE)
@@ -374,58 +373,46 @@ class _CallPackets:
         value: int,
         exception: int,
         task: int,
-    ) -> bytes:
-        """A whole BEGIN packet: the head, then the annotations of ``annotate``."""
-        packet = self._scratch
-        packet.Clear()
-        packet.MergeFromString(self.head(thread, function, flags))
-        self.annotate(
-            packet.track_event.debug_annotations, function, flags, args, value, exception, task
-        )
-        return packet.SerializeToString()
+    ) -> Parts:
+        """A BEGIN packet: its head's parts, its TrackEvent followed by the
+        annotations of ``annotations``."""
+        other, event = self.head(thread, function, flags)
+        return other, event + self.annotations(function, flags, args, value, exception, task)
 
-    def annotate(
-        self,
-        annotations: Any,
-        function: int,
-        flags: int,
-        args: int,
-        value: int,
-        exception: int,
-        task: int,
-    ) -> None:
-        """Add the arguments, then the returned or yielded value, or the
-        exception, then a coroutine resumption's asyncio task."""
-        trace, add = self.trace, annotations.add
+    def annotations(
+        self, function: int, flags: int, args: int, value: int, exception: int, task: int
+    ) -> bytes:
+        """The arguments, then the returned or yielded value, or the exception,
+        then a coroutine resumption's asyncio task, as TrackEvent fields."""
+        trace, pieces = self.trace, []
         if args >= 0:
             strings = trace.strings
             for key, string in zip(self._arg_keys[function], trace.arg_tuples[args], strict=False):
                 if string >= 0:
-                    add(name_iid=key, string_value=strings[string])
+                    pieces.append(wire.string_annotation(key, strings[string]))
         if flags & RAISED:
             kind, message = trace.exceptions[exception] if exception >= 0 else UNKNOWN_EXCEPTION
-            add(name_iid=self._value_keys[0], string_value=kind)
-            add(name_iid=self._value_keys[1], string_value=message)
+            pieces.append(wire.string_annotation(self._value_keys[0], kind))
+            pieces.append(wire.string_annotation(self._value_keys[1], message))
         elif value >= 0:
-            add(
-                name_iid=self._value_keys[3 if flags & YIELDED else 2],
-                string_value=trace.strings[value],
-            )
+            key = self._value_keys[3 if flags & YIELDED else 2]
+            pieces.append(wire.string_annotation(key, trace.strings[value]))
         if task >= 0:
-            add(name_iid=self._value_keys[4], string_value=trace.strings[task])
+            pieces.append(wire.string_annotation(self._value_keys[4], trace.strings[task]))
+        return b"".join(pieces)
 
-    def end(self, thread: int) -> bytes:
+    def end(self, thread: int) -> Parts:
         """The END packet on a thread's track."""
-        return _packet_bytes(TrackEvent(type=END, track_uuid=_thread_uuid(thread)))
+        return _packet_parts(TrackEvent(type=END, track_uuid=_thread_uuid(thread)))
 
-    def head(self, thread: int, function: int, flags: int) -> bytes:
+    def head(self, thread: int, function: int, flags: int) -> Parts:
         """The part of a BEGIN packet fixed by thread, function and flags."""
         key = (thread, function, flags)
         if key not in self._heads:
             self._heads[key] = self._new_head(thread, function, flags)
         return self._heads[key]
 
-    def _new_head(self, thread: int, index: int, flags: int) -> bytes:
+    def _new_head(self, thread: int, index: int, flags: int) -> Parts:
         """Track, name, category and the annotations fixed by function and flags."""
         interner, function = self.interner, self.trace.functions[index]
         keys, strings = interner.keys, interner.strings
@@ -455,27 +442,23 @@ class _CallPackets:
         ):
             if flags & bit:
                 _annotate(event, keys[f"otel_tracer.call.{key}"], True)
-        return _packet_bytes(event)
+        return _packet_parts(event)
 
 
-def _packet_bytes(event: TrackEvent) -> bytes:
-    """A serialized packet of the call sequence holding ``event``."""
+def _packet_parts(event: TrackEvent) -> Parts:
+    """The parts of a packet of the call sequence holding ``event``."""
     packet = TracePacket(
         track_event=event, trusted_packet_sequence_id=CALL_SEQUENCE, sequence_flags=NEEDS_STATE
     )
-    return packet.SerializeToString()
+    return wire.split_packet(packet)
 
 
 @dataclass
 class _Begins:
-    """The BEGIN packets of the calls: per call, the index of its content. A
-    content shared by ``MIN_SHARED`` calls or more is a whole serialized packet
-    (``direct`` None); a rarer one is only its head, and ``direct`` holds the
-    arguments of ``annotate`` that completes it per call (pre-serializing a packet
-    costs more than it saves when it is parsed only once or twice)."""
+    """The BEGIN packets of the calls: the parts of each distinct content, and
+    per call the index of its content."""
 
-    contents: list[bytes]
-    direct: list[tuple[int, ...] | None]
+    contents: list[Parts]
     index: np.ndarray
 
 
@@ -493,17 +476,8 @@ def _begins(trace: Trace, builder: _CallPackets) -> _Begins:
         calls.task,
     )
     index, first_rows = _dense_ids(*columns)
-    shared = (np.bincount(index, minlength=len(first_rows)) >= MIN_SHARED).tolist()
-    begins = _Begins([], [], index)
     keys = zip(*(column[first_rows].tolist() for column in columns), strict=True)
-    for many, key in zip(shared, keys, strict=True):
-        if many:
-            begins.contents.append(builder.begin(*key))
-            begins.direct.append(None)
-        else:
-            begins.contents.append(builder.head(*key[:3]))
-            begins.direct.append(key[1:])
-    return begins
+    return _Begins([builder.begin(*key) for key in keys], index)
 
 
 def _write_call_events(
@@ -515,9 +489,7 @@ def _write_call_events(
     events, times = _event_order(trace)
     rows = events >> 1
     is_end = (events & 1).astype(bool)
-    parts = _EventParts(builder)
-    contents = [parts.of(c, extra) for c, extra in zip(begins.contents, begins.direct, strict=True)]
-    contents += [parts.of(builder.end(t), None) for t in range(len(trace.threads))]
+    contents = begins.contents + [builder.end(t) for t in range(len(trace.threads))]
     content_of = np.where(
         is_end, len(begins.contents) + trace.calls.thread[rows], begins.index[rows]
     ).tolist()
@@ -558,29 +530,6 @@ def _write_call_events(
     event_times = np.empty_like(times)
     event_times[events] = times
     return event_times
-
-
-class _EventParts:
-    """BEGIN and END packets as serialized parts (``perfetto_wire.split_packet``),
-    each packet head split once."""
-
-    def __init__(self, builder: _CallPackets) -> None:
-        self._builder = builder
-        self._heads: dict[bytes, tuple[bytes, bytes]] = {}
-        self._scratch = TrackEvent()
-
-    def of(self, content: bytes, extra: tuple[int, ...] | None) -> tuple[bytes, bytes]:
-        """The parts of ``content`` (a packet), with the annotations of ``extra``
-        (a BEGIN's direct key) appended to its TrackEvent's."""
-        head = self._heads.get(content)
-        if head is None:
-            head = self._heads[content] = wire.split_packet(TracePacket.FromString(content))
-        if extra is None:
-            return head
-        scratch = self._scratch
-        scratch.Clear()
-        self._builder.annotate(scratch.debug_annotations, *extra)
-        return head[0], head[1] + scratch.SerializeToString()
 
 
 # --- generic slices: pattern groups and OpenTelemetry spans ---------------------

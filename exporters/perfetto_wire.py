@@ -38,6 +38,7 @@ TRACK_EVENT = _tag(TracePacket, "track_event", LENGTH_DELIMITED)
 ANNOTATION = _tag(TrackEvent, "debug_annotations", LENGTH_DELIMITED)
 NAME_IID = _tag(DebugAnnotation, "name_iid", VARINT)
 UINT_VALUE = _tag(DebugAnnotation, "uint_value", VARINT)
+STRING_VALUE = _tag(DebugAnnotation, "string_value", LENGTH_DELIMITED)
 
 
 def varints(values: np.ndarray) -> tuple[bytes, list[int]]:
@@ -69,3 +70,10 @@ def split_packet(packet: TracePacket) -> tuple[bytes, bytes]:
 def call_id_annotation(name_iid: int) -> bytes:
     """The start of a call-id debug annotation's fields (its value follows)."""
     return NAME_IID + varint(name_iid) + UINT_VALUE
+
+
+def string_annotation(name_iid: int, text: str) -> bytes:
+    """A TrackEvent's debug annotation field: the interned name, a string value."""
+    value = text.encode()
+    inner = NAME_IID + varint(name_iid) + STRING_VALUE + varint(len(value)) + value
+    return ANNOTATION + varint(len(inner)) + inner

@@ -752,3 +752,12 @@ def test_wire_framed_packet_parses_as_the_packet() -> None:
     assert TracePacket.FromString(framed) == expected
     trace = TraceProto.FromString(wire.PACKET + wire.varint(len(framed)) + framed)
     assert list(trace.packet) == [expected]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 2**32), st.text())
+def test_wire_string_annotation_is_the_protobuf_one(name_iid: int, text: str) -> None:
+    """A string debug annotation framed as bytes parses as the one protobuf builds."""
+    expected = TrackEvent()
+    expected.debug_annotations.add(name_iid=name_iid, string_value=text)
+    assert TrackEvent.FromString(wire.string_annotation(name_iid, text)) == expected
