@@ -494,7 +494,7 @@ def _write_call_events(
         is_end, len(begins.contents) + trace.calls.thread[rows], begins.index[rows]
     ).tolist()
     call_id_head = wire.call_id_annotation(builder.interner.keys[CALL_ID])
-    lengths = [wire.varint(n) for n in range(1 << 14)]
+    lengths = wire.SMALL_VARINTS
     fixed = len(wire.TIMESTAMP) + len(wire.TRACK_EVENT)
     packets.flush()  # the packets before these, in order
     for lo in range(0, len(events), CHUNK_PACKETS):

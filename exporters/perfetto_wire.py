@@ -6,6 +6,8 @@ own decoder expects."""
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from perfetto.protos.perfetto.trace.perfetto_trace_pb2 import (
     DebugAnnotation,
@@ -26,6 +28,10 @@ def varint(value: int) -> bytes:
         value >>= 7
     out.append(value)
     return bytes(out)
+
+
+SMALL = 1 << 14
+SMALL_VARINTS = [varint(n) for n in range(SMALL)]  # the lengths of most fields
 
 
 def _tag(message: type, field: str, wire_type: int) -> bytes:
@@ -75,5 +81,14 @@ def call_id_annotation(name_iid: int) -> bytes:
 def string_annotation(name_iid: int, text: str) -> bytes:
     """A TrackEvent's debug annotation field: the interned name, a string value."""
     value = text.encode()
-    inner = NAME_IID + varint(name_iid) + STRING_VALUE + varint(len(value)) + value
-    return ANNOTATION + varint(len(inner)) + inner
+    prefix = _name_prefix(name_iid)
+    length = SMALL_VARINTS[len(value)] if len(value) < SMALL else varint(len(value))
+    inner = len(prefix) + len(length) + len(value)
+    size = SMALL_VARINTS[inner] if inner < SMALL else varint(inner)
+    return b"".join((ANNOTATION, size, prefix, length, value))
+
+
+@functools.lru_cache(maxsize=4096)
+def _name_prefix(name_iid: int) -> bytes:
+    """A string annotation's fields before its value's length."""
+    return NAME_IID + varint(name_iid) + STRING_VALUE
