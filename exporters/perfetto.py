@@ -492,41 +492,13 @@ def _write_call_events(
     contents = begins.contents + [builder.end(t) for t in range(len(trace.threads))]
     content_of = np.where(
         is_end, len(begins.contents) + trace.calls.thread[rows], begins.index[rows]
-    ).tolist()
-    call_id_head = wire.call_id_annotation(builder.interner.keys[CALL_ID])
-    lengths = wire.SMALL_VARINTS
-    fixed = len(wire.TIMESTAMP) + len(wire.TRACK_EVENT)
+    )
+    framer = wire.EventFramer(contents, wire.call_id_annotation(builder.interner.keys[CALL_ID]))
+    call_ids = np.where(is_end, 0, rows + 1)
     packets.flush()  # the packets before these, in order
     for lo in range(0, len(events), CHUNK_PACKETS):
-        hi = min(lo + CHUNK_PACKETS, len(events))
-        stamps, at = wire.varints(times[lo:hi])
-        ids, id_at = wire.varints(np.where(is_end[lo:hi], 0, rows[lo:hi] + 1))
-        ends = is_end[lo:hi].tolist()
-        chunk = []
-        for i, content in enumerate(content_of[lo:hi]):
-            other, event = contents[content]
-            if not ends[i]:
-                annotation = call_id_head + ids[id_at[i] : id_at[i + 1]]
-                event += wire.ANNOTATION + lengths[len(annotation)] + annotation
-            size = len(event)
-            event_size = lengths[size] if size < len(lengths) else wire.varint(size)
-            stamp = stamps[at[i] : at[i + 1]]
-            size += len(other) + fixed + len(stamp) + len(event_size)
-            chunk.append(
-                b"".join(
-                    (
-                        wire.PACKET,
-                        lengths[size] if size < len(lengths) else wire.varint(size),
-                        other,
-                        wire.TIMESTAMP,
-                        stamp,
-                        wire.TRACK_EVENT,
-                        event_size,
-                        event,
-                    )
-                )
-            )
-        packets.write(b"".join(chunk))
+        part = slice(lo, lo + CHUNK_PACKETS)
+        packets.write(framer.frame(content_of[part], times[part], call_ids[part]))
     event_times = np.empty_like(times)
     event_times[events] = times
     return event_times

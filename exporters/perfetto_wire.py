@@ -47,13 +47,11 @@ UINT_VALUE = _tag(DebugAnnotation, "uint_value", VARINT)
 STRING_VALUE = _tag(DebugAnnotation, "string_value", LENGTH_DELIMITED)
 
 
-def varints(values: np.ndarray) -> tuple[bytes, list[int]]:
+def varints(values: np.ndarray) -> tuple[bytes, np.ndarray]:
     """Every value (>= 0) as a varint, all in one bytes object; item i is
     ``blob[offsets[i] : offsets[i + 1]]``."""
     rest = np.asarray(values, dtype=np.uint64)
-    sizes = np.ones(len(rest), dtype=np.int64)
-    for k in range(1, MAX_BYTES):
-        sizes += rest >= np.uint64(1) << np.uint64(7 * k)
+    sizes = varint_sizes(rest)
     offsets = np.zeros(len(rest) + 1, dtype=np.int64)
     np.cumsum(sizes, out=offsets[1:])
     out = np.empty(int(offsets[-1]), dtype=np.uint8)
@@ -63,7 +61,7 @@ def varints(values: np.ndarray) -> tuple[bytes, list[int]]:
         more = (sizes[present] > k + 1).astype(np.uint8) << 7
         out[offsets[:-1][present] + k] = low | more
         rest = rest >> np.uint64(7)
-    return out.tobytes(), offsets.tolist()
+    return out.tobytes(), offsets
 
 
 def split_packet(packet: TracePacket) -> tuple[bytes, bytes]:
@@ -92,3 +90,89 @@ def string_annotation(name_iid: int, text: str) -> bytes:
 def _name_prefix(name_iid: int) -> bytes:
     """A string annotation's fields before its value's length."""
     return NAME_IID + varint(name_iid) + STRING_VALUE
+
+
+def varint_sizes(values: np.ndarray) -> np.ndarray:
+    """The number of bytes of each value's varint (int64)."""
+    values = np.asarray(values, dtype=np.uint64)
+    sizes = np.ones(len(values), dtype=np.int64)
+    for k in range(1, MAX_BYTES):
+        sizes += values >= np.uint64(1) << np.uint64(7 * k)
+    return sizes
+
+
+class EventFramer:
+    """Frames the packets of call events, many at a time, with numpy: each packet
+    is one of a few contents (a packet's fields but its TrackEvent, and that
+    TrackEvent's fields), its timestamp, and for a BEGIN its call id as one more
+    debug annotation (``call_id_head`` then the id)."""
+
+    def __init__(self, contents: list[tuple[bytes, bytes]], call_id_head: bytes) -> None:
+        constants = [PACKET, TIMESTAMP, TRACK_EVENT, ANNOTATION, call_id_head]
+        pieces = constants + [other for other, _ in contents] + [event for _, event in contents]
+        sizes = np.array([len(piece) for piece in pieces], dtype=np.int64)
+        starts = np.zeros(len(pieces), dtype=np.int64)
+        np.cumsum(sizes[:-1], out=starts[1:])
+        self._source = b"".join(pieces)
+        self._constant_at, self._constant_size = starts[:5], sizes[:5]
+        n = len(contents)
+        self._other_at, self._other_size = starts[5 : 5 + n], sizes[5 : 5 + n]
+        self._event_at, self._event_size = starts[5 + n :], sizes[5 + n :]
+
+    def frame(self, content: np.ndarray, times: np.ndarray, call_ids: np.ndarray) -> bytes:
+        """The packets (``Trace.packet`` fields) of events of ``content`` (index
+        into the contents) at ``times``; ``call_ids`` 0: no call id (an END)."""
+        begin = call_ids > 0
+        id_size = np.where(begin, varint_sizes(call_ids), 0)
+        annotation = np.where(begin, self._constant_size[4] + id_size, 0)
+        annotation_size = np.where(begin, varint_sizes(annotation), 0)
+        event = self._event_size[content] + np.where(
+            begin, self._constant_size[3] + annotation_size + annotation, 0
+        )
+        event_size = varint_sizes(event)
+        time_size = varint_sizes(times)
+        packet = (
+            self._other_size[content]
+            + self._constant_size[1]
+            + time_size
+            + self._constant_size[2]
+            + event_size
+            + event
+        )
+        numbers = np.concatenate((packet, times, event, annotation, call_ids))
+        blob, at = varints(numbers)
+        at = at[:-1] + len(self._source)
+        m = len(content)
+        packet_at, time_at, event_at, annotation_at, id_at = at.reshape(5, m)
+        c = self._constant_at
+        segments = [  # (source offset, size) of each piece of a packet, in order
+            (np.full(m, c[0]), np.full(m, self._constant_size[0])),
+            (packet_at, varint_sizes(packet)),
+            (self._other_at[content], self._other_size[content]),
+            (np.full(m, c[1]), np.full(m, self._constant_size[1])),
+            (time_at, time_size),
+            (np.full(m, c[2]), np.full(m, self._constant_size[2])),
+            (event_at, event_size),
+            (self._event_at[content], self._event_size[content]),
+            (np.full(m, c[3]), np.where(begin, self._constant_size[3], 0)),
+            (annotation_at, annotation_size),
+            (np.full(m, c[4]), np.where(begin, self._constant_size[4], 0)),
+            (id_at, id_size),
+        ]
+        offsets = np.stack([offset for offset, _ in segments], axis=1).ravel()
+        sizes = np.stack([size for _, size in segments], axis=1).ravel()
+        return _join_slices(self._source + blob, offsets, sizes)
+
+
+def _join_slices_numpy(source: bytes, offsets: np.ndarray, sizes: np.ndarray) -> bytes:
+    """``source[offsets[i] : offsets[i] + sizes[i]]`` for every i, joined."""
+    ends = np.cumsum(sizes)
+    total = int(ends[-1]) if len(ends) else 0
+    gather = np.repeat(offsets - (ends - sizes), sizes) + np.arange(total)
+    return np.frombuffer(source, dtype=np.uint8)[gather].tobytes()
+
+
+try:  # the same in C
+    from otel_tracer.trace._speedups import join_slices as _join_slices
+except ImportError:  # not built
+    _join_slices = _join_slices_numpy

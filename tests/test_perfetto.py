@@ -761,3 +761,62 @@ def test_wire_string_annotation_is_the_protobuf_one(name_iid: int, text: str) ->
     expected = TrackEvent()
     expected.debug_annotations.add(name_iid=name_iid, string_value=text)
     assert TrackEvent.FromString(wire.string_annotation(name_iid, text)) == expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=64), st.data())
+def test_joined_slices_in_c_equal_the_numpy_ones(source: bytes, data: st.DataObject) -> None:
+    """The C join of the framed packets' pieces, and its numpy fallback."""
+    slices = data.draw(
+        st.lists(st.tuples(st.integers(0, len(source)), st.integers(0, len(source))), max_size=20)
+    )
+    offsets = np.array([min(a, b) for a, b in slices], dtype=np.int64)
+    sizes = np.array([abs(a - b) for a, b in slices], dtype=np.int64)
+    expected = b"".join(source[a : a + n] for a, n in zip(offsets, sizes, strict=True))
+    assert wire._join_slices_numpy(source, offsets, sizes) == expected
+    assert wire._join_slices is not wire._join_slices_numpy  # the C one, built
+    assert wire._join_slices(source, offsets, sizes) == expected
+    with pytest.raises(ValueError):
+        wire._join_slices(source, np.array([len(source)], dtype=np.int64), np.array([1]))
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(1, 2**40), st.text(max_size=300), st.integers(0, 2**62)),
+        min_size=1,
+        max_size=5,
+    ),
+    st.data(),
+)
+def test_framed_events_parse_as_the_packets_protobuf_builds(contents, data) -> None:
+    """Packets framed many at a time (contents, timestamps, call ids) parse as the
+    same packets built with protobuf one by one."""
+    built = []
+    for track, name, value in contents:
+        event = TrackEvent(type=TrackEvent.TYPE_SLICE_BEGIN, track_uuid=track, name=name)
+        event.debug_annotations.add(name_iid=3, uint_value=value)
+        built.append(TracePacket(track_event=event, trusted_packet_sequence_id=1))
+    parts = [wire.split_packet(TracePacket.FromString(p.SerializeToString())) for p in built]
+    framer = wire.EventFramer(parts, wire.call_id_annotation(9))
+    events = data.draw(
+        st.lists(
+            st.tuples(
+                st.integers(0, len(contents) - 1),
+                st.integers(0, 2**63 - 1),
+                st.integers(0, 2**40) | st.just(0),
+            ),
+            max_size=30,
+        )
+    )
+    columns = [np.array(column, dtype=np.int64) for column in zip(*events, strict=True)]
+    framed = framer.frame(*columns) if events else b""
+    expected = []
+    for content, time, call_id in events:
+        packet = TracePacket()
+        packet.CopyFrom(built[content])
+        packet.timestamp = time
+        if call_id:
+            packet.track_event.debug_annotations.add(name_iid=9, uint_value=call_id)
+        expected.append(packet)
+    assert list(TraceProto.FromString(framed).packet) == expected
