@@ -225,6 +225,7 @@ def _annotate(trace: Trace, shapes: Shapes, sequences: list[Sequence]):
     columns: dict[str, list[np.ndarray]] = {k: [] for k in ("sequence", "placed", "owner", "local")}
     base = 0
     ranges: list[slice] = []  # each sequence's instances, contiguous in the columns
+    spans: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # id(group) -> its steps' marks
     for s, sequence in enumerate(sequences):
         owners, steps = sequence.owners, sequence.steps
         width = steps.shape[1]
@@ -232,12 +233,17 @@ def _annotate(trace: Trace, shapes: Shapes, sequences: list[Sequence]):
         local_iteration = np.full(width, -1, dtype=np.int64)
         local_variant = np.full(width, -1, dtype=np.int32)
         for index, placed in enumerate(sequence.placed):
-            bounds = placed.group.bounds + placed.shift
-            lengths = np.diff(bounds)
-            span = slice(int(bounds[0]), int(bounds[-1]))
+            group = placed.group
+            marks = spans.get(id(group))
+            if marks is None:  # a group placed again (another iteration) reuses them
+                lengths = np.diff(group.bounds)
+                marks = spans[id(group)] = (
+                    np.repeat(np.arange(len(lengths)), lengths),
+                    np.repeat(group.variant_of, lengths),
+                )
+            span = slice(group.start + placed.shift, group.stop + placed.shift)
             local[span] = index
-            local_iteration[span] = np.repeat(np.arange(len(lengths)), lengths)
-            local_variant[span] = np.repeat(placed.group.variant_of, lengths)
+            local_iteration[span], local_variant[span] = marks
         count = len(sequence.placed)
         ids = base + np.arange(len(owners), dtype=np.int64)[:, None] * count + local[None, :]
         covered = local >= 0
