@@ -623,6 +623,25 @@ def test_interface(tmp_path: Path) -> None:
     assert recorder._stop_time <= core.clock()  # events are on the core's clock
 
 
+def test_clock_follows_clock_monotonic(tmp_path: Path) -> None:
+    """The core's clock (from the TSC once calibrated, where the kernel's clock
+    source is the TSC) never goes back and stays on CLOCK_MONOTONIC's time, across
+    many calibrations (one per 65,536 reads)."""
+    main = write_program(tmp_path, "recursion")
+    core = record(tmp_path, main, "c")[0].core
+    clock = core.clock
+    previous = clock()
+    worst = 0
+    for _ in range(40):
+        readings = [clock() for _ in range(20_000)]
+        reference = time.monotonic_ns()
+        after = clock()
+        assert previous <= readings[0] and all(np.diff(readings) >= 0) and readings[-1] <= after
+        worst = max(worst, abs(after - reference))
+        previous = after
+    assert worst < 1_000_000  # 1 ms: the readings are ns apart, the calibration's error us
+
+
 def test_buffer_views_survive_growth(tmp_path: Path) -> None:
     """A view taken while recording keeps its memory valid when the buffer
     grows under it, and the recording is unaffected."""
