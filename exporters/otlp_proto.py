@@ -22,6 +22,9 @@ from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans
 from opentelemetry.sdk.trace import ReadableSpan
 
+from exporters.protowire import key as _key
+from exporters.protowire import varint as _varint
+from exporters.protowire import varint_sizes
 from otel_tracer.spans.plan import PATTERN_PREFIX, SpanPlan, pattern_attributes
 from otel_tracer.spans.sdk import (
     ARGS_PREFIX,
@@ -39,9 +42,6 @@ BATCH_SPANS = 2_000  # ~0.9 MB of protobuf for typical call spans
 BATCH_BYTES = 1 << 20  # collectors and Jaeger refuse gRPC messages over 4 MiB
 CHUNK = 2_000  # calls laid out by numpy at a time
 CACHE_SIZE = 1 << 16  # encoded argument lists, values and pattern positions kept
-
-_SMALL_VARINTS = [bytes((value,)) for value in range(0x80)]
-_VARINT_LIMITS = np.array([1 << (7 * size) for size in range(1, 10)], dtype=np.uint64)
 
 
 def encode_requests(
@@ -257,7 +257,7 @@ class _Records:
     def of(self, rows: np.ndarray, parent_ids: np.ndarray) -> list[bytes]:
         """The records of trace ``rows`` under ``parent_ids``."""
         call_ids = rows.astype(np.uint64) + np.uint64(1)
-        sizes = np.searchsorted(_VARINT_LIMITS, call_ids, side="right") + 1
+        sizes = varint_sizes(call_ids)
         records = np.empty(len(rows), dtype=object)
         for size in np.unique(sizes).tolist():
             where = np.flatnonzero(sizes == size)
@@ -310,29 +310,12 @@ def _sdk_span(span: ReadableSpan) -> bytes:
     return encode_spans([span]).resource_spans[0].scope_spans[0].spans[0].SerializeToString()
 
 
-def _varint(value: int) -> bytes:
-    """A protobuf base-128 varint (``value`` >= 0)."""
-    if value < 0x80:
-        return _SMALL_VARINTS[value]
-    out = bytearray()
-    while value > 0x7F:
-        out.append(value & 0x7F | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
 def _varint_columns(values: np.ndarray, size: int) -> np.ndarray:
     """The varints of ``values`` that all take ``size`` bytes, one row each."""
     shifts = np.arange(size, dtype=np.uint64) * np.uint64(7)
     columns = ((values[:, None] >> shifts) & np.uint64(0x7F)).astype(np.uint8)
     columns[:, :-1] |= 0x80
     return columns
-
-
-def _key(number: int, wire_type: int = 2) -> bytes:
-    """A field's key (wire type 2: length-delimited)."""
-    return _varint(number << 3 | wire_type)
 
 
 def _field(number: int, payload: bytes) -> bytes:

@@ -16,26 +16,11 @@ from perfetto.protos.perfetto.trace.perfetto_trace_pb2 import (
     TrackEvent,
 )
 
-VARINT, LENGTH_DELIMITED = 0, 2
-MAX_BYTES = 10  # of a 64-bit varint
-
-
-def varint(value: int) -> bytes:
-    """``value`` (>= 0) as a protobuf varint."""
-    out = bytearray()
-    while value > 0x7F:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-SMALL = 1 << 14
-SMALL_VARINTS = [varint(n) for n in range(SMALL)]  # the lengths of most fields
+from exporters.protowire import LENGTH_DELIMITED, VARINT, key, varint, varint_sizes, varints
 
 
 def _tag(message: type, field: str, wire_type: int) -> bytes:
-    return varint((message.DESCRIPTOR.fields_by_name[field].number << 3) | wire_type)
+    return key(message.DESCRIPTOR.fields_by_name[field].number, wire_type)
 
 
 PACKET = _tag(Trace, "packet", LENGTH_DELIMITED)
@@ -45,23 +30,6 @@ ANNOTATION = _tag(TrackEvent, "debug_annotations", LENGTH_DELIMITED)
 NAME_IID = _tag(DebugAnnotation, "name_iid", VARINT)
 UINT_VALUE = _tag(DebugAnnotation, "uint_value", VARINT)
 STRING_VALUE = _tag(DebugAnnotation, "string_value", LENGTH_DELIMITED)
-
-
-def varints(values: np.ndarray) -> tuple[bytes, np.ndarray]:
-    """Every value (>= 0) as a varint, all in one bytes object; item i is
-    ``blob[offsets[i] : offsets[i + 1]]``."""
-    rest = np.asarray(values, dtype=np.uint64)
-    sizes = varint_sizes(rest)
-    offsets = np.zeros(len(rest) + 1, dtype=np.int64)
-    np.cumsum(sizes, out=offsets[1:])
-    out = np.empty(int(offsets[-1]), dtype=np.uint8)
-    for k in range(int(sizes.max(initial=0))):
-        present = sizes > k
-        low = (rest[present] & np.uint64(0x7F)).astype(np.uint8)
-        more = (sizes[present] > k + 1).astype(np.uint8) << 7
-        out[offsets[:-1][present] + k] = low | more
-        rest = rest >> np.uint64(7)
-    return out.tobytes(), offsets
 
 
 def split_packet(packet: TracePacket) -> tuple[bytes, bytes]:
@@ -80,25 +48,16 @@ def string_annotation(name_iid: int, text: str) -> bytes:
     """A TrackEvent's debug annotation field: the interned name, a string value."""
     value = text.encode()
     prefix = _name_prefix(name_iid)
-    length = SMALL_VARINTS[len(value)] if len(value) < SMALL else varint(len(value))
-    inner = len(prefix) + len(length) + len(value)
-    size = SMALL_VARINTS[inner] if inner < SMALL else varint(inner)
-    return b"".join((ANNOTATION, size, prefix, length, value))
+    length = varint(len(value))
+    return b"".join(
+        (ANNOTATION, varint(len(prefix) + len(length) + len(value)), prefix, length, value)
+    )
 
 
 @functools.lru_cache(maxsize=4096)
 def _name_prefix(name_iid: int) -> bytes:
     """A string annotation's fields before its value's length."""
     return NAME_IID + varint(name_iid) + STRING_VALUE
-
-
-def varint_sizes(values: np.ndarray) -> np.ndarray:
-    """The number of bytes of each value's varint (int64)."""
-    values = np.asarray(values, dtype=np.uint64)
-    sizes = np.ones(len(values), dtype=np.int64)
-    for k in range(1, MAX_BYTES):
-        sizes += values >= np.uint64(1) << np.uint64(7 * k)
-    return sizes
 
 
 class EventFramer:
@@ -161,11 +120,14 @@ class EventFramer:
         ]
         offsets = np.stack([offset for offset, _ in segments], axis=1).ravel()
         sizes = np.stack([size for _, size in segments], axis=1).ravel()
-        return _join_slices(self._source + blob, offsets, sizes)
+        return _join_slices(self._source, blob, offsets, sizes)
 
 
-def _join_slices_numpy(source: bytes, offsets: np.ndarray, sizes: np.ndarray) -> bytes:
-    """``source[offsets[i] : offsets[i] + sizes[i]]`` for every i, joined."""
+def _join_slices_numpy(
+    first: bytes, second: bytes, offsets: np.ndarray, sizes: np.ndarray
+) -> bytes:
+    """``(first + second)[offsets[i] : offsets[i] + sizes[i]]`` for every i, joined."""
+    source = first + second
     ends = np.cumsum(sizes)
     total = int(ends[-1]) if len(ends) else 0
     gather = np.repeat(offsets - (ends - sizes), sizes) + np.arange(total)

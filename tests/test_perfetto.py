@@ -773,11 +773,15 @@ def test_joined_slices_in_c_equal_the_numpy_ones(source: bytes, data: st.DataObj
     offsets = np.array([min(a, b) for a, b in slices], dtype=np.int64)
     sizes = np.array([abs(a - b) for a, b in slices], dtype=np.int64)
     expected = b"".join(source[a : a + n] for a, n in zip(offsets, sizes, strict=True))
-    assert wire._join_slices_numpy(source, offsets, sizes) == expected
+    assert wire._join_slices_numpy(source, b"", offsets, sizes) == expected
     assert wire._join_slices is not wire._join_slices_numpy  # the C one, built
-    assert wire._join_slices(source, offsets, sizes) == expected
+    assert wire._join_slices(source, b"", offsets, sizes) == expected
+    half = len(source) // 2  # the same source in two parts: slices that lie in one
+    inside = (offsets + sizes <= half) | (offsets >= half)
+    kept = b"".join(source[a : a + n] for a, n in zip(offsets[inside], sizes[inside], strict=True))
+    assert wire._join_slices(source[:half], source[half:], offsets[inside], sizes[inside]) == kept
     with pytest.raises(ValueError):
-        wire._join_slices(source, np.array([len(source)], dtype=np.int64), np.array([1]))
+        wire._join_slices(source, b"", np.array([len(source)], dtype=np.int64), np.array([1]))
 
 
 @settings(max_examples=100, deadline=None)

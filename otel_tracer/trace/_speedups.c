@@ -1224,33 +1224,43 @@ done:
     return out;
 }
 
-/* join_slices(source, offsets, sizes): the bytes source[offsets[i] : offsets[i] +
- * sizes[i]] for every i, joined (int64 offsets and sizes; the Perfetto writer's
- * packets, exporters/perfetto_wire.py). */
+/* join_slices(first, second, offsets, sizes): the slices [offsets[i], offsets[i] +
+ * sizes[i]) of first + second, joined, without joining the two sources (int64
+ * offsets and sizes; each slice lies in one of them). The Perfetto writer's
+ * packets (exporters/perfetto_wire.py). */
 static PyObject *join_slices(PyObject *self, PyObject *args) {
-    PyObject *source_obj, *offsets_obj, *sizes_obj;
-    if (!PyArg_ParseTuple(args, "OOO", &source_obj, &offsets_obj, &sizes_obj)) return NULL;
-    Py_buffer source, offsets, sizes;
-    if (PyObject_GetBuffer(source_obj, &source, PyBUF_C_CONTIGUOUS) < 0) return NULL;
+    PyObject *first_obj, *second_obj, *offsets_obj, *sizes_obj;
+    if (!PyArg_ParseTuple(args, "OOOO", &first_obj, &second_obj, &offsets_obj, &sizes_obj))
+        return NULL;
+    Py_buffer first, second, offsets, sizes;
+    if (PyObject_GetBuffer(first_obj, &first, PyBUF_C_CONTIGUOUS) < 0) return NULL;
+    if (PyObject_GetBuffer(second_obj, &second, PyBUF_C_CONTIGUOUS) < 0) {
+        PyBuffer_Release(&first);
+        return NULL;
+    }
     if (get_buffer(offsets_obj, &offsets, 8, 0, "offsets") < 0) {
-        PyBuffer_Release(&source);
+        PyBuffer_Release(&first);
+        PyBuffer_Release(&second);
         return NULL;
     }
     if (get_buffer(sizes_obj, &sizes, 8, 0, "sizes") < 0) {
-        PyBuffer_Release(&source);
+        PyBuffer_Release(&first);
+        PyBuffer_Release(&second);
         PyBuffer_Release(&offsets);
         return NULL;
     }
     PyObject *out = NULL;
     const int64_t *at = offsets.buf, *size = sizes.buf;
-    Py_ssize_t n = offsets.len / 8, total = 0;
+    Py_ssize_t n = offsets.len / 8, total = 0, split = first.len;
     if (sizes.len != offsets.len) {
         PyErr_SetString(PyExc_ValueError, "join_slices: as many sizes as offsets");
         goto done;
     }
     for (Py_ssize_t i = 0; i < n; i++) {
-        if (at[i] < 0 || size[i] < 0 || size[i] > source.len - at[i]) {
-            PyErr_SetString(PyExc_ValueError, "join_slices: a slice outside the source");
+        int in_first = at[i] < split;
+        Py_ssize_t start = in_first ? 0 : split, end = in_first ? split : split + second.len;
+        if (at[i] < start || size[i] < 0 || size[i] > end - at[i]) {
+            PyErr_SetString(PyExc_ValueError, "join_slices: a slice outside its source");
             goto done;
         }
         total += (Py_ssize_t)size[i];
@@ -1258,13 +1268,15 @@ static PyObject *join_slices(PyObject *self, PyObject *args) {
     out = PyBytes_FromStringAndSize(NULL, total);
     if (out == NULL) goto done;
     char *dst = PyBytes_AS_STRING(out);
-    const char *src = source.buf;
     for (Py_ssize_t i = 0; i < n; i++) {
-        memcpy(dst, src + at[i], (size_t)size[i]);
+        const char *src = at[i] < split ? (const char *)first.buf + at[i]
+                                        : (const char *)second.buf + (at[i] - split);
+        memcpy(dst, src, (size_t)size[i]);
         dst += size[i];
     }
 done:
-    PyBuffer_Release(&source);
+    PyBuffer_Release(&first);
+    PyBuffer_Release(&second);
     PyBuffer_Release(&offsets);
     PyBuffer_Release(&sizes);
     return out;
@@ -1284,7 +1296,7 @@ static PyMethodDef methods[] = {
     {"prefix_distances", prefix_distances, METH_VARARGS, "Edit distances to every prefix."},
     {"find_anchor", find_anchor, METH_VARARGS, "Where a run of ints first (or last) starts."},
     {"grow_seed", grow_seed, METH_VARARGS, "A near-repeat seed grown over its neighbours."},
-    {"join_slices", join_slices, METH_VARARGS, "Slices of a buffer, joined."},
+    {"join_slices", join_slices, METH_VARARGS, "Slices of two buffers, joined."},
     {NULL, NULL, 0, NULL},
 };
 
