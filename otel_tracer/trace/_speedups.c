@@ -1025,9 +1025,9 @@ done:
 /* ---- near-repeat growth of one seed (patterns/near.py's merge_near) ---- */
 
 typedef struct {
-    const int64_t *keys;   /* the sequence */
+    const long long *keys; /* the sequence */
     Py_ssize_t n;
-    const int64_t *tmpl;   /* the template: the seed's first iteration */
+    const long long *tmpl; /* the template: the seed's first iteration */
     Py_ssize_t nt;
     Py_ssize_t limit;      /* edits tolerated (near.budget) */
     Py_ssize_t anchor;     /* length of the template's anchor prefix */
@@ -1037,20 +1037,14 @@ typedef struct {
 
 /* Whether keys[lo:hi] is within `limit` edits of the template (near.similar). */
 static int grow_similar(Grow *g, Py_ssize_t lo, Py_ssize_t hi) {
-    const int64_t *a = g->keys + lo;
+    const long long *a = g->keys + lo;
     Py_ssize_t na = hi - lo, nb = g->nt;
     if ((na > nb ? na - nb : nb - na) > g->limit) return 0;
-    if (na == nb && memcmp(a, g->tmpl, sizeof(int64_t) * (size_t)na) == 0) return 1;
+    if (na == nb && memcmp(a, g->tmpl, sizeof(long long) * (size_t)na) == 0) return 1;
     Py_ssize_t *prev = g->rows, *row = g->rows + nb + 1;
     for (Py_ssize_t j = 0; j <= nb; j++) prev[j] = j;
     for (Py_ssize_t i = 1; i <= na; i++) {
-        row[0] = i;
-        Py_ssize_t smallest = i;
-        for (Py_ssize_t j = 1; j <= nb; j++) {
-            row[j] = min3(prev[j] + 1, row[j - 1] + 1, prev[j - 1] + (g->tmpl[j - 1] != a[i - 1]));
-            if (row[j] < smallest) smallest = row[j];
-        }
-        if (smallest > g->limit) return 0;
+        if (next_row(prev, row, i, a[i - 1], g->tmpl, nb) > g->limit) return 0;
         Py_ssize_t *swap = prev;
         prev = row;
         row = swap;
@@ -1064,7 +1058,7 @@ static Py_ssize_t grow_anchor_at(Grow *g, Py_ssize_t lo, Py_ssize_t hi, int step
     for (Py_ssize_t k = 0; k < hi - lo; k++) {
         Py_ssize_t p = step > 0 ? lo + k : hi - 1 - k;
         if (p + g->anchor <= g->n &&
-            memcmp(g->keys + p, g->tmpl, sizeof(int64_t) * (size_t)g->anchor) == 0)
+            memcmp(g->keys + p, g->tmpl, sizeof(long long) * (size_t)g->anchor) == 0)
             return p;
     }
     return -1;
@@ -1074,13 +1068,11 @@ static Py_ssize_t grow_anchor_at(Grow *g, Py_ssize_t lo, Py_ssize_t hi, int step
  * (ties: the length nearest the template's, then the shorter), or 0 when none
  * is within the limit (near._best_prefix). */
 static Py_ssize_t grow_best_prefix(Grow *g, Py_ssize_t begin, Py_ssize_t longest) {
-    const int64_t *p = g->keys + begin;
+    const long long *p = g->keys + begin;
     Py_ssize_t *prev = g->rows, *row = g->rows + longest + 1;
     for (Py_ssize_t j = 0; j <= longest; j++) prev[j] = j;
     for (Py_ssize_t i = 1; i <= g->nt; i++) {
-        row[0] = i;
-        for (Py_ssize_t j = 1; j <= longest; j++)
-            row[j] = min3(prev[j] + 1, row[j - 1] + 1, prev[j - 1] + (p[j - 1] != g->tmpl[i - 1]));
+        next_row(prev, row, i, g->tmpl[i - 1], p, longest);
         Py_ssize_t *swap = prev;
         prev = row;
         row = swap;
@@ -1120,7 +1112,7 @@ static PyObject *grow_seed(PyObject *self, PyObject *args) {
     PyObject *out = NULL;
     int64_t *left = NULL, *right = NULL;
     Py_ssize_t n_left = 0, n_right = 0, cap_left = 16, cap_right = 16;
-    Grow g = {.keys = view.buf, .n = view.len / 8, .rows = NULL};
+    Grow g = {.keys = (const long long *)view.buf, .n = view.len / 8, .rows = NULL};
     if (seed == NULL) goto done;
     if (ns < 2 || seed[0] < 0 || seed[0] >= seed[1] || seed[ns - 1] > g.n) {
         PyErr_SetString(PyExc_ValueError, "seed: bounds of at least one iteration within keys");
@@ -1140,7 +1132,7 @@ static PyObject *grow_seed(PyObject *self, PyObject *args) {
     for (Py_ssize_t size = 1; size <= g.nt; size++) { /* near._anchor */
         int recurs = 0;
         for (Py_ssize_t i = 1; i + size <= g.nt && !recurs; i++)
-            recurs = memcmp(g.tmpl + i, g.tmpl, sizeof(int64_t) * (size_t)size) == 0;
+            recurs = memcmp(g.tmpl + i, g.tmpl, sizeof(long long) * (size_t)size) == 0;
         if (!recurs) {
             g.anchor = size;
             break;
