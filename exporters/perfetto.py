@@ -17,7 +17,7 @@ call instead), then only the timestamp and the call id are set.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -95,14 +95,6 @@ class _Packets:
             self.flush()
         self._count += 1
         return self._builder.add_packet()
-
-    def adder(self, count: int) -> Callable[[], TracePacket]:
-        """A fast ``add`` for the next ``count`` packets, all in one chunk (the
-        builder's ``add_packet`` without its wrapper call)."""
-        if self._count + count > CHUNK_PACKETS:
-            self.flush()
-        self._count += count
-        return self._builder.trace.packet.add
 
     def write(self, serialized: bytes) -> None:
         """Write packets already serialized (after the packets added so far)."""
