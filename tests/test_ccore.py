@@ -564,7 +564,10 @@ def test_string_table_shared_with_python(tmp_path: Path) -> None:
     """The C core interns new texts into the registry's own table: Registry.string
     (called directly, or by the Python core on the same registry) agrees with it."""
     main = write_program(tmp_path, "value_kinds")
-    (tmp_path / "more.py").write_text("def f(x):\n    return x\n\nf('more')\nf(1.25)\n")
+    (tmp_path / "more.py").write_text(
+        "def f(x):\n    return x\n\nf('more')\nf(1.25)\n"
+        "for n in (10**12, 2**63, -(2**63), 10**12, 2**63, 4096, 7, 4096):\n    f(n)\n"
+    )
     registry = Registry(Scope([str(tmp_path)]))
     first = registry.string("'unique-7'")
     for core, program in ((CCore, main), (core_class("python"), main), (CCore, "more.py")):
@@ -580,6 +583,14 @@ def test_string_table_shared_with_python(tmp_path: Path) -> None:
     assert len(registry.strings) == len(registry._string_ids) > 1500
     assert all(registry.strings[i] == text for text, i in registry._string_ids.items())
     assert {"<__main__.Renamed>", "<elsewhere.Renamed>", "'more'", "1.25"} <= set(registry.strings)
+    # ints, cached by value in C (those that fit in 64 bits): one entry per text
+    numbers = [str(n) for n in (10**12, 2**63, -(2**63), 4096, 7)]
+    assert all(registry.strings.count(text) == 1 for text in numbers)
+    # argument tuples: the C core appends to the registry's own table too
+    assert len(registry.arg_tuples) == len(registry._arg_ids) > 10
+    assert all(registry.arg_tuples[i] == ids for ids, i in registry._arg_ids.items())
+    assert registry.args((registry.string("10**99 never"),)) == len(registry.arg_tuples) - 1
+    assert registry.args((registry._string_ids["4096"],)) < len(registry.arg_tuples) - 1
 
 
 # The cores in C: on the profile API, and from 3.12 on sys.monitoring.

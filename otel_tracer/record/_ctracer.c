@@ -296,19 +296,111 @@ table_add(PtrTable *t, const void *k1, const void *k2)
     return e;
 }
 
+/* ---- Int-keyed hash table: exact ints' string indices ------------------- */
+
+/* An exact int's value and its string index + 1 (0: empty). Keyed by the value,
+ * not the object: the cache keeps no int alive and boxes no index. Filled to at
+ * most 2/3, as the argument tuple table: a program whose values are always new
+ * (a step counter) fills it with one entry per call. */
+typedef struct {
+    int64_t key;
+    int64_t index;
+} IntEntry;
+
+typedef struct {
+    IntEntry *entries;
+    size_t mask, used;
+} IntTable;
+
+static inline size_t
+int_hash(int64_t key)
+{
+    uint64_t h = (uint64_t)key * 0x9E3779B97F4A7C15ULL;
+    return (size_t)(h ^ (h >> 29));
+}
+
+/* The string index cached for `key`, -1 when none. */
+static int64_t
+int_table_find(const IntTable *t, int64_t key)
+{
+    if (t->entries == NULL) {
+        return -1;
+    }
+    for (size_t i = int_hash(key) & t->mask;; i = (i + 1) & t->mask) {
+        const IntEntry *e = &t->entries[i];
+        if (e->index == 0) {
+            return -1;
+        }
+        if (e->key == key) {
+            return e->index - 1;
+        }
+    }
+}
+
+/* Cache `index` for `key` (not in the table); nothing when out of memory. */
+static void
+int_table_add(IntTable *t, int64_t key, int64_t index)
+{
+    if (t->entries == NULL || 3 * (t->used + 1) > 2 * (t->mask + 1)) {
+        size_t size = t->entries ? 2 * (t->mask + 1) : 1024;
+        IntEntry *entries = PyMem_Calloc(size, sizeof(IntEntry));
+        if (entries == NULL) {
+            return;
+        }
+        for (size_t i = 0; t->entries && i <= t->mask; i++) {
+            if (t->entries[i].index != 0) {
+                size_t j = int_hash(t->entries[i].key) & (size - 1);
+                while (entries[j].index != 0) {
+                    j = (j + 1) & (size - 1);
+                }
+                entries[j] = t->entries[i];
+            }
+        }
+        PyMem_Free(t->entries);
+        t->entries = entries;
+        t->mask = size - 1;
+    }
+    size_t i = int_hash(key) & t->mask;
+    while (t->entries[i].index != 0) {
+        i = (i + 1) & t->mask;
+    }
+    t->entries[i].key = key;
+    t->entries[i].index = index + 1;
+    t->used++;
+}
+
+static void
+int_table_clear(IntTable *t)
+{
+    PyMem_Free(t->entries);
+    t->entries = NULL;
+    t->mask = t->used = 0;
+}
+
 /* ---- Argument tuple interning (keys: sequences of string indices) ------- */
+
+#define INLINE_IDS 4 /* argument tuples this short live in their entry */
 
 typedef struct {
     uint64_t hash;
-    Py_ssize_t size;
-    int64_t *ids; /* NULL: empty */
+    Py_ssize_t size; /* 0: empty */
     int64_t index;
+    union {
+        int64_t *heap; /* size > INLINE_IDS */
+        int64_t inline_ids[INLINE_IDS];
+    } ids;
 } TupleEntry;
 
 typedef struct {
     TupleEntry *entries;
     size_t mask, used;
 } TupleTable;
+
+static inline const int64_t *
+entry_ids(const TupleEntry *e)
+{
+    return e->size <= INLINE_IDS ? e->ids.inline_ids : e->ids.heap;
+}
 
 static uint64_t
 ids_hash(const int64_t *ids, Py_ssize_t size)
@@ -321,23 +413,44 @@ ids_hash(const int64_t *ids, Py_ssize_t size)
     return h;
 }
 
+/* The entry of `ids` (size >= 1), or the empty one where it would go. */
 static TupleEntry *
 tuple_slot(TupleTable *t, uint64_t hash, const int64_t *ids, Py_ssize_t size)
 {
     for (size_t i = hash & t->mask;; i = (i + 1) & t->mask) {
         TupleEntry *e = &t->entries[i];
-        if (e->ids == NULL || (e->hash == hash && e->size == size &&
-                               memcmp(e->ids, ids, (size_t)size * sizeof(int64_t)) == 0)) {
+        if (e->size == 0 || (e->hash == hash && e->size == size &&
+                             memcmp(entry_ids(e), ids, (size_t)size * sizeof(int64_t)) == 0)) {
             return e;
         }
     }
+}
+
+/* Fill the empty entry `e` with a copy of `ids`; 0 when out of memory. */
+static int
+tuple_fill(TupleEntry *e, uint64_t hash, const int64_t *ids, Py_ssize_t size, int64_t index)
+{
+    int64_t *copy = e->ids.inline_ids;
+    if (size > INLINE_IDS && (copy = PyMem_Malloc((size_t)size * sizeof(int64_t))) == NULL) {
+        return 0;
+    }
+    memcpy(copy, ids, (size_t)size * sizeof(int64_t));
+    if (size > INLINE_IDS) {
+        e->ids.heap = copy;
+    }
+    e->hash = hash;
+    e->size = size;
+    e->index = index;
+    return 1;
 }
 
 static void
 tuple_table_clear(TupleTable *t)
 {
     for (size_t i = 0; t->entries && i <= t->mask; i++) {
-        PyMem_Free(t->entries[i].ids);
+        if (t->entries[i].size > INLINE_IDS) {
+            PyMem_Free(t->entries[i].ids.heap);
+        }
     }
     PyMem_Free(t->entries);
     t->entries = NULL;
@@ -353,9 +466,9 @@ tuple_table_grow(TupleTable *t)
         return -1;
     }
     for (size_t i = 0; t->entries && i <= t->mask; i++) {
-        if (t->entries[i].ids != NULL) {
+        if (t->entries[i].size != 0) {
             size_t j = t->entries[i].hash & (size - 1);
-            while (entries[j].ids != NULL) {
+            while (entries[j].size != 0) {
                 j = (j + 1) & (size - 1);
             }
             entries[j] = t->entries[i];
@@ -573,13 +686,18 @@ typedef struct {
     /* displaced.warn, looked up once: stop() also runs in forked children, while
      * the program runs without this tool's modules in sys.modules */
     PyObject *warn_displaced;
-    PyObject *value_cache;  /* exact int / short str argument value -> string index */
+    PyObject *value_cache;  /* exact short str argument value -> string index */
+    IntTable int_cache;     /* exact int that fits in 64 bits -> string index */
     PyObject *text_cache;   /* summary text -> string index (registry.string's answers) */
     /* The registry's own string table (its _string_ids dict, strings list and
      * _lock.locked), when registry.string is Registry.string itself: new texts
      * are then interned here, without a Python call. NULL otherwise. */
     PyObject *string_ids, *strings, *lock_locked;
     int64_t strings_base; /* index of strings[0]: the entries below were streamed */
+    /* The same for argument tuples (_arg_ids, arg_tuples), when registry.args is
+     * Registry.args itself. */
+    PyObject *arg_ids, *arg_list;
+    int64_t args_base; /* index of arg_tuples[0] */
     PtrTable types; /* type (strong) -> string index of type_summary, or NOT_BY_TYPE */
     PtrTable metas; /* dtype -> its text (both held by keep), see dtype_summary */
     PyObject *keep;        /* owners of cached C functions: their addresses stay unique */
@@ -1071,45 +1189,67 @@ classify_cfunction(ThreadState *ts, PyObject *func, int64_t *fid, int *trivial)
 
 /* ---- Summaries -------------------------------------------------------- */
 
-/* Append `text` to the registry's string table as Registry.string does, without
- * calling it: the index is len(strings). Nothing here runs Python code or
- * releases the GIL, so no other thread sees the table between the two
- * insertions; a Python thread inside Registry.string holds registry._lock
- * between its own two, and then the Python method is called instead (it
- * waits for the lock). -2: not done here; -1 and an error set: failed. */
+/* Whether a Python thread is inside one of the registry's methods, holding its
+ * lock between its two insertions (-1: unknown). */
+static int
+registry_busy(CCore *core)
+{
+    PyObject *locked = PyObject_CallNoArgs(core->lock_locked);
+    int busy = locked == Py_False ? 0 : locked == NULL ? -1 : 1;
+    if (locked == NULL) {
+        PyErr_Clear();
+    }
+    Py_XDECREF(locked);
+    return busy;
+}
+
+/* Registry._intern(key, ids, items, base) without calling it: the index of
+ * `key` in the table `items` (whose first entry is index `base`), appended
+ * when new, found with one probe of `ids`. Keys are exact str or tuples of exact
+ * ints: hashing and comparing them runs no Python code and does not release the
+ * GIL, so no other thread sees the table between the two insertions; a Python
+ * thread inside the registry's method holds registry._lock between its own two,
+ * and the caller then calls that method instead. -2: not done here (the lock is
+ * held); -1 and an error set: failed. */
+static int64_t
+table_append(CCore *core, PyObject *ids, PyObject *items, int64_t base, PyObject *key)
+{
+    if (registry_busy(core) != 0) {
+        return -2;
+    }
+    Py_ssize_t size = PyList_GET_SIZE(items);
+    PyObject *boxed = PyLong_FromLongLong(base + size);
+    if (boxed == NULL) {
+        return -1;
+    }
+    PyObject *found = PyDict_SetDefault(ids, key, boxed); /* borrowed */
+    if (found != boxed) {
+        int64_t index = found ? PyLong_AsLongLong(found) : -1; /* there already */
+        Py_DECREF(boxed);
+        return index;
+    }
+    Py_DECREF(boxed);
+    if (PyList_Append(items, key) < 0) {
+        PyObject *type, *value, *traceback;
+        PyErr_Fetch(&type, &value, &traceback);
+        if (PyDict_DelItem(ids, key) < 0) {
+            PyErr_Clear();
+        }
+        PyErr_Restore(type, value, traceback);
+        return -1;
+    }
+    return base + size;
+}
+
+/* Registry.string(text) through table_append, when the core shares the
+ * registry's string table. */
 static int64_t
 append_string(CCore *core, PyObject *text)
 {
     if (core->string_ids == NULL || !PyUnicode_CheckExact(text)) {
         return -2;
     }
-    PyObject *locked = PyObject_CallNoArgs(core->lock_locked);
-    if (locked != Py_False) {
-        if (locked == NULL) {
-            PyErr_Clear();
-        }
-        Py_XDECREF(locked);
-        return -2;
-    }
-    Py_DECREF(locked);
-    Py_ssize_t size = PyList_GET_SIZE(core->strings);
-    PyObject *boxed = PyLong_FromLongLong(core->strings_base + size);
-    if (boxed == NULL || PyList_Append(core->strings, text) < 0) {
-        Py_XDECREF(boxed);
-        return -1;
-    }
-    if (PyDict_SetItem(core->string_ids, text, boxed) < 0) {
-        PyObject *type, *value, *traceback;
-        PyErr_Fetch(&type, &value, &traceback);
-        if (PyList_SetSlice(core->strings, size, size + 1, NULL) < 0) {
-            PyErr_Clear();
-        }
-        PyErr_Restore(type, value, traceback);
-        Py_DECREF(boxed);
-        return -1;
-    }
-    Py_DECREF(boxed);
-    return core->strings_base + size;
+    return table_append(core, core->string_ids, core->strings, core->strings_base, text);
 }
 
 /* registry.string(text), cached; steals `text` (NULL: a failed summary). With
@@ -1145,6 +1285,26 @@ text_index(ThreadState *ts, PyObject *text)
     }
     Py_DECREF(text);
     if (PyErr_Occurred()) {
+        failed(ts);
+        return -1;
+    }
+    return index;
+}
+
+/* text_index for a text most likely not interned yet (an int not in int_cache):
+ * added to the registry's table without looking it up first. */
+static int64_t
+new_text_index(ThreadState *ts, PyObject *text)
+{
+    if (text == NULL || ts->interrupt != NULL) {
+        return text_index(ts, text);
+    }
+    int64_t index = append_string(ts->core, text);
+    if (index == -2) {
+        return text_index(ts, text);
+    }
+    Py_DECREF(text);
+    if (index < 0) {
         failed(ts);
         return -1;
     }
@@ -1798,14 +1958,15 @@ value_index(ThreadState *ts, PyObject *value)
                      : value == Py_False ? &core->constants[1]
                      : value == Py_True  ? &core->constants[2]
                                          : NULL;
-    int cacheable = 0;
+    int cacheable = 0, exact_int = 0;
+    long long number = 0;
     if (type == &PyLong_Type) {
         int overflow;
-        long long v = PyLong_AsLongLongAndOverflow(value, &overflow);
-        if (!overflow && v >= SMALL_INT_MIN && v < SMALL_INT_MAX) {
-            known = &core->small_ints[v - SMALL_INT_MIN];
+        number = PyLong_AsLongLongAndOverflow(value, &overflow);
+        if (!overflow && number >= SMALL_INT_MIN && number < SMALL_INT_MAX) {
+            known = &core->small_ints[number - SMALL_INT_MIN];
         }
-        cacheable = !overflow;
+        cacheable = exact_int = !overflow;
     }
     if (known != NULL) {
         if (*known < 0) {
@@ -1834,7 +1995,13 @@ value_index(ThreadState *ts, PyObject *value)
         }
         return text_index(ts, PyObject_CallOneArg(core->summarize, value));
     }
-    if (cacheable) {
+    if (exact_int) {
+        int64_t hit = int_table_find(&core->int_cache, number);
+        if (hit >= 0) {
+            return hit;
+        }
+    }
+    else if (cacheable) {
         PyObject *hit = PyDict_GetItemWithError(core->value_cache, value);
         if (hit != NULL) {
             return PyLong_AsLongLong(hit);
@@ -1857,8 +2024,11 @@ value_index(ThreadState *ts, PyObject *value)
         }
         text = summary_or_python(ts, value, builtin_summary(value));
     }
-    int64_t index = text_index(ts, text);
-    if (cacheable && index >= 0) {
+    int64_t index = exact_int ? new_text_index(ts, text) : text_index(ts, text);
+    if (exact_int && index >= 0) {
+        int_table_add(&core->int_cache, number, index);
+    }
+    else if (cacheable && index >= 0) {
         PyObject *boxed = PyLong_FromLongLong(index);
         if (boxed == NULL || PyDict_SetItem(core->value_cache, value, boxed) < 0) {
             PyErr_Clear(); /* out of memory: just not cached */
@@ -1920,7 +2090,7 @@ intern_arguments(ThreadState *ts, const int64_t *ids, Py_ssize_t size)
     uint64_t hash = ids_hash(ids, size);
     if (table->entries != NULL) {
         TupleEntry *entry = tuple_slot(table, hash, ids, size);
-        if (entry->ids != NULL) {
+        if (entry->size != 0) {
             return entry->index;
         }
     }
@@ -1937,26 +2107,26 @@ intern_arguments(ThreadState *ts, const int64_t *ids, Py_ssize_t size)
         failed(ts);
         return -1;
     }
-    int64_t index = as_index(ts, PyObject_CallOneArg(ts->core->reg_args, tuple));
+    CCore *core = ts->core;
+    int64_t index = core->arg_ids == NULL ? -2 : table_append(core, core->arg_ids, core->arg_list, core->args_base, tuple);
+    if (index == -2) {
+        index = as_index(ts, PyObject_CallOneArg(core->reg_args, tuple));
+    }
+    else if (index < 0) {
+        failed(ts);
+    }
     Py_DECREF(tuple);
     if (index < 0) {
         return index;
     }
-    if ((table->entries == NULL || 2 * (table->used + 1) > table->mask + 1) &&
+    if ((table->entries == NULL || 3 * (table->used + 1) > 2 * (table->mask + 1)) &&
         tuple_table_grow(table) < 0) {
         return index;
     }
     TupleEntry *entry = tuple_slot(table, hash, ids, size);
-    if (entry->ids == NULL) { /* not added by another thread meanwhile */
-        int64_t *copy = PyMem_Malloc((size_t)size * sizeof(int64_t));
-        if (copy != NULL) {
-            memcpy(copy, ids, (size_t)size * sizeof(int64_t));
-            entry->hash = hash;
-            entry->size = size;
-            entry->ids = copy;
-            entry->index = index;
-            table->used++;
-        }
+    /* not added by another thread meanwhile; out of memory: just not cached */
+    if (entry->size == 0 && tuple_fill(entry, hash, ids, size, index)) {
+        table->used++;
     }
     return index;
 }
@@ -2755,36 +2925,61 @@ option_flag(PyObject *options, const char *name, int *error)
     return flag > 0;
 }
 
-/* When registry.string is Registry.string (not overridden, not wrapped), take
- * the registry's string table (see append_string); else every new text goes
- * through registry.string. */
+/* Whether `bound` (registry.<name>) is Registry.<name> itself, bound to the
+ * registry: not overridden, not wrapped. */
+static int
+registry_method(CCore *core, PyObject *registry_class, PyObject *bound, const char *name)
+{
+    PyObject *func = get_attr(registry_class, name);
+    int same = func != NULL && PyMethod_Check(bound) && PyMethod_GET_FUNCTION(bound) == func &&
+               PyMethod_GET_SELF(bound) == core->registry;
+    Py_XDECREF(func);
+    return same;
+}
+
+/* The registry's attribute `name` (new reference) when it is of exact `type`. */
+static PyObject *
+registry_table(CCore *core, const char *name, PyTypeObject *type)
+{
+    PyObject *table = get_attr(core->registry, name);
+    if (table != NULL && Py_TYPE(table) != type) {
+        Py_CLEAR(table);
+    }
+    return table;
+}
+
+/* When registry.string and registry.args are Registry's own methods, take the
+ * registry's string and argument tuple tables (see table_append); else every new
+ * text or tuple goes through the method. */
 static void
-share_string_table(CCore *core)
+share_registry_tables(CCore *core)
 {
     PyObject *module = PyImport_ImportModule("otel_tracer.record.registry");
     PyObject *cls = module != NULL ? get_attr(module, "Registry") : NULL;
-    PyObject *func = cls != NULL ? get_attr(cls, "string") : NULL;
-    PyObject *ids = NULL, *strings = NULL, *lock = NULL, *locked = NULL;
-    if (func != NULL && PyMethod_Check(core->reg_string) &&
-        PyMethod_GET_FUNCTION(core->reg_string) == func &&
-        PyMethod_GET_SELF(core->reg_string) == core->registry) {
-        ids = get_attr(core->registry, "_string_ids");
-        strings = ids != NULL ? get_attr(core->registry, "strings") : NULL;
-        lock = strings != NULL ? get_attr(core->registry, "_lock") : NULL;
-        locked = lock != NULL ? get_attr(lock, "locked") : NULL;
+    PyObject *lock = cls != NULL ? get_attr(core->registry, "_lock") : NULL;
+    PyObject *locked = lock != NULL ? get_attr(lock, "locked") : NULL;
+    if (locked != NULL && PyCallable_Check(locked)) {
+        core->lock_locked = Py_NewRef(locked);
+        if (registry_method(core, cls, core->reg_string, "string")) {
+            core->string_ids = registry_table(core, "_string_ids", &PyDict_Type);
+            core->strings = registry_table(core, "strings", &PyList_Type);
+        }
+        if (registry_method(core, cls, core->reg_args, "args")) {
+            core->arg_ids = registry_table(core, "_arg_ids", &PyDict_Type);
+            core->arg_list = registry_table(core, "arg_tuples", &PyList_Type);
+        }
     }
     PyErr_Clear();
-    if (locked != NULL && PyDict_CheckExact(ids) && PyList_CheckExact(strings) &&
-        PyCallable_Check(locked)) {
-        core->string_ids = Py_NewRef(ids);
-        core->strings = Py_NewRef(strings);
-        core->lock_locked = Py_NewRef(locked);
+    if (core->string_ids == NULL || core->strings == NULL) {
+        Py_CLEAR(core->string_ids);
+        Py_CLEAR(core->strings);
+    }
+    if (core->arg_ids == NULL || core->arg_list == NULL) {
+        Py_CLEAR(core->arg_ids);
+        Py_CLEAR(core->arg_list);
     }
     Py_XDECREF(module);
     Py_XDECREF(cls);
-    Py_XDECREF(func);
-    Py_XDECREF(ids);
-    Py_XDECREF(strings);
     Py_XDECREF(lock);
     Py_XDECREF(locked);
 }
@@ -2849,7 +3044,7 @@ ccore_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
         Py_DECREF(core);
         return NULL;
     }
-    share_string_table(core);
+    share_registry_tables(core);
     return (PyObject *)core;
 }
 
@@ -2874,6 +3069,8 @@ ccore_traverse(CCore *core, visitproc visit, void *arg)
     Py_VISIT(core->string_ids);
     Py_VISIT(core->strings);
     Py_VISIT(core->lock_locked);
+    Py_VISIT(core->arg_ids);
+    Py_VISIT(core->arg_list);
     Py_VISIT(core->keep);
     for (size_t i = 0; core->types.entries && i <= core->types.mask; i++) {
         Py_VISIT((PyObject *)core->types.entries[i].k1);
@@ -2902,6 +3099,8 @@ ccore_clear(CCore *core)
     Py_CLEAR(core->string_ids);
     Py_CLEAR(core->strings);
     Py_CLEAR(core->lock_locked);
+    Py_CLEAR(core->arg_ids);
+    Py_CLEAR(core->arg_list);
     PyMem_Free(core->metas.entries); /* its keys and texts are held by keep */
     core->metas.entries = NULL;
     core->metas.mask = core->metas.used = 0;
@@ -2942,18 +3141,21 @@ ccore_dealloc(CCore *core)
     PyMem_Free(core->cfunctions.entries);
     PyMem_Free(core->self_types.entries);
     tuple_table_clear(&core->arg_tuples);
+    int_table_clear(&core->int_cache);
     Py_TYPE(core)->tp_free((PyObject *)core);
 }
 
 static PyObject *
-ccore_forget(CCore *core, PyObject *arg)
+ccore_forget(CCore *core, PyObject *args)
 {
-    int64_t base = PyLong_AsLongLong(arg);
-    if (base == -1 && PyErr_Occurred()) {
+    long long strings, arg_tuples;
+    if (!PyArg_ParseTuple(args, "LL", &strings, &arg_tuples)) {
         return NULL;
     }
-    core->strings_base = base;
+    core->strings_base = strings;
+    core->args_base = arg_tuples;
     PyDict_Clear(core->value_cache);
+    int_table_clear(&core->int_cache);
     PyDict_Clear(core->text_cache);
     tuple_table_clear(&core->arg_tuples);
     Py_RETURN_NONE;
@@ -3124,9 +3326,10 @@ static PyMethodDef ccore_methods[] = {
      "Install the hooks on this thread and on threads started from now on."},
     {"stop", (PyCFunction)ccore_stop, METH_NOARGS,
      "Remove the hooks; returns the number of event words recorded."},
-    {"forget", (PyCFunction)ccore_forget, METH_O,
-     "The registry let go of its streamed strings and argument tuples: strings[0] "
-     "is now string `base`; empty the caches of values and argument tuples "
+    {"forget", (PyCFunction)ccore_forget, METH_VARARGS,
+     "forget(strings, args): the registry let go of its streamed strings and argument "
+     "tuples: strings[0] is now string `strings`, arg_tuples[0] tuple `args`; empty "
+     "the caches of values and argument tuples "
      "(call holding registry._lock)."},
     {"_bootstrap", (PyCFunction)(void (*)(void))ccore_bootstrap, METH_FASTCALL,
      "First event of a new thread: give it its own hooks."},

@@ -225,7 +225,7 @@ class Registry:
             self._arg_ids.clear()
             forget_caches = getattr(core, "forget", None)
             if forget_caches is not None:
-                forget_caches(strings)
+                forget_caches(strings, args)
 
     def is_secret(self, name: str) -> bool:
         """Whether the cores record the values of arguments named ``name`` as
