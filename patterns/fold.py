@@ -35,6 +35,11 @@ from patterns.groups import LocalGroup, Variant
 from patterns.near import grow
 from patterns.tandem import Candidate, find_runs, select
 
+try:  # _iteration_variants' loop in C
+    from otel_tracer.trace._speedups import iteration_variants as _variants_c
+except ImportError:  # not built
+    _variants_c = None
+
 GROUP_KEY_BASE = 1 << 40  # keys of group units; step keys are smaller
 SAVED_MAX_UNITS = 256  # templates longer than this are scored as if nothing folds inside
 MEMO_ENTRIES = 1 << 14  # entries of each memo of a Folder (a few MB on real traces)
@@ -384,8 +389,8 @@ def _keys(signature: np.ndarray, lo: int, hi: int) -> list:
 
 def _iteration_variants(signature: np.ndarray, bounds: list[int]) -> tuple[np.ndarray, list[int]]:
     """Variant index of every iteration (0 = most iterations, ties: first seen) and
-    the first iteration of each variant, in variant order (small inputs: plain
-    Python on the iterations' bytes, no numpy call per step)."""
+    the first iteration of each variant, in variant order, from the iterations'
+    bytes (no numpy call per step)."""
     reps = len(bounds) - 1
     first, last, period = bounds[0], bounds[-1], bounds[1] - bounds[0]
     data = signature[first:last].tobytes()
@@ -393,6 +398,17 @@ def _iteration_variants(signature: np.ndarray, bounds: list[int]) -> tuple[np.nd
     shifted = period * row
     if bounds == list(range(first, last + 1, period)) and data[shifted:] == data[:-shifted]:
         return np.zeros(reps, dtype=np.int32), [0]
+    if _variants_c is not None:
+        variant_of, firsts = _variants_c(data, row, bounds)
+        return np.frombuffer(variant_of, dtype=np.int32), firsts
+    return _iteration_variants_py(data, row, bounds)
+
+
+def _iteration_variants_py(
+    data: bytes, row: int, bounds: list[int]
+) -> tuple[np.ndarray, list[int]]:
+    """``_iteration_variants`` after its shortcut, in Python (the C one's reference)."""
+    reps, first = len(bounds) - 1, bounds[0]
     seen: dict[bytes, int] = {}
     raw: list[int] = []
     first_of: list[int] = []  # the first iteration of each variant, as first seen

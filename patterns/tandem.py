@@ -22,6 +22,11 @@ _NUMPY_FROM = 48  # sequences at least this long are scanned with numpy
 
 Candidate = tuple[int, int, int]  # (start, period, reps)
 
+try:  # _find_runs_small in C
+    from otel_tracer.trace._speedups import find_runs_small as _find_runs_small_c
+except ImportError:  # not built
+    _find_runs_small_c = None
+
 
 def find_runs(keys: np.ndarray, max_period: int = MAX_PERIOD) -> list[Candidate]:
     """Maximal runs ``keys[s : s + period * reps]`` with period-``period`` repetition,
@@ -31,6 +36,8 @@ def find_runs(keys: np.ndarray, max_period: int = MAX_PERIOD) -> list[Candidate]
     if n < 2:
         return []
     if n < _NUMPY_FROM:
+        if _find_runs_small_c is not None:
+            return _find_runs_small_c(np.ascontiguousarray(keys, dtype=np.int64), max_period)
         return _find_runs_small(keys.tolist(), max_period)
     runs: list[Candidate] = []
     matches: dict[int, np.ndarray] = {}  # d -> prefix counts of keys[i] == keys[i + d]

@@ -236,3 +236,56 @@ def test_near_repeat_growth_in_c_equals_the_python_one(case):
     assert near._grow_seed_c is not None  # the C one, built
     expected = near.merge_near(keys, [list(seed)])[0]
     assert near._grow_seed_c(np.array(keys, dtype=np.int64), list(seed)) == expected
+
+
+@settings(max_examples=800, deadline=None)
+@given(st.lists(st.integers(0, 3) | st.sampled_from([2**62, -(2**63)]), max_size=47), st.data())
+def test_tandem_runs_in_c_equal_the_python_ones(values, data):
+    """patterns/tandem.py's runs of a short sequence (its _find_runs_small)."""
+    from patterns import tandem
+
+    assert tandem._find_runs_small_c is not None  # the C one, built
+    max_period = data.draw(st.integers(1, 30))
+    keys = np.array(values, dtype=np.int64)
+    expected = tandem._find_runs_small(values, max_period)
+    assert tandem._find_runs_small_c(keys, max_period) == expected
+    if len(values) < tandem._NUMPY_FROM:
+        assert tandem.find_runs(keys, max_period) == expected
+
+
+@st.composite
+def iterations(draw) -> tuple[np.ndarray, list[int]]:
+    """A signature (one int64 per unit, or two) and the bounds of consecutive
+    iterations over it, some of them alike."""
+    body = st.lists(st.integers(0, 2), min_size=1, max_size=4)
+    bodies = draw(st.lists(body, min_size=1, max_size=4))
+    picks = draw(st.lists(st.integers(0, len(bodies) - 1), min_size=1, max_size=12))
+    units: list[int] = [9] * draw(st.integers(0, 2))  # units before the first iteration
+    bounds = [len(units)]
+    for pick in picks:
+        units.extend(bodies[pick])
+        bounds.append(len(units))
+    signature = np.array(units, dtype=np.int64)
+    if draw(st.booleans()):  # match="function": (layout, size) per unit
+        signature = np.stack((signature, signature % 2), axis=1)
+    return signature, bounds
+
+
+@settings(max_examples=800, deadline=None)
+@given(iterations())
+def test_iteration_variants_in_c_equal_the_python_ones(case):
+    """patterns/fold.py's variants of a group's iterations."""
+    from patterns import fold
+
+    signature, bounds = case
+    assert fold._variants_c is not None  # the C one, built
+    first, last = bounds[0], bounds[-1]
+    data = signature[first:last].tobytes()
+    row = len(data) // (last - first)
+    variant_of, firsts = fold._variants_c(data, row, bounds)
+    expected_of, expected_firsts = fold._iteration_variants_py(data, row, bounds)
+    assert np.frombuffer(variant_of, dtype=np.int32).tolist() == expected_of.tolist()
+    assert firsts == expected_firsts
+    shortcut_or_not = fold._iteration_variants(signature, bounds)
+    assert shortcut_or_not[0].tolist() == expected_of.tolist()
+    assert shortcut_or_not[1] == expected_firsts

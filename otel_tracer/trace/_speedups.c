@@ -1274,6 +1274,163 @@ done:
     return out;
 }
 
+/* find_runs_small(keys, max_period): tandem.find_runs for short sequences (its
+ * _find_runs_small): every maximal run of keys[i] == keys[i + period] at least
+ * `period` long, for each period up to min(max_period, n // 2), whose first block
+ * is primitive, as (start, period, reps) tuples in order of period, then start. */
+static int block_is_primitive(const long long *keys, Py_ssize_t start, Py_ssize_t period) {
+    const long long *block = keys + start;
+    for (Py_ssize_t d = 1; d <= period / 2; d++) {
+        if (period % d == 0 && memcmp(block + d, block, sizeof(long long) * (size_t)(period - d)) == 0)
+            return 0;
+    }
+    return 1;
+}
+
+static PyObject *find_runs_small(PyObject *self, PyObject *args) {
+    PyObject *keys_obj;
+    Py_ssize_t max_period;
+    if (!PyArg_ParseTuple(args, "On", &keys_obj, &max_period)) return NULL;
+    Py_buffer view;
+    if (get_buffer(keys_obj, &view, 8, 0, "keys") < 0) return NULL;
+    const long long *keys = (const long long *)view.buf;
+    Py_ssize_t n = view.len / 8;
+    PyObject *runs = PyList_New(0);
+    Py_ssize_t top = n / 2 < max_period ? n / 2 : max_period;
+    for (Py_ssize_t period = 1; runs != NULL && period <= top; period++) {
+        Py_ssize_t i = 0;
+        while (i + period < n) {
+            if (keys[i] != keys[i + period]) {
+                i++;
+                continue;
+            }
+            Py_ssize_t j = i;
+            while (j + period < n && keys[j] == keys[j + period]) j++;
+            if (j - i >= period && block_is_primitive(keys, i, period)) {
+                PyObject *run = Py_BuildValue("(nnn)", i, period, (j - i + period) / period);
+                if (run == NULL || PyList_Append(runs, run) < 0) {
+                    Py_XDECREF(run);
+                    Py_CLEAR(runs);
+                    break;
+                }
+                Py_DECREF(run);
+            }
+            i = j + 1;
+        }
+    }
+    PyBuffer_Release(&view);
+    return runs;
+}
+
+/* iteration_variants(data, row, bounds): fold._iteration_variants on the bytes
+ * `data` of the units bounds[0]..bounds[-1] (`row` bytes per unit): the variant
+ * of every iteration as int32 (0 = most iterations, ties: first seen) in a
+ * bytearray, and the first iteration of each variant, in variant order. */
+typedef struct {
+    Py_ssize_t offset, size, first, count;
+    uint64_t hash;
+} VariantKey;
+
+static uint64_t bytes_hash(const unsigned char *p, Py_ssize_t size) {
+    uint64_t h = 0xCBF29CE484222325ULL ^ (uint64_t)size;
+    for (Py_ssize_t i = 0; i < size; i++) h = (h ^ p[i]) * 0x100000001B3ULL;
+    return h ^ (h >> 32);
+}
+
+static const VariantKey *ranked_variants;
+
+static int variant_order(const void *a, const void *b) {
+    const VariantKey *x = &ranked_variants[*(const Py_ssize_t *)a];
+    const VariantKey *y = &ranked_variants[*(const Py_ssize_t *)b];
+    if (x->count != y->count) return x->count > y->count ? -1 : 1;
+    return x->first < y->first ? -1 : x->first > y->first;
+}
+
+static PyObject *iteration_variants(PyObject *self, PyObject *args) {
+    Py_buffer data;
+    Py_ssize_t row, nb;
+    PyObject *bounds_obj, *out = NULL, *variants = NULL, *firsts = NULL;
+    if (!PyArg_ParseTuple(args, "y*nO", &data, &row, &bounds_obj)) return NULL;
+    long long *bounds = int_values(bounds_obj, &nb);
+    Py_ssize_t reps = nb - 1, n_variants = 0;
+    VariantKey *keys = NULL;
+    Py_ssize_t *slots = NULL, *raw = NULL, *order = NULL, *rank = NULL;
+    if (bounds == NULL) goto done;
+    const unsigned char *base = (const unsigned char *)data.buf;
+    if (reps < 1 || row < 1 || (bounds[nb - 1] - bounds[0]) * row != data.len) {
+        PyErr_SetString(PyExc_ValueError, "iteration_variants: bounds do not match the data");
+        goto done;
+    }
+    for (Py_ssize_t j = 0; j < reps; j++) {
+        if (bounds[j + 1] < bounds[j]) {
+            PyErr_SetString(PyExc_ValueError, "iteration_variants: decreasing bounds");
+            goto done;
+        }
+    }
+    size_t mask = 1;
+    while (mask + 1 < (size_t)(2 * reps)) mask = 2 * mask + 1;
+    keys = PyMem_Malloc(sizeof(VariantKey) * (size_t)reps);
+    slots = PyMem_Malloc(sizeof(Py_ssize_t) * (mask + 1));
+    raw = PyMem_Malloc(sizeof(Py_ssize_t) * (size_t)reps);
+    if (keys == NULL || slots == NULL || raw == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (size_t i = 0; i <= mask; i++) slots[i] = -1;
+    for (Py_ssize_t j = 0; j < reps; j++) {
+        Py_ssize_t offset = (Py_ssize_t)(bounds[j] - bounds[0]) * row;
+        Py_ssize_t size = (Py_ssize_t)(bounds[j + 1] - bounds[j]) * row;
+        uint64_t hash = bytes_hash(base + offset, size);
+        size_t at = (size_t)hash & mask;
+        for (;; at = (at + 1) & mask) {
+            Py_ssize_t v = slots[at];
+            if (v < 0) {
+                keys[n_variants] = (VariantKey){offset, size, j, 0, hash};
+                slots[at] = v = n_variants++;
+            }
+            else if (keys[v].hash != hash || keys[v].size != size ||
+                     memcmp(base + keys[v].offset, base + offset, (size_t)size) != 0) {
+                continue;
+            }
+            keys[v].count++;
+            raw[j] = v;
+            break;
+        }
+    }
+    order = PyMem_Malloc(sizeof(Py_ssize_t) * (size_t)n_variants);
+    rank = PyMem_Malloc(sizeof(Py_ssize_t) * (size_t)n_variants);
+    if (order == NULL || rank == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t v = 0; v < n_variants; v++) order[v] = v;
+    ranked_variants = keys; /* the GIL is held: no other caller meanwhile */
+    qsort(order, (size_t)n_variants, sizeof(Py_ssize_t), variant_order);
+    for (Py_ssize_t position = 0; position < n_variants; position++) rank[order[position]] = position;
+    variants = PyByteArray_FromStringAndSize(NULL, reps * (Py_ssize_t)sizeof(int32_t));
+    firsts = PyList_New(n_variants);
+    if (variants == NULL || firsts == NULL) goto done;
+    int32_t *of = (int32_t *)PyByteArray_AS_STRING(variants);
+    for (Py_ssize_t j = 0; j < reps; j++) of[j] = (int32_t)rank[raw[j]];
+    for (Py_ssize_t position = 0; position < n_variants; position++) {
+        PyObject *first = PyLong_FromSsize_t(keys[order[position]].first);
+        if (first == NULL) goto done;
+        PyList_SET_ITEM(firsts, position, first);
+    }
+    out = PyTuple_Pack(2, variants, firsts);
+done:
+    Py_XDECREF(variants);
+    Py_XDECREF(firsts);
+    PyMem_Free(bounds);
+    PyMem_Free(keys);
+    PyMem_Free(slots);
+    PyMem_Free(raw);
+    PyMem_Free(order);
+    PyMem_Free(rank);
+    PyBuffer_Release(&data);
+    return out;
+}
+
 static PyMethodDef methods[] = {
     {"pair_events", pair_events, METH_VARARGS, "Pair opening and closing events into calls."},
     {"count_calls", count_calls, METH_O, "The number of opening events."},
@@ -1289,6 +1446,8 @@ static PyMethodDef methods[] = {
     {"find_anchor", find_anchor, METH_VARARGS, "Where a run of ints first (or last) starts."},
     {"grow_seed", grow_seed, METH_VARARGS, "A near-repeat seed grown over its neighbours."},
     {"join_slices", join_slices, METH_VARARGS, "Slices of two buffers, joined."},
+    {"find_runs_small", find_runs_small, METH_VARARGS, "Tandem runs of a short key sequence."},
+    {"iteration_variants", iteration_variants, METH_VARARGS, "Variants of a group's iterations."},
     {NULL, NULL, 0, NULL},
 };
 
