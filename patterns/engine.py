@@ -222,43 +222,33 @@ def _annotate(trace: Trace, shapes: Shapes, sequences: list[Sequence]):
     own = np.full(n, -1, dtype=np.int64)
     own_iteration = np.full(n, -1, dtype=small)
     own_variant = np.full(n, -1, dtype=np.int32)
-    columns: dict[str, list[np.ndarray]] = {k: [] for k in ("sequence", "placed", "owner", "local")}
-    base = 0
-    ranges: list[slice] = []  # each sequence's instances, contiguous in the columns
-    spans: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # id(group) -> its steps' marks
-    for s, sequence in enumerate(sequences):
-        owners, steps = sequence.owners, sequence.steps
-        width = steps.shape[1]
-        local = np.full(width, -1, dtype=np.int64)
-        local_iteration = np.full(width, -1, dtype=np.int64)
-        local_variant = np.full(width, -1, dtype=np.int32)
-        for index, placed in enumerate(sequence.placed):
-            group = placed.group
-            marks = spans.get(id(group))
-            if marks is None:  # a group placed again (another iteration) reuses them
-                lengths = np.diff(group.bounds)
-                marks = spans[id(group)] = (
-                    np.repeat(np.arange(len(lengths)), lengths),
-                    np.repeat(group.variant_of, lengths),
-                )
-            span = slice(group.start + placed.shift, group.stop + placed.shift)
-            local[span] = index
-            local_iteration[span], local_variant[span] = marks
-        count = len(sequence.placed)
-        ids = base + np.arange(len(owners), dtype=np.int64)[:, None] * count + local[None, :]
-        covered = local >= 0
-        rows = steps[:, covered]
-        own[rows] = ids[:, covered]
-        own_iteration[rows] = local_iteration[covered]
-        own_variant[rows] = local_variant[covered]
-        columns["sequence"].append(np.full(len(owners) * count, s, dtype=np.int64))
-        columns["placed"].append(np.tile(np.arange(count, dtype=np.int64), len(owners)))
-        columns["owner"].append(np.repeat(np.arange(len(owners), dtype=np.int64), count))
-        columns["local"].append(
-            np.tile(np.array([p.parent for p in sequence.placed], dtype=np.int64), len(owners))
-        )
-        ranges.append(slice(base, base + len(owners) * count))
-        base += len(owners) * count
+    layout = _Layout(sequences)
+    for chunk in layout.chunks():  # every step of every owner, in bounded pieces
+        seq, owner, column = layout.positions(chunk)
+        index = layout.local_offset[seq] + column
+        local = layout.local[index]
+        covered = np.flatnonzero(local >= 0)
+        rows = layout.step_rows(chunk)[covered]
+        seq, owner, index, local = seq[covered], owner[covered], index[covered], local[covered]
+        own[rows] = layout.instance_base[seq] + owner * layout.count[seq] + local
+        own_iteration[rows] = layout.local_iteration[index]
+        own_variant[rows] = layout.local_variant[index]
+
+    # instances, sequence after sequence, owner after owner, placed after placed
+    seq = np.repeat(np.arange(len(sequences), dtype=np.int64), layout.n_owners * layout.count)
+    within = np.arange(len(seq), dtype=np.int64) - layout.instance_base[seq]
+    plc = within % layout.count[seq]
+    own_row = within // layout.count[seq]
+    placed_at = layout.placed_offset[seq] + plc
+    local_parent = layout.placed_parent[placed_at]
+    step_base = layout.step_offset[seq] + own_row * layout.width[seq]
+    first = layout.steps[step_base + layout.placed_start[placed_at]]
+    last = shapes.last[layout.steps[step_base + layout.placed_stop[placed_at] - 1]]
+    owner_row = layout.owners[layout.owner_offset[seq] + own_row]
+    ends = layout.instance_base + layout.n_owners * layout.count
+    ranges = [
+        slice(b, e) for b, e in zip(layout.instance_base.tolist(), ends.tolist(), strict=True)
+    ]
 
     # in place, a level at a time: a level's own marks are read before it inherits
     group, iteration, variant = own, own_iteration, own_variant
@@ -270,22 +260,7 @@ def _annotate(trace: Trace, shapes: Shapes, sequences: list[Sequence]):
         iteration[inherit] = iteration[up]
         variant[inherit] = variant[up]
 
-    def joined(key: str) -> np.ndarray:
-        return np.concatenate(columns[key]) if columns[key] else np.zeros(0, dtype=np.int64)
-
-    seq, plc, own_row, local_parent = (joined(k) for k in ("sequence", "placed", "owner", "local"))
     total = len(seq)
-    first = np.empty(total, dtype=np.int64)
-    last = np.empty(total, dtype=np.int64)
-    owner_row = np.empty(total, dtype=np.int64)
-    for sequence, mask in zip(sequences, ranges, strict=True):
-        placed_index, owner_index = plc[mask], own_row[mask]
-        starts = np.array([p.group.start + p.shift for p in sequence.placed], dtype=np.int64)
-        stops = np.array([p.group.stop + p.shift for p in sequence.placed], dtype=np.int64)
-        steps = sequence.steps
-        first[mask] = steps[owner_index, starts[placed_index]]
-        last[mask] = shapes.last[steps[owner_index, stops[placed_index] - 1]]
-        owner_row[mask] = sequence.owners[owner_index]
     instance_base = np.arange(total, dtype=np.int64) - plc  # id of placed 0 of the same owner
     parent_instance = np.where(
         local_parent >= 0,
@@ -313,3 +288,74 @@ def _annotate(trace: Trace, shapes: Shapes, sequences: list[Sequence]):
         thread=thread[ordering],
     )
     return instances, remap.astype(small)[group], iteration, variant
+
+
+CHUNK = 1 << 20  # steps annotated at a time: bounded temporaries on any trace
+
+
+class _Layout:
+    """Every sequence's owners, step rows and placed groups, concatenated, with
+    each sequence's offsets: ``_annotate``'s numpy passes over all of them."""
+
+    def __init__(self, sequences: list[Sequence]) -> None:
+        self.n_owners = np.array([len(s.owners) for s in sequences], dtype=np.int64)
+        self.width = np.array([s.steps.shape[1] for s in sequences], dtype=np.int64)
+        self.count = np.array([len(s.placed) for s in sequences], dtype=np.int64)
+        self.instance_base = _starts(self.n_owners * self.count)
+        self.step_offset = _starts(self.n_owners * self.width)
+        self.owner_offset = _starts(self.n_owners)
+        self.local_offset = _starts(self.width)
+        self.placed_offset = _starts(self.count)
+        self.steps = _joined([s.steps.ravel() for s in sequences])
+        self.owners = _joined([s.owners for s in sequences])
+        placed = [p for s in sequences for p in s.placed]
+        self.placed_start = np.array([p.group.start + p.shift for p in placed], dtype=np.int64)
+        self.placed_stop = np.array([p.group.stop + p.shift for p in placed], dtype=np.int64)
+        self.placed_parent = np.array([p.parent for p in placed], dtype=np.int64)
+        # per sequence position: the innermost placed group there, its iteration and variant
+        total = int(self.width.sum())
+        self.local = np.full(total, -1, dtype=np.int64)
+        self.local_iteration = np.full(total, -1, dtype=np.int64)
+        self.local_variant = np.full(total, -1, dtype=np.int32)
+        marks: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # id(group) -> its steps' marks
+        for sequence, offset in zip(sequences, self.local_offset.tolist(), strict=True):
+            for index, placed_group in enumerate(sequence.placed):  # outer before inner
+                group = placed_group.group
+                known = marks.get(id(group))
+                if known is None:  # a group placed again (another iteration) reuses them
+                    lengths = np.diff(group.bounds)
+                    known = marks[id(group)] = (
+                        np.repeat(np.arange(len(lengths)), lengths),
+                        np.repeat(group.variant_of, lengths),
+                    )
+                span = slice(
+                    offset + group.start + placed_group.shift,
+                    offset + group.stop + placed_group.shift,
+                )
+                self.local[span] = index
+                self.local_iteration[span], self.local_variant[span] = known
+
+    def chunks(self) -> list[tuple[int, int]]:
+        """Ranges of the concatenated steps, at most CHUNK long."""
+        return [(lo, min(lo + CHUNK, len(self.steps))) for lo in range(0, len(self.steps), CHUNK)]
+
+    def positions(self, chunk: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(sequence, owner, position in the sequence) of each step of ``chunk``."""
+        flat = np.arange(*chunk, dtype=np.int64)
+        seq = np.searchsorted(self.step_offset, flat, side="right") - 1
+        within = flat - self.step_offset[seq]
+        width = self.width[seq]
+        return seq, within // width, within % width
+
+    def step_rows(self, chunk: tuple[int, int]) -> np.ndarray:
+        """The rows of the steps of ``chunk``."""
+        return self.steps[chunk[0] : chunk[1]]
+
+
+def _starts(sizes: np.ndarray) -> np.ndarray:
+    """Where each of consecutive pieces of these sizes starts."""
+    return (np.cumsum(sizes) - sizes).astype(np.int64)
+
+
+def _joined(arrays: list[np.ndarray]) -> np.ndarray:
+    return np.concatenate(arrays).astype(np.int64) if arrays else np.zeros(0, dtype=np.int64)

@@ -313,7 +313,14 @@ class _RowCounter:
         self.view = _View(folding, None)
         self.shape = folding.shapes.shape
         self.size = folding.shapes.size
-        self.memo: dict[tuple, int] = {}
+        self.memo: dict[tuple, int] = {}  # the differences between two shapes' calls
+        shapes = int(self.shape.max()) + 1 if len(self.shape) else 0
+        # [template, shape]: rows below the calls of a shape, -1 until counted
+        self.counted = np.full((2, shapes), -1, dtype=np.int64)
+        self.has_groups = np.zeros(shapes, dtype=bool)  # children folded into groups
+        owners = [s.owners[s.owners >= 0] for s in folding.sequences]
+        if owners:
+            self.has_groups[self.shape[np.concatenate(owners)]] = True
 
     def total(self) -> int:
         """Rows of the whole view, thread headers excluded. The rows below each
@@ -321,9 +328,11 @@ class _RowCounter:
         level), for the way they are shown: inside a group's template or not,
         which is whether the call is inside a group."""
         shapes = self.folding.shapes
-        grouped = self.folding.group >= 0
+        grouped = (self.folding.group >= 0).astype(np.int64)
         for rows in reversed(shapes.levels):
             parents = rows[self.size[rows] > 1]
+            self._count_plain(parents)
+            parents = parents[self.counted[grouped[parents], self.shape[parents]] < 0]
             pairs = self.shape[parents].astype(np.int64) * 2 + grouped[parents]
             _, first = np.unique(pairs, return_index=True)
             for row in parents[first].tolist():
@@ -334,14 +343,37 @@ class _RowCounter:
             if len(roots)
         )
 
+    def _count_plain(self, parents: np.ndarray) -> None:
+        """Count at once the rows below the calls of ``parents`` (one level) whose
+        children are not folded into groups: one row per child, plus the rows
+        below it, counted already (deeper), for each way of showing them."""
+        shape = self.shape[parents]
+        plain = ~self.has_groups[shape] & (self.counted[:, shape] < 0).any(axis=0)
+        shapes, first = np.unique(shape[plain], return_index=True)
+        owners = parents[plain][first]
+        if not len(owners):
+            return
+        offsets, order = self.folding.trace.children
+        starts, counts = offsets[owners + 1], offsets[owners + 2] - offsets[owners + 1]
+        segment = np.cumsum(counts) - counts  # where each owner's children begin
+        kids = order[np.repeat(starts - segment, counts) + np.arange(int(counts.sum()))]
+        kid_shape, big = self.shape[kids], self.size[kids] > 1
+        for template in (0, 1):
+            below = np.where(big, self.counted[template, kid_shape], 0)
+            ready = np.minimum.reduceat(below, segment) >= 0
+            ready &= self.counted[template, shapes] < 0
+            sums = np.add.reduceat(below + 1, segment)
+            self.counted[template, shapes[ready]] = sums[ready]
+
     def sequence(self, owner: int, template: bool) -> int:
-        key = (int(self.shape[owner]), template) if owner >= 0 else None
-        if key in self.memo:
-            return self.memo[key]
+        if owner >= 0:
+            counted = int(self.counted[int(template), self.shape[owner]])
+            if counted >= 0:
+                return counted
         groups, steps = self.folding.groups_of(owner)
         rows = self.items(steps, groups, 0, 0, len(steps), template)
-        if key is not None:
-            self.memo[key] = rows
+        if owner >= 0:
+            self.counted[int(template), self.shape[owner]] = rows
         return rows
 
     def items(self, steps, groups, shift: int, lo: int, hi: int, template: bool) -> int:
