@@ -313,7 +313,7 @@ class _RowCounter:
         self.view = _View(folding, None)
         self.shape = folding.shapes.shape
         self.size = folding.shapes.size
-        self.memo: dict[tuple, int] = {}  # the differences between two shapes' calls
+        self.memo: dict[tuple, int] = {}  # groups, and differences between two shapes' calls
         shapes = int(self.shape.max()) + 1 if len(self.shape) else 0
         # [template, shape]: rows below the calls of a shape, -1 until counted
         self.counted = np.full((2, shapes), -1, dtype=np.int64)
@@ -389,6 +389,23 @@ class _RowCounter:
         return 1 + (self.sequence(row, template) if self.size[row] > 1 else 0)
 
     def group(self, steps, group: LocalGroup, shift: int, template: bool) -> int:
+        """Rows of a group: they depend only on its iterations, their variants and
+        the shapes of its steps (which decide the groups nested in them), so they
+        are counted once per such content."""
+        span = steps[group.start + shift : group.stop + shift]
+        key = (
+            "group",
+            template,
+            (group.bounds - group.bounds[0]).tobytes(),
+            group.variant_of.tobytes(),
+            self.shape[span].tobytes(),
+        )
+        rows = self.memo.get(key)
+        if rows is None:
+            rows = self.memo[key] = self._group(steps, group, shift, template)
+        return rows
+
+    def _group(self, steps, group: LocalGroup, shift: int, template: bool) -> int:
         rows = 1 if template else 2  # header (and the template label)
         variant = group.variants[0]
         j = variant.representative
