@@ -29,6 +29,7 @@ from otel_tracer.trace.format import from_document
 from otel_tracer.trace.group_table import section_document
 from otel_tracer.trace.model import Calls, Function, Trace
 from otel_tracer.trace.save import dumps
+from patterns import engine as engine_module
 from patterns import fold as fold_module
 from patterns.annotate import annotate
 from patterns.engine import Folding, fold_trace
@@ -887,3 +888,21 @@ def test_memoised_folding_equals_folding_from_scratch(trace: Trace, options: Fol
         patch.setattr(fold_module.Memo, "__setitem__", lambda self, key, value: None)
         scratch = fold_trace(trace, options)
     assert_same_folding(memoised, scratch)
+
+
+@pytest.mark.parametrize("options", OPTIONS, ids=OPTION_IDS)
+@SMALL_SETTINGS
+@given(trace=traces(), chunk=st.integers(1, 7))
+def test_marks_set_in_chunks_equal_marks_set_at_once(
+    trace: Trace, options: FoldOptions, chunk: int
+) -> None:
+    """The instances are numbered and every call marked a chunk of steps at a
+    time (bounded memory on large traces): any chunk size gives the same folding,
+    iterations and variants."""
+    whole = fold_trace(trace, options)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(engine_module, "CHUNK", chunk)
+        chunked = fold_trace(trace, options)
+    assert_same_folding(chunked, whole)
+    assert np.array_equal(chunked.iteration, whole.iteration)
+    assert np.array_equal(chunked.variant, whole.variant)
