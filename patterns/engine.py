@@ -251,9 +251,10 @@ def _annotate(trace: Trace, shapes: Shapes, sequences: list[Sequence]):
     ]
 
     # in place, a level at a time: a level's own marks are read before it inherits
+    # (a trace without groups has none to pass down)
     group, iteration, variant = own, own_iteration, own_variant
     parent = trace.calls.parent
-    for rows in shapes.levels[1:]:
+    for rows in shapes.levels[1:] if sequences else ():
         inherit = rows[group[rows] < 0]
         up = parent[inherit]
         group[inherit] = group[up]
