@@ -115,8 +115,8 @@ class Folder:
     def fold(self, exact: np.ndarray, loose: np.ndarray, weight: np.ndarray) -> list[LocalGroup]:
         """Top-level groups of a sequence of steps, nested groups inside them."""
         n = len(exact)
-        if n < 2:
-            return []
+        if n < 2 or (n <= SAVED_MAX_UNITS and len(set(loose.tolist())) == n):
+            return []  # no function runs twice: nothing repeats, nearly or not
         positions = np.arange(n, dtype=np.int64)
         loose = np.asarray(loose, dtype=np.int64)
         units = Units(
