@@ -1253,9 +1253,11 @@ append_string(CCore *core, PyObject *text)
 }
 
 /* registry.string(text), cached; steals `text` (NULL: a failed summary). With
- * the registry's own table (string_ids) the cache is that table itself. */
+ * the registry's own table (string_ids) the cache is that table itself, and a
+ * `fresh` text (most likely not interned yet: an int not in int_cache) goes
+ * to append_string without a lookup first (append_string finds it if it is). */
 static int64_t
-text_index(ThreadState *ts, PyObject *text)
+intern_text(ThreadState *ts, PyObject *text, int fresh)
 {
     if (text == NULL || ts->interrupt != NULL) {
         if (text == NULL) {
@@ -1267,7 +1269,7 @@ text_index(ThreadState *ts, PyObject *text)
     CCore *core = ts->core;
     int64_t index = -1;
     PyObject *cache = core->string_ids != NULL ? core->string_ids : core->text_cache;
-    PyObject *hit = PyDict_GetItemWithError(cache, text);
+    PyObject *hit = fresh && cache == core->string_ids ? NULL : PyDict_GetItemWithError(cache, text);
     if (hit != NULL) {
         index = PyLong_AsLongLong(hit);
     }
@@ -1291,24 +1293,10 @@ text_index(ThreadState *ts, PyObject *text)
     return index;
 }
 
-/* text_index for a text most likely not interned yet (an int not in int_cache):
- * added to the registry's table without looking it up first. */
-static int64_t
-new_text_index(ThreadState *ts, PyObject *text)
+static inline int64_t
+text_index(ThreadState *ts, PyObject *text)
 {
-    if (text == NULL || ts->interrupt != NULL) {
-        return text_index(ts, text);
-    }
-    int64_t index = append_string(ts->core, text);
-    if (index == -2) {
-        return text_index(ts, text);
-    }
-    Py_DECREF(text);
-    if (index < 0) {
-        failed(ts);
-        return -1;
-    }
-    return index;
+    return intern_text(ts, text, 0);
 }
 
 /* The version tag of a heap type, assigned when it has none; 0 when none can
@@ -2024,7 +2012,7 @@ value_index(ThreadState *ts, PyObject *value)
         }
         text = summary_or_python(ts, value, builtin_summary(value));
     }
-    int64_t index = exact_int ? new_text_index(ts, text) : text_index(ts, text);
+    int64_t index = intern_text(ts, text, exact_int);
     if (exact_int && index >= 0) {
         int_table_add(&core->int_cache, number, index);
     }
